@@ -1,0 +1,48 @@
+"""Checks of a configuration beyond its JSON schema: names that refer to each other.
+
+The schema (config/schema.yaml) checks shapes and types; this module checks
+that groups name declared datasets, that methods, indexes and voters exist,
+and that a group's datasets declare one kind of values. Errors name the key.
+"""
+
+from __future__ import annotations
+
+from cellquery.errors import InputError
+
+
+def group_values(config: dict, group: str) -> str:
+    """The kind of values (counts or log-normalised) of a group's datasets."""
+    spec = config["groups"][group]
+    kinds = {config["datasets"][d]["values"] for d in spec["reference"] + spec["query"]}
+    if len(kinds) != 1:
+        raise InputError(f"config: groups.{group}: its datasets declare different values {sorted(kinds)}")
+    return kinds.pop()
+
+
+def check_config(config: dict) -> None:
+    """Raise :class:`InputError` naming the first key that refers to something undeclared."""
+    from cellquery.embed import EMBEDDINGS
+    from cellquery.index import BACKENDS
+    from cellquery.transfer import VOTERS
+
+    for group, spec in config["groups"].items():
+        for role in ("reference", "query"):
+            for dataset in spec[role]:
+                if dataset not in config["datasets"]:
+                    raise InputError(f"config: groups.{group}.{role}: unknown dataset {dataset!r}")
+        group_values(config, group)
+    for method, spec in config["methods"].items():
+        if spec["embedding"] not in EMBEDDINGS:
+            raise InputError(f"config: methods.{method}.embedding: unknown {spec['embedding']!r} (known: {', '.join(EMBEDDINGS)})")
+    for index, spec in config["indexes"].items():
+        if spec["backend"] not in BACKENDS:
+            raise InputError(f"config: indexes.{index}.backend: unknown {spec['backend']!r} (known: {', '.join(BACKENDS)})")
+    for transfer, spec in config["transfers"].items():
+        if spec["voter"] not in VOTERS:
+            raise InputError(f"config: transfers.{transfer}.voter: unknown {spec['voter']!r} (known: {', '.join(VOTERS)})")
+    for dataset, spec in config["datasets"].items():
+        source = spec["source"]
+        if source.startswith("http") and "sha256" not in spec:
+            raise InputError(f"config: datasets.{dataset}.sha256: required for a URL source")
+        if source == "simulate" and "simulate" not in spec:
+            raise InputError(f"config: datasets.{dataset}.simulate: parameters required for source simulate")

@@ -1,0 +1,151 @@
+"""Reading and writing the files that pass between pipeline stages.
+
+Every writer is atomic: it writes to a temporary file beside the target and
+renames it into place, so a failed step leaves no partial result behind.
+Every reader checks what the next step relies on and raises
+:class:`cellquery.errors.InputError` naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+
+__all__ = [
+    "atomic_path",
+    "read_h5ad",
+    "write_h5ad",
+    "read_table",
+    "write_table",
+    "require_obs",
+    "check_finite",
+    "embedding_adata",
+    "read_obs",
+    "read_embedding",
+]
+
+
+@contextlib.contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    On an exception the temporary file is removed and ``path`` is left untouched.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp)
+    try:
+        yield tmp
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def read_h5ad(path: str | os.PathLike, backed: bool = False) -> ad.AnnData:
+    """Read an h5ad file; a missing or corrupt file is an :class:`InputError`."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        return ad.read_h5ad(path, backed="r" if backed else None)
+    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        raise InputError(f"{path}: not a readable h5ad file ({type(err).__name__}: {err})") from err
+
+
+def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:
+    """Write ``adata`` atomically (compressed)."""
+    with atomic_path(path) as tmp:
+        adata.write_h5ad(tmp, compression="gzip")
+
+
+def read_table(path: str | os.PathLike, required: Iterable[str] = ()) -> pd.DataFrame:
+    """Read a tab-separated table and check that ``required`` columns exist."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        table = pd.read_csv(path, sep="\t", keep_default_na=False, na_values=["", "nan", "NaN"])
+    except Exception as err:
+        raise InputError(f"{path}: not a readable tab-separated table ({err})") from err
+    missing = [c for c in required if c not in table.columns]
+    if missing:
+        raise InputError(f"{path}: missing column(s) {', '.join(map(repr, missing))}")
+    return table
+
+
+def write_table(table: pd.DataFrame, path: str | os.PathLike) -> None:
+    """Write a tab-separated table atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, sep="\t", index=False)
+
+
+def require_obs(adata: ad.AnnData, keys: Iterable[str | None], source: str | os.PathLike) -> None:
+    """Check that every key in ``keys`` (None skipped) is an obs column without missing values."""
+    for key in keys:
+        if key is None:
+            continue
+        if key not in adata.obs.columns:
+            known = ", ".join(map(str, adata.obs.columns[:12]))
+            raise InputError(f"{source}: obs column {key!r} is missing (columns: {known})")
+        if adata.obs[key].isna().any():
+            n = int(adata.obs[key].isna().sum())
+            raise InputError(f"{source}: obs column {key!r} has {n} missing value(s)")
+
+
+def check_finite(values: np.ndarray, source: str | os.PathLike, field: str) -> None:
+    """Raise :class:`InputError` if ``values`` (dense or sparse) holds NaN or inf."""
+    data = values.data if hasattr(values, "tocsr") else np.asarray(values)
+    if data.dtype.kind in "fc" and not np.isfinite(data).all():
+        n = int((~np.isfinite(data)).sum())
+        raise InputError(f"{source}: {field} has {n} non-finite value(s) (NaN or inf)")
+
+
+EMBEDDING_KEY = "X_emb"
+
+
+def embedding_adata(obs: pd.DataFrame, embedding: np.ndarray, uns: dict | None = None) -> ad.AnnData:
+    """An AnnData that carries cells' obs and their embedding (``obsm["X_emb"]``), no matrix."""
+    adata = ad.AnnData(obs=obs.copy(), uns=uns or {})
+    adata.obsm[EMBEDDING_KEY] = np.ascontiguousarray(embedding, dtype=np.float32)
+    return adata
+
+
+def _read_element(path: str | os.PathLike, key: str):
+    import h5py
+
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path}: file not found")
+    try:
+        with h5py.File(path, "r") as handle:
+            if key not in handle:
+                raise InputError(f"{path}: {key} is missing")
+            return ad.io.read_elem(handle[key])
+    except InputError:
+        raise
+    except Exception as err:
+        raise InputError(f"{path}: not a readable h5ad file ({type(err).__name__}: {err})") from err
+
+
+def read_obs(path: str | os.PathLike) -> pd.DataFrame:
+    """Read only the cell annotations (obs) of an h5ad file."""
+    return _read_element(path, "obs")
+
+
+def read_embedding(path: str | os.PathLike) -> np.ndarray:
+    """Read only ``obsm["X_emb"]`` of an embedding file, as C-contiguous float32."""
+    embedding = np.ascontiguousarray(_read_element(path, f"obsm/{EMBEDDING_KEY}"), dtype=np.float32)
+    check_finite(embedding, path, f"obsm/{EMBEDDING_KEY}")
+    return embedding

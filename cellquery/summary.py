@@ -1,0 +1,53 @@
+"""The run's tidy tables: results/summary.tsv and results/benchmarks.tsv."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from cellquery.io import read_table
+
+SUMMARY_COLUMNS = ["group", "method", "index", "transfer", "seed", "metric", "value"]
+RUN_COLUMNS = SUMMARY_COLUMNS[:5]
+
+
+def metric_rows(run: dict, metrics: dict[str, float]) -> pd.DataFrame:
+    """Tidy rows (one per metric) for one run (group, method, index, transfer, seed)."""
+    rows = [{**{c: run[c] for c in RUN_COLUMNS}, "metric": name, "value": float(value)} for name, value in metrics.items()]
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
+
+
+def skipped_rows(run: dict, reason: str) -> pd.DataFrame:
+    """The summary row of a skipped run: metric ``skipped: <reason>``, value NaN."""
+    return metric_rows(run, {f"skipped: {reason}": np.nan})
+
+
+def combine_metrics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate per-run metric files into the summary table (columns exactly SUMMARY_COLUMNS)."""
+    parts = [read_table(p, required=SUMMARY_COLUMNS)[SUMMARY_COLUMNS] for p in paths]
+    summary = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SUMMARY_COLUMNS)
+    return summary.sort_values(RUN_COLUMNS + ["metric"], kind="mergesort").reset_index(drop=True)
+
+
+def gather_benchmarks(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> pd.DataFrame:
+    """One row per benchmark file: rule, job (wildcards as a path), wall seconds, max RSS (MB), ..."""
+    rows = []
+    for path in paths:
+        rel = Path(path).relative_to(root)
+        table = read_table(path, required=["s", "max_rss"])
+        for _, bench in table.iterrows():
+            rows.append(
+                {
+                    "rule": rel.parts[0].removesuffix(".tsv"),
+                    "job": str(rel.with_suffix("")),
+                    "wall_s": bench["s"],
+                    "max_rss_mb": bench["max_rss"],
+                    "cpu_s": bench.get("cpu_time", np.nan),
+                    "mean_load": bench.get("mean_load", np.nan),
+                }
+            )
+    return pd.DataFrame(rows, columns=["rule", "job", "wall_s", "max_rss_mb", "cpu_s", "mean_load"])

@@ -1,0 +1,135 @@
+"""Annotation transfer from a query cell's reference hits.
+
+A voter turns hits into per-label votes (one module per voter, registered in
+:data:`VOTERS`); the shared rule in :mod:`cellquery.transfer.rules` turns votes
+into a label, ``ambiguous`` or ``rejected``.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+from cellquery.transfer import majority
+from cellquery.transfer.rules import AMBIGUOUS, REJECTED, decide, distance_cutoff, significant_hits
+
+VOTERS = {"majority": majority.votes}
+CHUNK = 100_000
+
+__all__ = ["VOTERS", "transfer_labels", "transfer_continuous", "REJECTED", "AMBIGUOUS", "distance_cutoff"]
+
+
+def transfer_labels(
+    reference_labels,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    *,
+    voter: str = "majority",
+    min_hits: int = 2,
+    min_fraction: float = 0.5,
+    max_distance: float = np.inf,
+) -> pd.DataFrame:
+    """Predict a label per query cell from its hits.
+
+    Returns a table with ``prediction``, ``n_hits`` (significant hits) and
+    ``top_fraction`` (the winning label's share of the votes).
+    """
+    if voter not in VOTERS:
+        raise InputError(f"config: transfers: unknown voter {voter!r} (known: {', '.join(VOTERS)})")
+    if distances.shape != indices.shape:
+        raise InputError(f"hits: distances {distances.shape} and indices {indices.shape} differ in shape")
+    labels, codes_ref = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
+    pred, n_hits, top = [], [], []
+    for start in range(0, len(indices), CHUNK):
+        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
+        mask = significant_hits(d, i, max_distance)
+        codes = codes_ref[np.where(i >= 0, i, 0)]
+        v = VOTERS[voter](codes, mask, d, len(labels))
+        hits = mask.sum(axis=1)
+        p, share = decide(v, hits, labels, min_hits=min_hits, min_fraction=min_fraction)
+        pred.append(p)
+        top.append(share)
+        n_hits.append(hits)
+    return pd.DataFrame(
+        {"prediction": np.concatenate(pred), "n_hits": np.concatenate(n_hits), "top_fraction": np.concatenate(top)}
+    )
+
+
+def transfer_continuous(
+    reference_values: np.ndarray,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    *,
+    min_hits: int = 2,
+    max_distance: float = np.inf,
+) -> np.ndarray:
+    """Mean of the significant hits' continuous values; NaN rows for rejected cells."""
+    reference_values = np.asarray(reference_values, dtype=np.float64)
+    out = np.full((len(indices), reference_values.shape[1]), np.nan)
+    for start in range(0, len(indices), CHUNK):
+        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
+        mask = significant_hits(d, i, max_distance)
+        hits = mask.sum(axis=1)
+        summed = np.einsum("qk,qkm->qm", mask.astype(np.float64), reference_values[np.where(i >= 0, i, 0)])
+        block = summed / np.maximum(hits, 1)[:, None]
+        block[hits < min_hits] = np.nan
+        out[start : start + CHUNK] = block
+    return out
+
+
+def label_to_term(reference_obs: pd.DataFrame, label_key: str, ontology_key: str) -> dict[str, str]:
+    """Each reference label's Cell Ontology id (its most frequent one)."""
+    pairs = reference_obs[[label_key, ontology_key]].astype(str).value_counts()
+    mapping: dict[str, str] = {}
+    for (label, term), _ in pairs.items():
+        mapping.setdefault(label, term)
+    return mapping
+
+
+def predict_table(
+    *,
+    reference_obs: pd.DataFrame,
+    query_obs: pd.DataFrame,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    self_distances: np.ndarray,
+    group: dict,
+    settings: dict,
+) -> pd.DataFrame:
+    """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
+
+    ``settings`` is a transfer entry of the config (voter, min_hits,
+    min_fraction, distance_quantile); ``group`` a group entry (label_key,
+    ontology_key, continuous_keys).
+    """
+    if len(indices) != len(query_obs):
+        raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
+    min_hits = settings.get("min_hits", 2)
+    max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.99))
+    label_key = group["label_key"]
+    predicted = transfer_labels(
+        reference_obs[label_key].astype(str).to_numpy(),
+        distances,
+        indices,
+        voter=settings["voter"],
+        min_hits=min_hits,
+        min_fraction=settings.get("min_fraction", 0.5),
+        max_distance=max_distance,
+    )
+    table = pd.DataFrame({"cell": query_obs.index.astype(str), "true_label": query_obs[label_key].astype(str).to_numpy()})
+    table = pd.concat([table, predicted], axis=1)
+    ontology_key = group.get("ontology_key")
+    if ontology_key:
+        to_term = label_to_term(reference_obs, label_key, ontology_key)
+        table["true_cl"] = query_obs[ontology_key].astype(str).to_numpy()
+        table["pred_cl"] = [to_term.get(p, p) for p in table["prediction"]]
+    keys = list(group.get("continuous_keys", []))
+    if keys:
+        fates = transfer_continuous(
+            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, max_distance=max_distance
+        )
+        for j, key in enumerate(keys):
+            table[f"true_{key}"] = query_obs[key].to_numpy(float)
+            table[f"pred_{key}"] = fates[:, j]
+    return table

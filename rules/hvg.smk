@@ -1,0 +1,20 @@
+rule hvg:
+    input:
+        reference="results/{group}/preprocessed/reference.h5ad",
+    output:
+        "results/{group}/hvg.tsv",
+    params:
+        group=group_spec,
+        settings=config.get("hvg", {}),
+    log:
+        "results/logs/hvg/{group}.log",
+    benchmark:
+        "results/benchmarks/hvg/{group}.tsv"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=30,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/hvg.py"

@@ -1,0 +1,75 @@
+rule metrics:
+    input:
+        predictions=RUN + "/{index}/{transfer}/predictions.tsv",
+        reference=RUN + "/reference_embedding.h5ad",
+    output:
+        RUN + "/{index}/{transfer}/metrics.tsv",
+    params:
+        group=group_spec,
+    log:
+        "results/logs/metrics/{group}/{method}/seed{seed}/{index}/{transfer}.log",
+    benchmark:
+        "results/benchmarks/metrics/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/metrics.py"
+
+
+rule record_skip:
+    output:
+        "results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv",
+    params:
+        reason=lambda wildcards: method_skip_reason(wildcards.group, wildcards.method),
+    log:
+        "results/logs/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.log",
+    benchmark:
+        "results/benchmarks/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=5,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/record_skip.py"
+
+
+rule aggregate:
+    input:
+        metrics_files,
+    output:
+        "results/summary.tsv",
+    log:
+        "results/logs/aggregate.log",
+    benchmark:
+        "results/benchmarks/aggregate.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/aggregate.py"
+
+
+rule gather_benchmarks:
+    input:
+        benchmark_files,
+    output:
+        "results/benchmarks.tsv",
+    log:
+        "results/logs/gather_benchmarks.log",
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/gather_benchmarks.py"

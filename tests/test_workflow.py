@@ -1,0 +1,101 @@
+"""End-to-end: config/toy.yaml through Snakemake in a temporary directory."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+import yaml
+
+REPO = Path(__file__).resolve().parents[1]
+SNAKEMAKE = [sys.executable, "-m", "snakemake"]
+BASE_METRICS = {"accuracy", "mba_positive", "mba_negative", "mba"}
+
+
+def snakemake(workdir, *args, check=True):
+    cmd = SNAKEMAKE + ["-s", str(REPO / "Snakefile"), "-d", str(workdir), *args]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
+    if check and result.returncode != 0:
+        raise AssertionError(f"snakemake failed:\n{result.stdout[-4000:]}\n{result.stderr[-8000:]}")
+    return result
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    workdir = tmp_path_factory.mktemp("toy")
+    snakemake(workdir, "-c2", "--configfile", str(REPO / "config/toy.yaml"))
+    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
+    return workdir, config
+
+
+def test_summary_has_every_expected_row(toy_run):
+    workdir, config = toy_run
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    assert list(summary.columns) == ["group", "method", "index", "transfer", "seed", "metric", "value"]
+    for group in config["groups"]:
+        for method in config["methods"]:
+            skipped = group == "pbmc68k" and method == "pearson_pca"
+            for index in config["indexes"]:
+                for transfer in config["transfers"]:
+                    for seed in config["seeds"]:
+                        rows = summary[
+                            (summary.group == group) & (summary.method == method) & (summary["index"] == index)
+                            & (summary.transfer == transfer) & (summary.seed == seed)
+                        ]
+                        if skipped:
+                            assert rows["metric"].tolist() == [
+                                "skipped: needs raw counts but the group's values are log-normalised"
+                            ]
+                            continue
+                        values = dict(zip(rows.metric, rows.value))
+                        assert BASE_METRICS <= set(values), (group, method, index, transfer, seed)
+                        for name in BASE_METRICS:
+                            assert 0.0 <= values[name] <= 1.0, (name, values[name])
+                        assert values["mba"] == pytest.approx((values["mba_positive"] + values["mba_negative"]) / 2)
+
+
+def test_mba_negative_is_computed_from_rejected_cells(toy_run):
+    workdir, _ = toy_run
+    run = workdir / "results/simulated/pca/seed0/flat/majority"
+    predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
+    reference_types = set(ad.read_h5ad(workdir / "results/simulated/pca/seed0/reference_embedding.h5ad").obs["cell_type"].astype(str))
+    negative = sorted(set(predictions.true_label) - reference_types)
+    assert negative, "the simulated query must hold types absent from the reference"
+    per_type = [np.mean(predictions.prediction[predictions.true_label == t] == "rejected") for t in negative]
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    row = summary[
+        (summary.group == "simulated") & (summary.method == "pca") & (summary["index"] == "flat") & (summary.metric == "mba_negative")
+    ]
+    assert row.value.iloc[0] == pytest.approx(np.mean(per_type))
+
+
+def test_benchmarks_and_figure(toy_run):
+    workdir, _ = toy_run
+    bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
+    assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
+    expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
+                      "record_skip", "aggregate", "figure_mba"}
+    assert expected_rules <= set(bench.rule)
+    assert (bench.wall_s >= 0).all()
+    png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_bad_config_stops_before_any_job(tmp_path):
+    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
+    config["k"] = "thirty"
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "'thirty' is not of type 'integer'" in result.stdout + result.stderr
+    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
+    config["groups"]["simulated"]["reference"] = ["no_such_dataset"]
+    bad.write_text(yaml.safe_dump(config))
+    result = snakemake(tmp_path, "-n", "--configfile", str(bad), check=False)
+    assert result.returncode != 0
+    assert "groups.simulated.reference: unknown dataset 'no_such_dataset'" in result.stdout + result.stderr
+    assert not (tmp_path / "results").exists()

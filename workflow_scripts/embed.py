@@ -1,0 +1,19 @@
+"""Embed reference and query with one method; write embeddings with the cells' obs."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from cellquery.embed import embed_group
+from cellquery.io import read_h5ad, read_table, write_h5ad
+
+method = snakemake.params.method
+reference, query = embed_group(
+    read_h5ad(snakemake.input.reference),
+    read_h5ad(snakemake.input.query),
+    read_table(snakemake.input.hvg, required=["gene"])["gene"].tolist(),
+    embedding=method["embedding"],
+    params=method.get("params", {}),
+    seed=int(snakemake.wildcards.seed),
+)
+write_h5ad(reference, snakemake.output.reference)
+write_h5ad(query, snakemake.output.query)

@@ -1,0 +1,22 @@
+"""Combine a group's datasets, QC and normalise them (reference and query)."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from cellquery.io import read_h5ad, write_h5ad
+from cellquery.preprocess import prepare_group
+
+group = snakemake.params.group
+reference, query = prepare_group(
+    [read_h5ad(p) for p in snakemake.input.reference],
+    [read_h5ad(p) for p in snakemake.input.query],
+    reference_sources=list(snakemake.input.reference),
+    query_sources=list(snakemake.input.query),
+    label_key=group["label_key"],
+    batch_keys=group.get("batch_keys", []),
+    ontology_key=group.get("ontology_key"),
+    continuous_keys=group.get("continuous_keys", []),
+    **snakemake.params.settings,
+)
+write_h5ad(reference, snakemake.output.reference)
+write_h5ad(query, snakemake.output.query)

@@ -1,0 +1,9 @@
+"""Record that a method was skipped on a group, with the reason, as a summary row."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from cellquery.io import write_table
+from cellquery.summary import skipped_rows
+
+write_table(skipped_rows(dict(snakemake.wildcards), snakemake.params.reason), snakemake.output[0])
