@@ -1,0 +1,88 @@
+"""Nearest-neighbour indexes of reference embeddings behind one interface.
+
+One file per backend; adding a backend = adding a file + one line in ``BACKENDS``.
+All backends use the Euclidean (L2) metric and return Euclidean (not squared) distances.
+
+Examples
+--------
+>>> idx = build_index("faiss", X, {"factory": "IVF{nlist},Flat", "nprobe": 16})
+>>> D, I = idx.search(Q, k=50)
+>>> idx.save("ref.cqindex"); idx2 = load_index("ref.cqindex")
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+
+from cellquery.errors import InputError
+from cellquery.index.base import Index, as_matrix, read_header
+from cellquery.index.faiss_backend import FaissIndex
+from cellquery.index.merge import merge_topk, split_shards
+
+BACKENDS: dict[str, type[Index]] = {
+    "faiss": FaissIndex,
+}
+
+try:  # optional backends: registered when their library imports
+    from cellquery.index.hnswlib_backend import HnswlibIndex
+
+    BACKENDS["hnswlib"] = HnswlibIndex
+except ImportError:  # pragma: no cover
+    pass
+try:
+    from cellquery.index.pynndescent_backend import PynndescentIndex
+
+    BACKENDS["pynndescent"] = PynndescentIndex
+except ImportError:  # pragma: no cover
+    pass
+
+__all__ = ["BACKENDS", "Index", "build_index", "load_index", "make_index", "merge_topk", "split_shards"]
+
+
+def make_index(backend: str, dim: int, params: dict | None = None, seed: int = 0) -> Index:
+    """Create an empty, untrained index (for chunked builds: ``train`` then ``add`` per chunk)."""
+    if backend not in BACKENDS:
+        raise InputError(f"index: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
+    return BACKENDS[backend](dim, params, seed)
+
+
+def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: int = 0) -> Index:
+    """Build an index of the rows of ``X`` (ids 0..n-1): train on ``X``, then add it.
+
+    Parameters
+    ----------
+    backend
+        Name in :data:`BACKENDS`.
+    X
+        Reference vectors (n, d); converted to C-contiguous float32.
+    params
+        Backend params (see the backend class docstring); unknown keys raise.
+    seed
+        Seed of all random choices (training subsample, k-means, graph construction).
+
+    Raises
+    ------
+    InputError
+        Unknown backend, empty X, NaN/inf in X, bad params or factory string.
+    """
+    if backend not in BACKENDS:
+        raise InputError(f"index: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
+    X = as_matrix(X, "reference X")
+    index = make_index(backend, X.shape[1], params, seed)
+    index.train(X)
+    index.add(X)
+    return index
+
+
+def load_index(path: str | os.PathLike) -> Index:
+    """Read an index written by :meth:`Index.save`."""
+    if not os.path.exists(path):
+        raise InputError(f"{path}: index file does not exist")
+    with open(path, "rb") as f:
+        header = read_header(f, path)
+        backend = header.get("backend")
+        if backend not in BACKENDS:
+            raise InputError(f"{path}: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
+        return BACKENDS[backend]._read_payload(f, header)

@@ -1,0 +1,244 @@
+"""faiss backend: any ``faiss.index_factory`` string with the L2 metric.
+
+Uses a faiss GPU when ``faiss.get_num_gpus() > 0`` (the faiss-gpu build) unless
+``params["gpu"] is False``; indexes faiss cannot move to the GPU (HNSW, refine wrappers)
+stay on the CPU. Saved files always hold the CPU form.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+from typing import IO
+
+import faiss
+import numpy as np
+
+from cellquery.errors import InputError
+from cellquery.index.base import Index, finalize, restore_common
+
+# Points per list used to train the coarse quantiser; faiss's own default cap
+# (ClusteringParameters.max_points_per_centroid) is 256, its minimum advice 39.
+MAX_POINTS_PER_LIST = 256
+MIN_POINTS_PER_LIST = 39
+# PQ codebooks have 256 centroids per sub-quantiser; faiss trains them on at most
+# 256 * 256 points, so the training sample is never cut below that.
+MIN_TRAIN_SAMPLE = 256 * 256
+
+
+def auto_nlist(n_total: int, n_train: int) -> int:
+    """Number of inverted lists for ``nlist="auto"``.
+
+    About ``4 * sqrt(n_total)`` (the faiss wiki's 4..16 * sqrt(n) rule, low end), but never
+    more than ``n_train / 39`` so that every list gets >= 39 training points; at least 1.
+    """
+    return max(1, min(int(round(4.0 * math.sqrt(n_total))), n_train // MIN_POINTS_PER_LIST))
+
+
+def _gpu_available() -> bool:
+    return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def _first_line(exc: Exception) -> str:
+    """Last informative line of a faiss RuntimeError (they span several lines)."""
+    text = str(exc).strip().splitlines()
+    return text[-1] if text else type(exc).__name__
+
+
+def _no_polysemous_training(index) -> None:
+    """Turn off polysemous training of PQ codes wherever the factory turned it on.
+
+    ``index_factory`` enables it for "PQm" and "IVFn,PQm" (not for "PQmnp"): a slow
+    annealing (tens of seconds on 5,000 x 32) that only reorders PQ codes for Hamming
+    pre-filtering (``polysemous_ht``), never used here; ADC distances do not depend on it.
+    """
+    sub = index
+    for _ in range(8):  # unwrap IndexPreTransform / IndexRefine / IndexIDMap layers
+        sub = faiss.downcast_index(sub)  # a non-owning proxy; ``index`` keeps ownership
+        if hasattr(sub, "do_polysemous_training"):
+            sub.do_polysemous_training = False
+            return
+        nxt = getattr(sub, "index", None) or getattr(sub, "base_index", None)
+        if nxt is None:
+            return
+        sub = nxt
+
+
+class FaissIndex(Index):
+    """faiss index built from a factory string, L2 metric.
+
+    Params
+    ------
+    factory : str, default "Flat"
+        ``faiss.index_factory`` string, e.g. "Flat", "IVF{nlist},Flat", "IVF{nlist},PQ16",
+        "HNSW32". ``{nlist}`` is filled from ``nlist``.
+    nlist : int or "auto", default "auto"
+        Inverted lists; "auto" -> :func:`auto_nlist`. Stored resolved (int) after training.
+    n_total : int or None
+        Final number of vectors, for ``nlist="auto"`` when training on a sample of a
+        chunked build; defaults to the number of training rows.
+    nprobe : int or None
+        Lists visited per query (IVF); None = faiss default (1). Clipped to nlist.
+    efSearch : int or None
+        HNSW search beam; None = faiss default (16).
+    refine : bool, default False
+        Wrap in ``IndexRefineFlat``: exact re-ranking of ``k * k_factor`` candidates
+        (stores the full vectors, 4 * dim bytes per row, in addition).
+    k_factor : float, default 4
+        Candidates per neighbour re-ranked when ``refine``.
+    max_train : int or None
+        Training sample cap; None -> ``max(256 * nlist, 65536)``.
+    gpu : bool or None
+        None = use a GPU when faiss has one, False = force CPU, True = GPU if available.
+    """
+
+    backend = "faiss"
+    DEFAULTS = {
+        "factory": "Flat",
+        "nlist": "auto",
+        "n_total": None,
+        "nprobe": None,
+        "efSearch": None,
+        "refine": False,
+        "k_factor": 4,
+        "max_train": None,
+        "gpu": None,
+    }
+
+    def __init__(self, dim: int, params: dict | None = None, seed: int = 0):
+        super().__init__(dim, params, seed)
+        p = self.params
+        if not isinstance(p["factory"], str) or not p["factory"].strip():
+            raise InputError(f"index: faiss param 'factory' must be a non-empty string, got {p['factory']!r}")
+        for key in ("nprobe", "efSearch", "n_total", "max_train"):
+            v = p[key]
+            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
+                raise InputError(f"index: faiss param '{key}' must be an integer >= 1 or None, got {v!r}")
+        nl = p["nlist"]
+        if nl != "auto" and (isinstance(nl, bool) or not isinstance(nl, (int, np.integer)) or nl < 1):
+            raise InputError(f"index: faiss param 'nlist' must be an integer >= 1 or 'auto', got {nl!r}")
+        if not isinstance(p["k_factor"], (int, float)) or p["k_factor"] < 1:
+            raise InputError(f"index: faiss param 'k_factor' must be a number >= 1, got {p['k_factor']!r}")
+        self._index = None
+        self._on_gpu = False
+        self._gpu_res = None
+
+    # -- helpers ---------------------------------------------------------------------
+    @property
+    def factory(self) -> str:
+        """Factory string with ``{nlist}`` filled in (after training)."""
+        return str(self.params["factory"]).replace("{nlist}", str(self.params["nlist"]))
+
+    def _maybe_to_gpu(self) -> None:
+        if self.params["gpu"] is False or not _gpu_available():
+            return
+        try:
+            self._gpu_res = faiss.StandardGpuResources()
+            self._index = faiss.index_cpu_to_gpu(self._gpu_res, 0, self._index)
+            self._on_gpu = True
+        except (RuntimeError, AttributeError) as exc:  # e.g. HNSW, IndexRefine
+            warnings.warn(f"faiss index '{self.factory}' stays on the CPU: {_first_line(exc)}")
+            self._gpu_res = None
+
+    def _cpu_index(self):
+        return faiss.index_gpu_to_cpu(self._index) if self._on_gpu else self._index
+
+    def _apply_search_params(self) -> None:
+        """Set nprobe / efSearch / k_factor on the (possibly wrapped) faiss index."""
+        p = self.params
+        ps = faiss.GpuParameterSpace() if self._on_gpu else faiss.ParameterSpace()
+        target = self._index.base_index if p["refine"] else self._index
+        if p["refine"]:
+            self._index.k_factor = float(p["k_factor"])
+        if p["nprobe"] is not None:
+            try:
+                nlist = faiss.extract_index_ivf(target).nlist
+            except RuntimeError as exc:
+                raise InputError(
+                    f"index: faiss param 'nprobe' needs an IVF factory, got '{self.factory}'"
+                ) from exc
+            ps.set_index_parameter(target, "nprobe", int(min(p["nprobe"], nlist)))
+        if p["efSearch"] is not None:
+            try:
+                ps.set_index_parameter(target, "efSearch", int(p["efSearch"]))
+            except RuntimeError as exc:
+                raise InputError(
+                    f"index: faiss param 'efSearch' needs an HNSW factory, got '{self.factory}'"
+                ) from exc
+
+    # -- backend hooks --------------------------------------------------------------------
+    def _train(self, X: np.ndarray) -> None:
+        p = self.params
+        n_train = X.shape[0]
+        if "{nlist}" in p["factory"]:
+            if p["nlist"] == "auto":
+                p["nlist"] = auto_nlist(int(p["n_total"] or n_train), n_train)
+            if p["nlist"] > n_train:
+                raise InputError(
+                    f"index: faiss nlist={p['nlist']} exceeds the {n_train} training rows"
+                )
+        try:
+            index = faiss.index_factory(self.dim, self.factory, faiss.METRIC_L2)
+        except RuntimeError as exc:
+            raise InputError(
+                f"index: bad faiss factory string '{self.factory}': {_first_line(exc)}"
+            ) from exc
+        try:  # seed the k-means of the coarse quantiser (faiss default seed is 1234)
+            faiss.extract_index_ivf(index).cp.seed = self.seed
+        except RuntimeError:
+            pass
+        _no_polysemous_training(index)
+        if p["refine"]:
+            # The wrapper must exist before anything is added (faiss checks ntotal match).
+            index = faiss.IndexRefineFlat(index)
+        self._index = index
+        self._maybe_to_gpu()
+        self._apply_search_params()
+        if not self._index.is_trained:
+            try:
+                nlist = faiss.extract_index_ivf(index.base_index if p["refine"] else index).nlist
+            except RuntimeError:
+                nlist = 1
+            cap = p["max_train"] or max(MAX_POINTS_PER_LIST * int(nlist), MIN_TRAIN_SAMPLE)
+            if n_train > cap:
+                rng = np.random.default_rng(self.seed)
+                rows = np.sort(rng.choice(n_train, size=cap, replace=False))
+                X = np.ascontiguousarray(X[rows])
+            try:
+                self._index.train(X)
+            except RuntimeError as exc:
+                raise InputError(
+                    f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
+                ) from exc
+
+    def _add(self, X: np.ndarray) -> None:
+        self._index.add(X)
+
+    def _search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        self._apply_search_params()
+        D, I = self._index.search(Q, k)
+        return finalize(D, I, squared=True)  # faiss L2 returns squared distances
+
+    def _write_payload(self, f: IO[bytes]) -> None:
+        if self._index is None:
+            return
+        writer = faiss.PyCallbackIOWriter(f.write)
+        faiss.write_index(self._cpu_index(), writer)
+        del writer
+
+    @classmethod
+    def _read_payload(cls, f: IO[bytes], header: dict) -> "FaissIndex":
+        obj = cls.__new__(cls)
+        restore_common(obj, header)
+        obj._on_gpu = False
+        obj._gpu_res = None
+        obj._index = None
+        if header["is_trained"]:
+            reader = faiss.PyCallbackIOReader(f.read)
+            obj._index = faiss.read_index(reader)
+            del reader
+            # read_index already returns the concrete class; do not downcast again (the
+            # extra proxy would free the owned index twice).
+            obj._maybe_to_gpu()
+            obj._apply_search_params()
+        return obj
