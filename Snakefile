@@ -41,4 +41,7 @@ rule all:
         "results/summary.tsv",
         "results/benchmarks.tsv",
         "results/figures/mba_pos_neg.png",
+        "results/figures/map_alignment.png",
+        "results/figures/jsd.png",
+        "results/figures/cl_accuracy.png",
     default_target: True

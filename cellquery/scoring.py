@@ -26,8 +26,20 @@ def expected_matrix(predictions: pd.DataFrame, reference_obs: pd.DataFrame, grou
     return expected_from_ontology(sorted(set(predictions["true_label"])), ref_types, type_to_cl, load_cell_ontology())
 
 
-def score_predictions(predictions: pd.DataFrame, *, reference_obs: pd.DataFrame, group: dict, run: dict) -> pd.DataFrame:
-    """All metrics of one (group, method, index, transfer, seed) run as tidy summary rows."""
+def score_predictions(
+    predictions: pd.DataFrame,
+    *,
+    reference_obs: pd.DataFrame,
+    group: dict,
+    run: dict,
+    embedding_scores: pd.DataFrame | None = None,
+) -> pd.DataFrame:
+    """All metrics of one (group, method, index, transfer, seed) run as tidy summary rows.
+
+    ``embedding_scores`` (a two-column metric/value table of the run's
+    embedding) are repeated into the run's rows, so that every run's file is
+    complete on its own.
+    """
     from cellquery import metrics as m
 
     label_key = group["label_key"]
@@ -60,4 +72,42 @@ def score_predictions(predictions: pd.DataFrame, *, reference_obs: pd.DataFrame,
         per_term = m.cl_accuracy(true_cl, pred_cl, ref_cls, ontology)
         scores["cl_accuracy"] = float(np.average(per_term["accuracy"], weights=per_term["n_cells"]))
         scores["cl_mba"] = m.cl_mba(true_cl, pred_cl, ref_cls, ontology)
+    if embedding_scores is not None:
+        scores.update(dict(zip(embedding_scores["metric"], embedding_scores["value"])))
     return metric_rows(run, scores)
+
+
+def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: dict) -> np.ndarray:
+    """Batches whose mixing is scored: the group's first batch key, else the dataset of origin."""
+    keys = group.get("batch_keys") or []
+    key = keys[0] if keys else "dataset"
+    return np.concatenate([reference_obs[key].astype(str).to_numpy(), query_obs[key].astype(str).to_numpy()])
+
+
+def score_embedding(
+    reference_embedding: np.ndarray,
+    query_embedding: np.ndarray,
+    *,
+    reference_obs: pd.DataFrame,
+    query_obs: pd.DataFrame,
+    group: dict,
+    integration: bool = True,
+) -> dict[str, float]:
+    """Embedding metrics on the joint reference + query embedding.
+
+    MAP (K = 1 % of cells) on cell-type labels and the Seurat alignment score
+    (k = 1 % of the subsampled cells) as in the Cell BLAST Methods, plus the
+    scib-metrics integration metrics when ``integration`` is true.
+    """
+    from cellquery import metrics as m
+
+    X = np.concatenate([reference_embedding, query_embedding]).astype(np.float32)
+    label_key = group["label_key"]
+    labels = np.concatenate([reference_obs[label_key].astype(str).to_numpy(), query_obs[label_key].astype(str).to_numpy()])
+    batches = mixing_batches(reference_obs, query_obs, group)
+    scores = {"map": m.map_from_embedding(X, labels, k_frac=0.01)}
+    if len(set(batches)) > 1:
+        scores["seurat_alignment"] = m.seurat_alignment_score(X, batches, k_frac=0.01, n_subsamples=1, seed=0)
+        if integration:
+            scores.update(m.integration_metrics(X, labels, batches))
+    return scores

@@ -80,7 +80,8 @@ def benchmark_files(wildcards):
 
     gather_benchmarks cannot list its own; every other rule's is here.
     """
-    files = [rules.aggregate.benchmark, rules.figure_mba.benchmark]
+    files = [rules.aggregate.benchmark]
+    files += [r.benchmark for r in (rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy)]
     datasets = {d for g in config["groups"].values() for d in g["reference"] + g["query"]}
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     for group in config["groups"]:
@@ -90,7 +91,7 @@ def benchmark_files(wildcards):
         if method_skip_reason(c["group"], c["method"]):
             files.append(rules.record_skip.benchmark.format(**c))
             continue
-        for rule_ in (rules.embed, rules.build_index, rules.query_index, rules.transfer, rules.metrics):
+        for rule_ in (rules.embed, rules.embedding_metrics, rules.build_index, rules.query_index, rules.transfer, rules.metrics):
             path = rule_.benchmark.format(**c)
             if path not in seen:
                 seen.add(path)

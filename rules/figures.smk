@@ -19,3 +19,72 @@ rule figure_mba:
         "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_mba.py"
+
+
+rule figure_map_alignment:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/map_alignment.png",
+            caption="../report/map_alignment.rst",
+            category="Metrics",
+        ),
+    log:
+        "results/logs/figure_map_alignment.log",
+    benchmark:
+        "results/benchmarks/figure_map_alignment.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/figure_map_alignment.py"
+
+
+rule figure_jsd:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/jsd.png",
+            caption="../report/jsd.rst",
+            category="Metrics",
+        ),
+    log:
+        "results/logs/figure_jsd.log",
+    benchmark:
+        "results/benchmarks/figure_jsd.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/figure_jsd.py"
+
+
+rule figure_cl_accuracy:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/cl_accuracy.png",
+            caption="../report/cl_accuracy.rst",
+            category="Metrics",
+        ),
+    log:
+        "results/logs/figure_cl_accuracy.log",
+    benchmark:
+        "results/benchmarks/figure_cl_accuracy.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/figure_cl_accuracy.py"

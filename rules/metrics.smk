@@ -1,7 +1,31 @@
+rule embedding_metrics:
+    input:
+        reference=RUN + "/reference_embedding.h5ad",
+        query=RUN + "/query_embedding.h5ad",
+    output:
+        RUN + "/embedding_metrics.tsv",
+    params:
+        group=group_spec,
+        integration=config.get("integration_metrics", True),
+    log:
+        "results/logs/embedding_metrics/{group}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/embedding_metrics/{group}/{method}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/embedding_metrics.py"
+
+
 rule metrics:
     input:
         predictions=RUN + "/{index}/{transfer}/predictions.tsv",
         reference=RUN + "/reference_embedding.h5ad",
+        embedding_scores=RUN + "/embedding_metrics.tsv",
     output:
         RUN + "/{index}/{transfer}/metrics.tsv",
     params:

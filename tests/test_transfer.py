@@ -68,7 +68,7 @@ def test_continuous_transfer_averages_significant_hits():
 
 
 def test_distance_cutoff_is_a_quantile_and_none_disables_it():
-    sample = np.array([1.0, 2.0, 3.0, 4.0, np.inf])
+    sample = np.array([[1.0, 2.0], [3.0, 4.0], [np.inf, np.inf]])
     assert distance_cutoff(sample, 0.5) == pytest.approx(2.5)
     assert distance_cutoff(sample, None) == np.inf
 
@@ -85,10 +85,23 @@ class ExactIndex:
 
 def test_reference_self_distances_excludes_self():
     x = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
-    out = reference_self_distances(ExactIndex(x), x, k=1, n_sample=4)
-    np.testing.assert_allclose(out, [1.0, 1.0, 2.0, 4.0])
-    out2 = reference_self_distances(ExactIndex(x), x, k=2, n_sample=4)
-    np.testing.assert_allclose(out2, [3.0, 2.0, 3.0, 6.0])
+    out = reference_self_distances(ExactIndex(x), x, k=2, n_sample=4)
+    # points 0, 1, 3, 7: each cell's two nearest others
+    np.testing.assert_allclose(out, [[1.0, 3.0], [1.0, 2.0], [2.0, 3.0], [4.0, 6.0]])
+
+
+class SelfLastIndex(ExactIndex):
+    """An approximate index that returns a cell's own entry last."""
+
+    def search(self, q, k):
+        d, i = super().search(q, k)
+        return np.roll(d, -1, axis=1), np.roll(i, -1, axis=1)
+
+
+def test_reference_self_distances_finds_self_anywhere():
+    x = np.array([[0.0], [1.0], [3.0], [7.0]], dtype=np.float32)
+    out = reference_self_distances(SelfLastIndex(x), x, k=2, n_sample=4)
+    np.testing.assert_allclose(out, [[1.0, 3.0], [1.0, 2.0], [2.0, 3.0], [4.0, 6.0]])
 
 
 def test_predict_table_maps_terms_and_fates():

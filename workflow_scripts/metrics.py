@@ -11,5 +11,6 @@ table = score_predictions(
     reference_obs=read_obs(snakemake.input.reference),
     group=snakemake.params.group,
     run=dict(snakemake.wildcards),
+    embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
 )
 write_table(table, snakemake.output[0])

@@ -106,7 +106,7 @@ def predict_table(
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
     min_hits = settings.get("min_hits", 2)
-    max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.99))
+    max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
     label_key = group["label_key"]
     predicted = transfer_labels(
         reference_obs[label_key].astype(str).to_numpy(),

@@ -42,11 +42,12 @@ def decide(
 
 
 def distance_cutoff(self_distances: np.ndarray, quantile: float | None) -> float:
-    """Cut-off from reference-to-reference distances: their ``quantile`` (None: no cut-off).
+    """Cut-off from reference-to-reference hit distances: their ``quantile`` (None: no cut-off).
 
-    ``self_distances`` holds, for a sample of reference cells, the distance to
-    their k-th nearest other reference cell. A query hit farther away than
-    almost every reference cell's own k-th neighbour is not a credible hit.
+    ``self_distances`` holds the leave-one-out hit distances of a sample of
+    reference cells (see :func:`cellquery.transfer.cutoff.reference_self_distances`).
+    A query hit farther away than almost every hit that reference cells get
+    among themselves is not a credible hit.
     """
     if quantile is None:
         return float("inf")
