@@ -32,6 +32,7 @@ include: "rules/embed.smk"
 include: "rules/index.smk"
 include: "rules/query.smk"
 include: "rules/transfer.smk"
+include: "rules/predict.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"
 

@@ -19,10 +19,30 @@ def group_values(config: dict, group: str) -> str:
     return kinds.pop()
 
 
+def method_kind(config: dict, method: str) -> str:
+    """``embedding`` (feeds the index and transfer stages) or ``predictor`` (a tool that predicts itself)."""
+    spec = config["methods"][method]
+    kinds = [k for k in ("embedding", "predictor") if k in spec]
+    if len(kinds) != 1:
+        raise InputError(f"config: methods.{method}: give exactly one of 'embedding' or 'predictor'")
+    return kinds[0]
+
+
+def method_skip_reason(config: dict, group: str, method: str) -> str | None:
+    """Why ``method`` cannot run on ``group`` (e.g. it needs counts), or None."""
+    from cellquery.embed import skip_reason as embedding_skip
+    from cellquery.methods import skip_reason as predictor_skip
+
+    kind = method_kind(config, method)
+    check = embedding_skip if kind == "embedding" else predictor_skip
+    return check(config["methods"][method][kind], group_values(config, group))
+
+
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` naming the first key that refers to something undeclared."""
     from cellquery.embed import EMBEDDINGS
     from cellquery.index import BACKENDS
+    from cellquery.methods import PREDICTORS
     from cellquery.transfer import VOTERS
 
     for group, spec in config["groups"].items():
@@ -32,8 +52,13 @@ def check_config(config: dict) -> None:
                     raise InputError(f"config: groups.{group}.{role}: unknown dataset {dataset!r}")
         group_values(config, group)
     for method, spec in config["methods"].items():
-        if spec["embedding"] not in EMBEDDINGS:
-            raise InputError(f"config: methods.{method}.embedding: unknown {spec['embedding']!r} (known: {', '.join(EMBEDDINGS)})")
+        kind = method_kind(config, method)
+        known = EMBEDDINGS if kind == "embedding" else PREDICTORS
+        if spec[kind] not in known:
+            raise InputError(f"config: methods.{method}.{kind}: unknown {spec[kind]!r} (known: {', '.join(known)})")
+    for name in list(config["indexes"]) + list(config["transfers"]):
+        if name == "native":
+            raise InputError(f"config: 'native' is reserved for the index and transfer of predictor methods; rename {name!r}")
     for index, spec in config["indexes"].items():
         if spec["backend"] not in BACKENDS:
             raise InputError(f"config: indexes.{index}.backend: unknown {spec['backend']!r} (known: {', '.join(BACKENDS)})")

@@ -101,6 +101,8 @@ def score_embedding(
     """
     from cellquery import metrics as m
 
+    if reference_embedding.shape[1] == 0:  # a predictor without an embedding
+        return {}
     X = np.concatenate([reference_embedding, query_embedding]).astype(np.float32)
     label_key = group["label_key"]
     labels = np.concatenate([reference_obs[label_key].astype(str).to_numpy(), query_obs[label_key].astype(str).to_numpy()])

@@ -1,12 +1,23 @@
 # Helpers shared by the rules: config checks, target lists, input functions.
 import itertools
+import re
 
-from cellquery.config import check_config, group_values
-from cellquery.embed import skip_reason
+from cellquery.config import check_config, group_values, method_kind, method_skip_reason as _skip
 
 check_config(config)
 
 NAME = "[A-Za-z0-9_-]+"
+# Methods come in two kinds: an `embedding` feeds the project's own index and
+# transfer stages; a `predictor` (a peer tool) embeds, searches and transfers
+# by itself and reports under index and transfer "native".
+NATIVE = "native"
+EMBEDDING_METHODS = [m for m in config["methods"] if method_kind(config, m) == "embedding"]
+PREDICTOR_METHODS = [m for m in config["methods"] if method_kind(config, m) == "predictor"]
+
+
+def one_of(names):
+    """A wildcard pattern matching exactly these names (none: matches nothing)."""
+    return "|".join(map(re.escape, names)) if names else "(?!)"
 
 
 wildcard_constraints:
@@ -18,20 +29,19 @@ wildcard_constraints:
     seed=r"\d+",
 
 
-RUN = "results/{group}/{method}/seed{seed}"
-
-
 def combinations():
     """Every (group, method, index, transfer, seed) the config asks for."""
-    for group, method, index, transfer, seed in itertools.product(
-        config["groups"], config["methods"], config["indexes"], config["transfers"], config["seeds"]
-    ):
-        yield dict(group=group, method=method, index=index, transfer=transfer, seed=seed)
+    for group, method, seed in itertools.product(config["groups"], config["methods"], config["seeds"]):
+        if method in PREDICTOR_METHODS:
+            yield dict(group=group, method=method, index=NATIVE, transfer=NATIVE, seed=seed)
+            continue
+        for index, transfer in itertools.product(config["indexes"], config["transfers"]):
+            yield dict(group=group, method=method, index=index, transfer=transfer, seed=seed)
 
 
 def method_skip_reason(group, method):
     """Why a method cannot run on a group (None when it can)."""
-    return skip_reason(config["methods"][method]["embedding"], group_values(config, group))
+    return _skip(config, group, method)
 
 
 def metrics_files(wildcards=None):
@@ -41,7 +51,7 @@ def metrics_files(wildcards=None):
         if method_skip_reason(c["group"], c["method"]):
             files.append("results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv".format(**c))
         else:
-            files.append((RUN + "/{index}/{transfer}/metrics.tsv").format(**c))
+            files.append(("results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv").format(**c))
     return files
 
 
@@ -91,9 +101,17 @@ def benchmark_files(wildcards):
         if method_skip_reason(c["group"], c["method"]):
             files.append(rules.record_skip.benchmark.format(**c))
             continue
-        for rule_ in (rules.embed, rules.embedding_metrics, rules.build_index, rules.query_index, rules.transfer, rules.metrics):
+        stages = (rules.embed, rules.build_index, rules.query_index, rules.transfer)
+        if c["method"] in PREDICTOR_METHODS:
+            stages = (rules.predict,)
+        for rule_ in (*stages, rules.embedding_metrics, rules.metrics):
             path = rule_.benchmark.format(**c)
             if path not in seen:
                 seen.add(path)
                 files.append(path)
     return files
+
+
+def method_resource(wildcards, name, default):
+    """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
+    return config["methods"][wildcards.method].get("resources", {}).get(name, default)

@@ -4,8 +4,10 @@ rule embed:
         query="results/{group}/preprocessed/query.h5ad",
         hvg="results/{group}/hvg.tsv",
     output:
-        reference=RUN + "/reference_embedding.h5ad",
-        query=RUN + "/query_embedding.h5ad",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
+    wildcard_constraints:
+        method=one_of(EMBEDDING_METHODS),
     params:
         method=method_spec,
         group=group_spec,

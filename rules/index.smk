@@ -1,9 +1,11 @@
 rule build_index:
     input:
-        reference=RUN + "/reference_embedding.h5ad",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
     output:
-        index=RUN + "/{index}/index.bin",
-        self_distances=RUN + "/{index}/self_distances.npy",
+        index="results/{group}/{method}/seed{seed}/{index}/index.bin",
+        self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
+    wildcard_constraints:
+        method=one_of(EMBEDDING_METHODS),
     params:
         index=index_spec,
         k=config["k"],

@@ -1,9 +1,9 @@
 rule embedding_metrics:
     input:
-        reference=RUN + "/reference_embedding.h5ad",
-        query=RUN + "/query_embedding.h5ad",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
     output:
-        RUN + "/embedding_metrics.tsv",
+        "results/{group}/{method}/seed{seed}/embedding_metrics.tsv",
     params:
         group=group_spec,
         integration=config.get("integration_metrics", True),
@@ -23,11 +23,11 @@ rule embedding_metrics:
 
 rule metrics:
     input:
-        predictions=RUN + "/{index}/{transfer}/predictions.tsv",
-        reference=RUN + "/reference_embedding.h5ad",
-        embedding_scores=RUN + "/embedding_metrics.tsv",
+        predictions="results/{group}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        embedding_scores="results/{group}/{method}/seed{seed}/embedding_metrics.tsv",
     output:
-        RUN + "/{index}/{transfer}/metrics.tsv",
+        "results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
     params:
         group=group_spec,
     log:

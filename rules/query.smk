@@ -1,9 +1,11 @@
 rule query_index:
     input:
-        index=RUN + "/{index}/index.bin",
-        query=RUN + "/query_embedding.h5ad",
+        index="results/{group}/{method}/seed{seed}/{index}/index.bin",
+        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
     output:
-        hits=RUN + "/{index}/hits.npz",
+        hits="results/{group}/{method}/seed{seed}/{index}/hits.npz",
+    wildcard_constraints:
+        method=one_of(EMBEDDING_METHODS),
     params:
         k=config["k"],
     log:

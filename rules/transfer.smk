@@ -1,11 +1,13 @@
 rule transfer:
     input:
-        hits=RUN + "/{index}/hits.npz",
-        self_distances=RUN + "/{index}/self_distances.npy",
-        reference=RUN + "/reference_embedding.h5ad",
-        query=RUN + "/query_embedding.h5ad",
+        hits="results/{group}/{method}/seed{seed}/{index}/hits.npz",
+        self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
     output:
-        predictions=RUN + "/{index}/{transfer}/predictions.tsv",
+        predictions="results/{group}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
+    wildcard_constraints:
+        method=one_of(EMBEDDING_METHODS),
     params:
         transfer=transfer_spec,
         group=group_spec,

@@ -87,6 +87,30 @@ def label_to_term(reference_obs: pd.DataFrame, label_key: str, ontology_key: str
     return mapping
 
 
+def prediction_table(query_obs: pd.DataFrame, group: dict, predicted: pd.DataFrame, to_term: dict | None = None) -> pd.DataFrame:
+    """The per-cell predictions file: truth beside prediction.
+
+    ``predicted`` holds ``prediction`` and any ``pred_<continuous key>`` and
+    extra columns, one row per query cell in query order. Where the group has
+    an ontology key, ``true_cl`` and ``pred_cl`` are added (``pred_cl`` from
+    ``to_term``, the reference's label-to-term map, unless ``predicted``
+    already has it); continuous keys add ``true_<key>`` columns.
+    """
+    if len(predicted) != len(query_obs):
+        raise InputError(f"predictions: {len(predicted)} rows but the query has {len(query_obs)} cells")
+    label_key = group["label_key"]
+    table = pd.DataFrame({"cell": query_obs.index.astype(str), "true_label": query_obs[label_key].astype(str).to_numpy()})
+    table = pd.concat([table, predicted.reset_index(drop=True)], axis=1)
+    ontology_key = group.get("ontology_key")
+    if ontology_key:
+        table["true_cl"] = query_obs[ontology_key].astype(str).to_numpy()
+        if "pred_cl" not in table:
+            table["pred_cl"] = [(to_term or {}).get(p, p) for p in table["prediction"]]
+    for key in group.get("continuous_keys", []):
+        table[f"true_{key}"] = query_obs[key].to_numpy(float)
+    return table
+
+
 def predict_table(
     *,
     reference_obs: pd.DataFrame,
@@ -117,19 +141,13 @@ def predict_table(
         min_fraction=settings.get("min_fraction", 0.5),
         max_distance=max_distance,
     )
-    table = pd.DataFrame({"cell": query_obs.index.astype(str), "true_label": query_obs[label_key].astype(str).to_numpy()})
-    table = pd.concat([table, predicted], axis=1)
-    ontology_key = group.get("ontology_key")
-    if ontology_key:
-        to_term = label_to_term(reference_obs, label_key, ontology_key)
-        table["true_cl"] = query_obs[ontology_key].astype(str).to_numpy()
-        table["pred_cl"] = [to_term.get(p, p) for p in table["prediction"]]
     keys = list(group.get("continuous_keys", []))
     if keys:
         fates = transfer_continuous(
             reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, max_distance=max_distance
         )
         for j, key in enumerate(keys):
-            table[f"true_{key}"] = query_obs[key].to_numpy(float)
-            table[f"pred_{key}"] = fates[:, j]
-    return table
+            predicted[f"pred_{key}"] = fates[:, j]
+    ontology_key = group.get("ontology_key")
+    to_term = label_to_term(reference_obs, label_key, ontology_key) if ontology_key else None
+    return prediction_table(query_obs, group, predicted, to_term)

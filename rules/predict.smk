@@ -1,0 +1,32 @@
+# Predictor methods (peer tools): embed, search and transfer in one job.
+# Their runs are reported under index and transfer "native".
+
+
+rule predict:
+    input:
+        reference="results/{group}/preprocessed/reference.h5ad",
+        query="results/{group}/preprocessed/query.h5ad",
+        hvg="results/{group}/hvg.tsv",
+    output:
+        predictions="results/{group}/{method}/seed{seed}/native/native/predictions.tsv",
+        timings="results/{group}/{method}/seed{seed}/native/native/timings.tsv",
+        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
+    wildcard_constraints:
+        method=one_of(PREDICTOR_METHODS),
+    params:
+        method=method_spec,
+        group=group_spec,
+    log:
+        "results/logs/predict/{group}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/predict/{group}/{method}/seed{seed}.tsv"
+    threads: 2
+    resources:
+        mem_mb=lambda wildcards: method_resource(wildcards, "mem_mb", 8000),
+        runtime=lambda wildcards: method_resource(wildcards, "runtime", 240),
+        gpu=gpu_request(),
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/predict.py"
