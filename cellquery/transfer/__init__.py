@@ -11,13 +11,36 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.transfer import majority
+from cellquery.transfer import balanced, distance_weighted, kernel, majority
 from cellquery.transfer.rules import AMBIGUOUS, REJECTED, decide, distance_cutoff, significant_hits
 
-VOTERS = {"majority": majority.votes}
+# name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
+VOTERS = {
+    "majority": majority.weights,
+    "distance_weighted": distance_weighted.weights,
+    "kernel": kernel.weights,
+    "balanced": balanced.weights,
+}
 CHUNK = 100_000
 
 __all__ = ["VOTERS", "transfer_labels", "transfer_continuous", "REJECTED", "AMBIGUOUS", "distance_cutoff"]
+
+
+def _check(voter: str, distances: np.ndarray, indices: np.ndarray, mask: np.ndarray | None) -> None:
+    if voter not in VOTERS:
+        raise InputError(f"config: transfers: unknown voter {voter!r} (known: {', '.join(VOTERS)})")
+    if distances.shape != indices.shape or (mask is not None and mask.shape != indices.shape):
+        raise InputError(f"hits: distances {distances.shape} and indices {indices.shape} differ in shape")
+
+
+def _chunks(distances, indices, mask, max_distance):
+    """Row chunks of (distances, indices, significant-hit mask)."""
+    for start in range(0, len(indices), CHUNK):
+        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
+        m = significant_hits(d, i, max_distance)
+        if mask is not None:
+            m &= mask[start : start + CHUNK]
+        yield start, d, i, m
 
 
 def transfer_labels(
@@ -29,25 +52,27 @@ def transfer_labels(
     min_hits: int = 2,
     min_fraction: float = 0.5,
     max_distance: float = np.inf,
+    mask: np.ndarray | None = None,
+    voter_params: dict | None = None,
 ) -> pd.DataFrame:
     """Predict a label per query cell from its hits.
 
-    Returns a table with ``prediction``, ``n_hits`` (significant hits) and
-    ``top_fraction`` (the winning label's share of the votes).
+    A hit counts when it exists, lies within ``max_distance`` and, if
+    ``mask`` is given (e.g. significant P-values), is set there. Returns a
+    table with ``prediction``, ``n_hits`` (counted hits) and ``top_fraction``
+    (the winning label's share of the weighted votes).
     """
-    if voter not in VOTERS:
-        raise InputError(f"config: transfers: unknown voter {voter!r} (known: {', '.join(VOTERS)})")
-    if distances.shape != indices.shape:
-        raise InputError(f"hits: distances {distances.shape} and indices {indices.shape} differ in shape")
+    _check(voter, distances, indices, mask)
     labels, codes_ref = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
+    frequency = np.bincount(codes_ref, minlength=len(labels)) / max(len(codes_ref), 1)
     pred, n_hits, top = [], [], []
-    for start in range(0, len(indices), CHUNK):
-        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
-        mask = significant_hits(d, i, max_distance)
+    for _, d, i, m in _chunks(distances, indices, mask, max_distance):
         codes = codes_ref[np.where(i >= 0, i, 0)]
-        v = VOTERS[voter](codes, mask, d, len(labels))
-        hits = mask.sum(axis=1)
-        p, share = decide(v, hits, labels, min_hits=min_hits, min_fraction=min_fraction)
+        w = VOTERS[voter](codes, m, d, frequency, **(voter_params or {}))
+        votes = np.zeros((len(codes), len(labels)))
+        np.add.at(votes, (np.broadcast_to(np.arange(len(codes))[:, None], codes.shape)[m], codes[m]), w[m])
+        hits = m.sum(axis=1)
+        p, share = decide(votes, hits, labels, min_hits=min_hits, min_fraction=min_fraction)
         pred.append(p)
         top.append(share)
         n_hits.append(hits)
@@ -63,18 +88,32 @@ def transfer_continuous(
     *,
     min_hits: int = 2,
     max_distance: float = np.inf,
+    mask: np.ndarray | None = None,
+    voter: str = "majority",
+    reference_labels=None,
+    voter_params: dict | None = None,
 ) -> np.ndarray:
-    """Mean of the significant hits' continuous values; NaN rows for rejected cells."""
+    """Weighted mean of the counted hits' values, Y_query = M . Y_reference; NaN rows for rejected cells.
+
+    With the majority voter this is the arithmetic mean over significant hits
+    (Cell BLAST Methods); other voters use their own weights as the rows of M.
+    Embeddings transfer the same way (pass them as ``reference_values``).
+    """
+    _check(voter, distances, indices, mask)
     reference_values = np.asarray(reference_values, dtype=np.float64)
+    if reference_labels is None:
+        codes_ref, frequency = np.zeros(len(reference_values), dtype=int), np.ones(1)
+    else:
+        labels, codes_ref = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
+        frequency = np.bincount(codes_ref, minlength=len(labels)) / len(codes_ref)
     out = np.full((len(indices), reference_values.shape[1]), np.nan)
-    for start in range(0, len(indices), CHUNK):
-        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
-        mask = significant_hits(d, i, max_distance)
-        hits = mask.sum(axis=1)
-        summed = np.einsum("qk,qkm->qm", mask.astype(np.float64), reference_values[np.where(i >= 0, i, 0)])
-        block = summed / np.maximum(hits, 1)[:, None]
-        block[hits < min_hits] = np.nan
-        out[start : start + CHUNK] = block
+    for start, d, i, m in _chunks(distances, indices, mask, max_distance):
+        w = VOTERS[voter](codes_ref[np.where(i >= 0, i, 0)], m, d, frequency, **(voter_params or {}))
+        M = kernel.mapping_matrix(i, w, len(reference_values))
+        total = np.asarray(M.sum(axis=1)).ravel()
+        block = (M @ reference_values) / np.where(total > 0, total, 1.0)[:, None]
+        block[m.sum(axis=1) < min_hits] = np.nan
+        out[start : start + len(block)] = block
     return out
 
 
@@ -132,19 +171,15 @@ def predict_table(
     min_hits = settings.get("min_hits", 2)
     max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
     label_key = group["label_key"]
+    reference_labels = reference_obs[label_key].astype(str).to_numpy()
+    common = dict(max_distance=max_distance, voter=settings["voter"], voter_params=settings.get("params"))
     predicted = transfer_labels(
-        reference_obs[label_key].astype(str).to_numpy(),
-        distances,
-        indices,
-        voter=settings["voter"],
-        min_hits=min_hits,
-        min_fraction=settings.get("min_fraction", 0.5),
-        max_distance=max_distance,
+        reference_labels, distances, indices, min_hits=min_hits, min_fraction=settings.get("min_fraction", 0.5), **common
     )
     keys = list(group.get("continuous_keys", []))
     if keys:
         fates = transfer_continuous(
-            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, max_distance=max_distance
+            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, reference_labels=reference_labels, **common
         )
         for j, key in enumerate(keys):
             predicted[f"pred_{key}"] = fates[:, j]

@@ -1,14 +1,10 @@
-"""Majority voting: every significant hit casts one vote for its label."""
+"""Majority voting: every significant hit casts one vote (Cell BLAST's default)."""
 
 from __future__ import annotations
 
 import numpy as np
 
 
-def votes(codes: np.ndarray, mask: np.ndarray, distances: np.ndarray, n_labels: int) -> np.ndarray:
-    """(n_query, n_labels) vote counts from hit label codes, counting masked-in hits only."""
-    n = len(codes)
-    out = np.zeros((n, n_labels), dtype=np.float64)
-    rows = np.broadcast_to(np.arange(n)[:, None], codes.shape)
-    np.add.at(out, (rows[mask], codes[mask]), 1.0)
-    return out
+def weights(codes: np.ndarray, mask: np.ndarray, distances: np.ndarray, label_frequency: np.ndarray) -> np.ndarray:
+    """One vote per significant hit."""
+    return mask.astype(np.float64)
