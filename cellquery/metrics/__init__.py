@@ -1,0 +1,42 @@
+"""Benchmark metrics (Cell BLAST paper, Methods) and scIB integration metrics.
+
+One module per metric:
+
+- :mod:`.map_score` — mean average precision (MAP) of neighbour cell types
+- :mod:`.alignment` — Seurat alignment score
+- :mod:`.balanced_accuracy` — per-type accuracy, accuracy, mean balanced accuracy (MBA)
+- :mod:`.expected` — expected-prediction matrices (CSV or Cell Ontology)
+- :mod:`.jsd` — Jensen–Shannon divergence of fate distributions
+- :mod:`.ontology_accuracy` — CL accuracy and CL MBA
+- :mod:`.integration` — iLISI, cLISI, silhouettes, graph connectivity, kBET (scib-metrics)
+"""
+
+from cellquery.metrics.alignment import seurat_alignment_score
+from cellquery.metrics.balanced_accuracy import (
+    REJECTED,
+    accuracy,
+    mean_balanced_accuracy,
+    per_type_accuracy,
+)
+from cellquery.metrics.expected import expected_from_csv, expected_from_ontology
+from cellquery.metrics.integration import integration_metrics
+from cellquery.metrics.jsd import jensen_shannon_divergence
+from cellquery.metrics.map_score import map_from_embedding, mean_average_precision
+from cellquery.metrics.ontology_accuracy import cl_accuracy, cl_mba, cl_pair_score
+
+__all__ = [
+    "REJECTED",
+    "accuracy",
+    "cl_accuracy",
+    "cl_mba",
+    "cl_pair_score",
+    "expected_from_csv",
+    "expected_from_ontology",
+    "integration_metrics",
+    "jensen_shannon_divergence",
+    "map_from_embedding",
+    "mean_average_precision",
+    "mean_balanced_accuracy",
+    "per_type_accuracy",
+    "seurat_alignment_score",
+]
