@@ -56,6 +56,12 @@ def check_config(config: dict) -> None:
         known = EMBEDDINGS if kind == "embedding" else PREDICTORS
         if spec[kind] not in known:
             raise InputError(f"config: methods.{method}.{kind}: unknown {spec[kind]!r} (known: {', '.join(known)})")
+        for key in ("indexes", "transfers"):
+            for name in spec.get(key, []):
+                if kind == "predictor":
+                    raise InputError(f"config: methods.{method}.{key}: a predictor uses its own search and transfer")
+                if name not in config[key]:
+                    raise InputError(f"config: methods.{method}.{key}: unknown {name!r} (known: {', '.join(config[key])})")
     for name in list(config["indexes"]) + list(config["transfers"]):
         if name == "native":
             raise InputError(f"config: 'native' is reserved for the index and transfer of predictor methods; rename {name!r}")

@@ -35,7 +35,10 @@ def combinations():
         if method in PREDICTOR_METHODS:
             yield dict(group=group, method=method, index=NATIVE, transfer=NATIVE, seed=seed)
             continue
-        for index, transfer in itertools.product(config["indexes"], config["transfers"]):
+        spec = config["methods"][method]
+        indexes = spec.get("indexes", list(config["indexes"]))
+        transfers = spec.get("transfers", list(config["transfers"]))
+        for index, transfer in itertools.product(indexes, transfers):
             yield dict(group=group, method=method, index=index, transfer=transfer, seed=seed)
 
 
@@ -115,3 +118,34 @@ def benchmark_files(wildcards):
 def method_resource(wildcards, name, default):
     """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
     return config["methods"][wildcards.method].get("resources", {}).get(name, default)
+
+
+def consensus_models(wildcards):
+    """Files of the models whose P-values a significance transfer combines.
+
+    A transfer with ``significance: {models: M}`` uses the run's own model
+    (seed s) and M - 1 more of the same method, seeds s + 1000 j; each model
+    contributes (reference embedding, query embedding, hits, calibration).
+    Transfers without significance need none.
+    """
+    spec = config["transfers"][wildcards.transfer].get("significance")
+    if not spec:
+        return []
+    run = "results/{group}/{method}/seed{seed}"
+    files = []
+    for j in range(spec.get("models", 1)):
+        seed = int(wildcards.seed) + 1000 * j
+        base = run.format(group=wildcards.group, method=wildcards.method, seed=seed)
+        files += [
+            f"{base}/reference_embedding.h5ad",
+            f"{base}/query_embedding.h5ad",
+            f"{base}/{wildcards.index}/hits.npz",
+            f"{base}/{wildcards.index}/calibration.npz",
+        ]
+    return files
+
+
+def reported_method(wildcards):
+    """The method name in the summary: a transfer with ``report_as`` names its own method."""
+    report_as = config["transfers"].get(wildcards.transfer, {}).get("report_as")
+    return f"{report_as}-{wildcards.method}" if report_as else wildcards.method

@@ -4,6 +4,7 @@ rule build_index:
     output:
         index="results/{group}/{method}/seed{seed}/{index}/index.bin",
         self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
+        calibration="results/{group}/{method}/seed{seed}/{index}/calibration.npz",
     wildcard_constraints:
         method=one_of(EMBEDDING_METHODS),
     params:

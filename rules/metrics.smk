@@ -30,6 +30,7 @@ rule metrics:
         "results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
     params:
         group=group_spec,
+        method=reported_method,
     log:
         "results/logs/metrics/{group}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:

@@ -4,6 +4,7 @@ rule transfer:
         self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
         reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
         query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
+        models=consensus_models,
     output:
         predictions="results/{group}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
     wildcard_constraints:

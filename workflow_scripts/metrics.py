@@ -10,7 +10,7 @@ table = score_predictions(
     read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"]),
     reference_obs=read_obs(snakemake.input.reference),
     group=snakemake.params.group,
-    run=dict(snakemake.wildcards),
+    run={**dict(snakemake.wildcards), "method": snakemake.params.method},
     embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
 )
 write_table(table, snakemake.output[0])

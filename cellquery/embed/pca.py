@@ -40,20 +40,23 @@ def transform_chunks(x, fn, n_out: int) -> np.ndarray:
     return out
 
 
-def embed(
-    reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, seed: int = 0, n_comps: int = 30
-) -> tuple[np.ndarray, np.ndarray]:
-    """Embed reference and query with a PCA of the scaled reference."""
-    ref_x, qry_x = reference[:, list(genes)].X, query[:, list(genes)].X
-    mean, std = scale_fit(ref_x)
+def fit_project(fit_x, targets, n_comps: int) -> list[np.ndarray]:
+    """Fit scaling + PCA on ``fit_x`` and project every matrix in ``targets`` (chunked)."""
+    mean, std = scale_fit(fit_x)
 
     def scale(block: np.ndarray) -> np.ndarray:
         return np.clip((block - mean) / std, -10, 10)
 
-    n_comps = min(n_comps, len(genes) - 1, reference.n_obs - 1)
-    model = PCA(n_components=n_comps, svd_solver="covariance_eigh")
-    scaled = scale(_dense(ref_x))
-    # transform (not fit_transform): the reference is projected exactly as the query is
-    ref_emb = model.fit(scaled).transform(scaled).astype(np.float32)
-    qry_emb = transform_chunks(qry_x, lambda block, _: model.transform(scale(block)), n_comps)
+    n_comps = min(n_comps, fit_x.shape[1] - 1, fit_x.shape[0] - 1)
+    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(_dense(fit_x)))
+    # every matrix, the reference included, is projected the same way (transform, not fit_transform)
+    return [transform_chunks(x, lambda block, _: model.transform(scale(block)), n_comps) for x in targets]
+
+
+def embed(
+    reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, seed: int = 0, n_comps: int = 30
+) -> tuple[np.ndarray, np.ndarray]:
+    """Embed reference and query with a PCA of the scaled reference (exact; ``seed`` has no effect)."""
+    ref_x, qry_x = reference[:, list(genes)].X, query[:, list(genes)].X
+    ref_emb, qry_emb = fit_project(ref_x, [ref_x, qry_x], n_comps)
     return ref_emb, qry_emb

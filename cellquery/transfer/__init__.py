@@ -159,20 +159,34 @@ def predict_table(
     self_distances: np.ndarray,
     group: dict,
     settings: dict,
+    models: list | None = None,
 ) -> pd.DataFrame:
     """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
 
     ``settings`` is a transfer entry of the config (voter, min_hits,
-    min_fraction, distance_quantile); ``group`` a group entry (label_key,
-    ontology_key, continuous_keys).
+    min_fraction, distance_quantile, significance); ``group`` a group entry
+    (label_key, ontology_key, continuous_keys). With ``significance`` a hit
+    counts when its empirical P-value is below ``p_cutoff`` (in a majority of
+    ``models``, :mod:`cellquery.transfer.consensus`) instead of when it lies
+    within the distance cut-off.
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
     min_hits = settings.get("min_hits", 2)
-    max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
+    mask, extra = None, {}
+    if settings.get("significance"):
+        from cellquery.transfer.consensus import significant_by_consensus
+
+        if not models:
+            raise InputError("transfer: significance needs the models' embeddings and calibration")
+        distances, indices, mask, p = significant_by_consensus(models, p_cutoff=settings["significance"].get("p_cutoff", 0.05))
+        max_distance = np.inf
+        extra["best_hit_p"] = np.where(indices >= 0, p.max(axis=0), 1.0).min(axis=1)
+    else:
+        max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
     label_key = group["label_key"]
     reference_labels = reference_obs[label_key].astype(str).to_numpy()
-    common = dict(max_distance=max_distance, voter=settings["voter"], voter_params=settings.get("params"))
+    common = dict(max_distance=max_distance, mask=mask, voter=settings["voter"], voter_params=settings.get("params"))
     predicted = transfer_labels(
         reference_labels, distances, indices, min_hits=min_hits, min_fraction=settings.get("min_fraction", 0.5), **common
     )
@@ -183,6 +197,8 @@ def predict_table(
         )
         for j, key in enumerate(keys):
             predicted[f"pred_{key}"] = fates[:, j]
+    for name, values in extra.items():
+        predicted[name] = values
     ontology_key = group.get("ontology_key")
     to_term = label_to_term(reference_obs, label_key, ontology_key) if ontology_key else None
     return prediction_table(query_obs, group, predicted, to_term)
