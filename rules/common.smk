@@ -13,6 +13,9 @@ NAME = "[A-Za-z0-9_-]+"
 NATIVE = "native"
 EMBEDDING_METHODS = [m for m in config["methods"] if method_kind(config, m) == "embedding"]
 PREDICTOR_METHODS = [m for m in config["methods"] if method_kind(config, m) == "predictor"]
+# An index with `shards: S` is built and searched as S jobs whose hits are merged (scatter/gather).
+SHARDED_INDEXES = [i for i, spec in config["indexes"].items() if spec.get("shards", 1) > 1]
+SINGLE_INDEXES = [i for i in config["indexes"] if i not in SHARDED_INDEXES]
 
 
 def one_of(names):
@@ -91,7 +94,8 @@ def gpu_request():
 def benchmark_files(wildcards):
     """Every benchmark file of the run (rule benchmarks are ordinary files to depend on).
 
-    gather_benchmarks cannot list its own; every other rule's is here.
+    gather_benchmarks cannot list its own; every other job's is here, the
+    extra models of consensus transfers included.
     """
     files = [rules.aggregate.benchmark]
     files += [r.benchmark for r in (rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy)]
@@ -99,25 +103,26 @@ def benchmark_files(wildcards):
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     for group in config["groups"]:
         files += [rules.preprocess.benchmark.format(group=group), rules.hvg.benchmark.format(group=group)]
-    seen = set()
     for c in combinations():
         if method_skip_reason(c["group"], c["method"]):
             files.append(rules.record_skip.benchmark.format(**c))
             continue
-        stages = (rules.embed, rules.build_index, rules.query_index, rules.transfer)
         if c["method"] in PREDICTOR_METHODS:
-            stages = (rules.predict,)
-        for rule_ in (*stages, rules.embedding_metrics, rules.metrics):
-            path = rule_.benchmark.format(**c)
-            if path not in seen:
-                seen.add(path)
-                files.append(path)
-    return files
-
-
-def method_resource(wildcards, name, default):
-    """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
-    return config["methods"][wildcards.method].get("resources", {}).get(name, default)
+            files += [rules.predict.benchmark.format(**c), rules.embedding_metrics.benchmark.format(**c)]
+        else:
+            significance = config["transfers"][c["transfer"]].get("significance") or {}
+            for j in range(significance.get("models", 1)):
+                model = {**c, "seed": c["seed"] + 1000 * j}
+                files.append(rules.embed.benchmark.format(**model))
+                if c["index"] in SHARDED_INDEXES:
+                    for shard in range(config["indexes"][c["index"]]["shards"]):
+                        files += [r.benchmark.format(**model, shard=shard) for r in (rules.build_shard, rules.query_shard)]
+                    files.append(rules.merge_shards.benchmark.format(**model))
+                else:
+                    files += [r.benchmark.format(**model) for r in (rules.build_index, rules.query_index)]
+            files += [r.benchmark.format(**c) for r in (rules.embedding_metrics, rules.transfer)]
+        files.append(rules.metrics.benchmark.format(**c))
+    return list(dict.fromkeys(files))
 
 
 def consensus_models(wildcards):
@@ -149,3 +154,10 @@ def reported_method(wildcards):
     """The method name in the summary: a transfer with ``report_as`` names its own method."""
     report_as = config["transfers"].get(wildcards.transfer, {}).get("report_as")
     return f"{report_as}-{wildcards.method}" if report_as else wildcards.method
+
+
+def shard_hits(wildcards):
+    """The per-shard hit files that merge_shards gathers."""
+    n_shards = config["indexes"][wildcards.index]["shards"]
+    base = "results/{group}/{method}/seed{seed}/{index}".format(**wildcards)
+    return [f"{base}/shard{shard}/hits.npz" for shard in range(n_shards)]

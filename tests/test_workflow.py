@@ -72,6 +72,18 @@ def test_mba_negative_is_computed_from_rejected_cells(toy_run):
     assert row.value.iloc[0] == pytest.approx(np.mean(per_type))
 
 
+def test_sharded_flat_equals_flat(toy_run):
+    workdir, _ = toy_run
+    for group in ("simulated", "pbmc68k"):
+        base = workdir / f"results/{group}/pca/seed0"
+        flat, sharded = np.load(base / "flat/hits.npz"), np.load(base / "flat_sharded/hits.npz")
+        np.testing.assert_array_equal(sharded["indices"], flat["indices"])
+        np.testing.assert_allclose(sharded["distances"], flat["distances"], rtol=1e-5)
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    pca = summary[summary.method.isin(["pca", "calibrated-pca"])].set_index(["group", "method", "transfer", "metric", "index"]).value
+    assert pca.xs("flat", level="index").round(12).equals(pca.xs("flat_sharded", level="index").round(12))
+
+
 def test_benchmarks_and_figure(toy_run):
     workdir, _ = toy_run
     bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")

@@ -43,6 +43,21 @@ class Calibration:
             return cls(scale=data["scale"], null=data["null"])
 
 
+def scales_from_hits(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """Distance to the k-th hit that is not the row itself (self may sit anywhere, or be missing)."""
+    others = (indices != rows[:, None]) & (indices >= 0)
+    rank = np.cumsum(others, axis=1)
+    pos = np.argmax(rank >= k, axis=1)
+    found = rank[:, -1] >= k
+    return np.where(found, distances[np.arange(len(rows)), pos], distances[:, -1]).astype(np.float32)
+
+
+def floor_scales(scale: np.ndarray) -> np.ndarray:
+    """Replace zero scales (duplicated cells) by the smallest positive one."""
+    positive = scale[scale > 0]
+    return np.maximum(scale, float(np.min(positive)) if positive.size else 1.0)
+
+
 def local_scales(index, embedding: np.ndarray, *, k: int, batch_size: int = 50_000) -> np.ndarray:
     """Distance from every reference cell to its k-th nearest *other* reference cell (by ``index``)."""
     n = len(embedding)
@@ -51,15 +66,8 @@ def local_scales(index, embedding: np.ndarray, *, k: int, batch_size: int = 50_0
     for start in range(0, n, batch_size):
         rows = np.arange(start, min(start + batch_size, n))
         d, i = index.search(embedding[rows], k + 1)
-        others = (i != rows[:, None]) & (i >= 0)
-        # position of the k-th "other" hit in each row (self may sit anywhere, or be missing)
-        rank = np.cumsum(others, axis=1)
-        pos = np.argmax(rank >= k, axis=1)
-        found = rank[:, -1] >= k
-        scale[rows] = np.where(found, d[np.arange(len(rows)), pos], d[:, -1])
-    positive = scale[scale > 0]
-    floor = float(np.min(positive)) if positive.size else 1.0
-    return np.maximum(scale, floor)  # duplicates of a cell would give scale 0
+        scale[rows] = scales_from_hits(d, i, rows, k)
+    return floor_scales(scale)
 
 
 def null_distances(embedding: np.ndarray, scale: np.ndarray, *, n_pairs: int = 100_000, seed: int = 0) -> np.ndarray:

@@ -1,0 +1,51 @@
+"""Sharded search as scatter and gather: the map-reduce of distributed NN-descent on Snakemake.
+
+The reference is split into S contiguous shards. Each shard is indexed and
+searched as its own job (scatter): for the query cells (k hits) and for the
+reference cells themselves (k + 1 hits, for local scales and the distance
+cut-off). The gather step merges the shards' top-k lists exactly
+(:func:`cellquery.index.merge.merge_topk`), as the heaps of the
+distributed k-NN graph build are merged (seed 002), so that for exact indexes
+the result equals one index over the whole reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from cellquery.index import build_index
+from cellquery.index.merge import merge_topk, split_shards
+from cellquery.transfer.calibration import Calibration, floor_scales, null_distances, scales_from_hits
+from cellquery.transfer.cutoff import sample_rows, self_distances_from_hits
+
+
+def shard_rows(n: int, n_shards: int, shard: int) -> tuple[int, int]:
+    """Row range (start, stop) of shard ``shard`` of ``n`` reference rows."""
+    return split_shards(n, n_shards)[shard]
+
+
+def build_shard(reference: np.ndarray, n_shards: int, shard: int, backend: str, params: dict, seed: int = 0):
+    """Index of one shard of the reference (shard-local ids)."""
+    start, stop = shard_rows(len(reference), n_shards, shard)
+    return build_index(backend, reference[start:stop], params, seed=seed)
+
+
+def search_shard(index, query: np.ndarray, reference: np.ndarray, k: int) -> dict[str, np.ndarray]:
+    """One shard's hits (shard-local ids) for the query (k) and for every reference cell (k + 1)."""
+    qd, qi = index.search(query, k)
+    rd, ri = index.search(reference, min(k + 1, len(reference)))
+    return {"distances": qd, "indices": qi, "reference_distances": rd, "reference_indices": ri}
+
+
+def merge_shards(parts: list[dict], offsets: list[int], reference: np.ndarray, *, k: int, seed: int = 0):
+    """Gather: merged query hits (global ids), leave-one-out self distances and the calibration."""
+    distances, indices = merge_topk([(p["distances"], p["indices"]) for p in parts], offsets, k)
+    k_self = min(k + 1, len(reference))
+    rd, ri = merge_topk([(p["reference_distances"], p["reference_indices"]) for p in parts], offsets, k_self)
+    rows = np.arange(len(reference))
+    k_other = max(1, min(k, len(reference) - 1))
+    scale = floor_scales(scales_from_hits(rd, ri, rows, k_other))
+    calibration = Calibration(scale=scale, null=null_distances(reference, scale, seed=seed))
+    sample = sample_rows(len(reference), seed=seed)
+    self_distances = self_distances_from_hits(rd[sample], ri[sample], sample, k_other)
+    return distances, indices, self_distances, calibration

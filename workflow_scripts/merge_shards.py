@@ -1,0 +1,23 @@
+"""Gather: exact top-k merge of the shards' hits; leave-one-out distances and calibration."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import numpy as np
+
+from cellquery.index.sharded import merge_shards, shard_rows
+from cellquery.io import atomic_path, read_embedding
+
+reference = read_embedding(snakemake.input.reference)
+n_shards = snakemake.params.shards
+offsets = [shard_rows(len(reference), n_shards, s)[0] for s in range(n_shards)]
+parts = [dict(np.load(path)) for path in snakemake.input.hits]
+distances, indices, self_distances, calibration = merge_shards(
+    parts, offsets, reference, k=snakemake.params.k, seed=int(snakemake.wildcards.seed)
+)
+with atomic_path(snakemake.output.hits) as tmp:
+    np.savez(tmp, distances=distances, indices=indices)
+with atomic_path(snakemake.output.self_distances) as tmp:
+    np.save(tmp, self_distances)
+with atomic_path(snakemake.output.calibration) as tmp:
+    calibration.save(tmp)

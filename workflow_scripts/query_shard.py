@@ -1,0 +1,19 @@
+"""Scatter: search one shard with the query cells (k) and the reference cells (k + 1)."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+import numpy as np
+
+from cellquery.index import load_index
+from cellquery.index.sharded import search_shard
+from cellquery.io import atomic_path, read_embedding
+
+hits = search_shard(
+    load_index(snakemake.input.index),
+    read_embedding(snakemake.input.query),
+    read_embedding(snakemake.input.reference),
+    snakemake.params.k,
+)
+with atomic_path(snakemake.output.hits) as tmp:
+    np.savez(tmp, **hits)
