@@ -22,7 +22,7 @@ def plot_mba_pos_neg(summary: pd.DataFrame, path) -> None:
         index=["group", "method", "index", "transfer", "seed"], columns="metric", values="value"
     ).reset_index()
     groups = sorted(wide["group"].unique()) if len(wide) else []
-    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 4), squeeze=False)
+    fig, axes = plt.subplots(1, max(1, len(groups)), figsize=(4.2 * max(1, len(groups)), 4), squeeze=False, sharey=True)
     methods = sorted(wide["method"].unique()) if len(wide) else []
     colours = {m: plt.cm.tab10(i % 10) for i, m in enumerate(methods)}
     settings = sorted({(r.index, r.transfer) for r in wide.itertuples()}) if len(wide) else []
@@ -32,8 +32,9 @@ def plot_mba_pos_neg(summary: pd.DataFrame, path) -> None:
         for row in part.itertuples():
             ax.scatter(row.mba_positive, row.mba_negative, color=colours[row.method], marker=markers[(row.index, row.transfer)],
                        alpha=0.8, edgecolor="black", linewidth=0.4)
-        ax.set(title=group, xlabel="MBA, positive types", ylabel="MBA, negative types", xlim=(-0.03, 1.03), ylim=(-0.03, 1.03))
+        ax.set(title=group, xlabel="MBA, positive types", xlim=(-0.03, 1.03), ylim=(-0.03, 1.03))
         ax.grid(alpha=0.3)
+    axes[0][0].set_ylabel("MBA, negative types")
     if not groups:
         axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center")
     handles = [plt.Line2D([], [], color=c, marker="o", linestyle="", label=m) for m, c in colours.items()]
