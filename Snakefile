@@ -3,6 +3,7 @@
 #   snakemake -c2                                   # default benchmark (config/config.yaml)
 #   snakemake -c2 --configfile config/toy.yaml      # CI-sized run
 #   snakemake --profile slurm                       # on a Slurm cluster
+#   snakemake -c2 scale --configfile config/config.yaml config/scale.yaml   # index scale sweep
 #
 # One wildcard path runs from config to figure:
 #   datasets -> results/data/{dataset}.h5ad -> results/{group}/preprocessed/*.h5ad
@@ -35,6 +36,7 @@ include: "rules/transfer.smk"
 include: "rules/predict.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"
+include: "rules/scale.smk"
 
 
 rule all:

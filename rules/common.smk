@@ -30,6 +30,8 @@ wildcard_constraints:
     index=NAME,
     transfer=NAME,
     seed=r"\d+",
+    scale_index=NAME,
+    n_ref=r"\d+",
 
 
 def combinations():
@@ -84,6 +86,11 @@ def index_spec(wildcards):
 
 def transfer_spec(wildcards):
     return config["transfers"][wildcards.transfer]
+
+
+def method_resource(wildcards, name, default):
+    """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
+    return config["methods"][wildcards.method].get("resources", {}).get(name, default)
 
 
 def gpu_request():
@@ -161,3 +168,43 @@ def shard_hits(wildcards):
     n_shards = config["indexes"][wildcards.index]["shards"]
     base = "results/{group}/{method}/seed{seed}/{index}".format(**wildcards)
     return [f"{base}/shard{shard}/hits.npz" for shard in range(n_shards)]
+
+
+# Scale benchmark (rules/scale.smk): reads only config["scale"], nothing when absent.
+SCALE = config.get("scale", {}) or {}
+
+if SCALE:
+    from cellquery.bench.knn import check_scale_config
+
+    check_scale_config(SCALE)
+
+
+def scale_runs():
+    """(config name, reference size) of every scale job."""
+    runs = []
+    for name, spec in SCALE.get("indexes", {}).items():
+        for n in spec.get("sizes", SCALE.get("sizes", [])):
+            if spec.get("max_size") is None or n <= spec["max_size"]:
+                runs.append((name, int(n)))
+    return runs
+
+
+def scale_spec(wildcards):
+    return SCALE["indexes"][wildcards.scale_index]
+
+
+def scale_mem_mb(wildcards):
+    from cellquery.bench.knn import estimate_mem_mb  # imported only when a scale job is planned
+
+    spec = SCALE["indexes"][wildcards.scale_index]
+    return estimate_mem_mb(spec["preset"], int(wildcards.n_ref), SCALE.get("dim", 32),
+                           SCALE.get("n_query", 10000), SCALE.get("k", 50),
+                           SCALE.get("chunk", 1_000_000), spec.get("params"))
+
+
+def scale_runtime(wildcards):
+    from cellquery.bench.knn import estimate_runtime_min
+
+    spec = SCALE["indexes"][wildcards.scale_index]
+    return estimate_runtime_min(spec["preset"], int(wildcards.n_ref), SCALE.get("threads", 2),
+                                len(spec.get("search_sweep") or [{}]))

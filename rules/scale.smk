@@ -7,45 +7,6 @@
 # peak memory is its own; every job writes one table row per search setting.
 # Reads only config["scale"], and nothing when that key is absent.
 
-SCALE = config.get("scale", {}) or {}
-
-
-wildcard_constraints:
-    scale_index="[A-Za-z0-9_-]+",
-    n_ref=r"\d+",
-
-
-def scale_runs():
-    """(config name, reference size) of every scale job."""
-    runs = []
-    for name, spec in SCALE.get("indexes", {}).items():
-        for n in spec.get("sizes", SCALE.get("sizes", [])):
-            if spec.get("max_size") is None or n <= spec["max_size"]:
-                runs.append((name, int(n)))
-    return runs
-
-
-def scale_spec(wildcards):
-    return SCALE["indexes"][wildcards.scale_index]
-
-
-def scale_mem_mb(wildcards):
-    from cellquery.bench.knn import estimate_mem_mb  # imported only when a scale job is planned
-
-    spec = SCALE["indexes"][wildcards.scale_index]
-    return estimate_mem_mb(spec["preset"], int(wildcards.n_ref), SCALE.get("dim", 32),
-                           SCALE.get("n_query", 10000), SCALE.get("k", 50),
-                           SCALE.get("chunk", 1_000_000), spec.get("params"))
-
-
-def scale_runtime(wildcards):
-    from cellquery.bench.knn import estimate_runtime_min
-
-    spec = SCALE["indexes"][wildcards.scale_index]
-    return estimate_runtime_min(spec["preset"], int(wildcards.n_ref), SCALE.get("threads", 2),
-                                len(spec.get("search_sweep") or [{}]))
-
-
 rule scale_knn:
     output:
         "results/scale/runs/{scale_index}/n{n_ref}.tsv",

@@ -1,6 +1,7 @@
 """Nearest-neighbour indexes of reference embeddings behind one interface.
 
-One file per backend; adding a backend = adding a file + one line in ``BACKENDS``.
+One file per backend; adding a backend = adding a file + one line in ``BACKENDS``
+(imported on first use).
 All backends use the Euclidean (L2) metric and return Euclidean (not squared) distances.
 
 Examples
@@ -12,31 +13,47 @@ Examples
 
 from __future__ import annotations
 
+import importlib
 import os
+from collections.abc import Mapping
 
 import numpy as np
 
 from cellquery.errors import InputError
 from cellquery.index.base import Index, as_matrix, read_header
-from cellquery.index.faiss_backend import FaissIndex
 from cellquery.index.merge import merge_topk, split_shards
 
-BACKENDS: dict[str, type[Index]] = {
-    "faiss": FaissIndex,
-}
+class _Registry(Mapping):
+    """Backend name -> Index class, imported on first use (graph libraries are slow to import)."""
 
-try:  # optional backends: registered when their library imports
-    from cellquery.index.hnswlib_backend import HnswlibIndex
+    def __init__(self, entries: dict[str, str]):
+        self._entries = entries
+        self._loaded: dict[str, type[Index]] = {}
 
-    BACKENDS["hnswlib"] = HnswlibIndex
-except ImportError:  # pragma: no cover
-    pass
-try:
-    from cellquery.index.pynndescent_backend import PynndescentIndex
+    def __getitem__(self, name: str) -> type[Index]:
+        if name not in self._loaded:
+            module, cls = self._entries[name].split(":")
+            try:
+                self._loaded[name] = getattr(importlib.import_module(module), cls)
+            except ImportError as err:
+                raise InputError(f"index: backend {name!r} cannot be imported ({err})") from err
+        return self._loaded[name]
 
-    BACKENDS["pynndescent"] = PynndescentIndex
-except ImportError:  # pragma: no cover
-    pass
+    def __iter__(self):
+        return iter(self._entries)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
+BACKENDS: Mapping[str, type[Index]] = _Registry(
+    {
+        "faiss": "cellquery.index.faiss_backend:FaissIndex",
+        "hnswlib": "cellquery.index.hnswlib_backend:HnswlibIndex",
+        "pynndescent": "cellquery.index.pynndescent_backend:PynndescentIndex",
+        "gemm": "cellquery.index.gemm_backend:GemmIndex",
+    }
+)
 
 __all__ = ["BACKENDS", "Index", "build_index", "load_index", "make_index", "merge_topk", "split_shards"]
 
