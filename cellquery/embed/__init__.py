@@ -10,13 +10,14 @@ from __future__ import annotations
 
 from types import ModuleType
 
-from cellquery.embed import pca, pca_subsample, pearson_pca
+from cellquery.embed import pca, pca_subsample, pearson_pca, scvi
 from cellquery.errors import InputError
 
 EMBEDDINGS: dict[str, ModuleType] = {
     "pca": pca,
     "pca_subsample": pca_subsample,
     "pearson_pca": pearson_pca,
+    "scvi": scvi,
 }
 
 

@@ -18,7 +18,12 @@ import pandas as pd
 from cellquery.errors import InputError
 
 # name -> module path; imported lazily, since peer tools are heavy to import.
-PREDICTORS: dict[str, str] = {}
+PREDICTORS: dict[str, str] = {
+    "cellblast": "cellquery.methods.cellblast",
+    "cellmapper": "cellquery.methods.cellmapper",
+    "ingest": "cellquery.methods.ingest",
+    "scanvi": "cellquery.methods.scanvi",
+}
 
 
 @dataclass

@@ -1,0 +1,205 @@
+"""scVI latent space, trained on the reference; the query is mapped by scArches surgery.
+
+scVI (Lopez et al. 2018, scvi-tools) is a variational autoencoder of raw
+counts (negative binomial likelihood); its latent mean is the embedding.
+
+* Reference: ``SCVI`` on the raw counts (``layers["counts"]``) of the HVGs,
+  with the reference's ``batch_key`` column as batch covariate when given
+  (the embedding interface has no batch argument: set ``batch_key`` in the
+  method's params). The architecture is the one scvi-tools recommends for
+  reference mapping (``encode_covariates=True``, ``deeply_inject_covariates=False``,
+  layer norm instead of batch norm).
+* Query: ``SCVI.load_query_data`` + ``train`` for ``query_epochs`` (scArches
+  surgery: the query's new batch categories get new weights, everything else
+  stays frozen; ``weight_decay=0`` as in the scvi-tools tutorial). Without a
+  batch key there is nothing to fit and the query is encoded directly.
+
+Training runs on a GPU when torch sees one (``accelerator="auto"``), with
+``torch_threads`` intra-op threads on CPU (default 1: the networks are small and
+more threads were slower on shared CPUs). ``scvi.settings.seed`` is set from
+the run seed, so a run is reproducible on the same hardware.
+
+:func:`reference_model` and :func:`query_adata` are shared with the scANVI
+predictor (:mod:`cellquery.methods.scanvi`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+
+REQUIRES: tuple[str, ...] = ("counts",)
+
+
+@contextlib.contextmanager
+def limited_torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: leave as is), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def counts_adata(adata: ad.AnnData, genes: Sequence[str], obs: dict[str, np.ndarray], source: str) -> ad.AnnData:
+    """Raw counts of ``genes`` (CSR float32) with the given obs columns: scvi-tools' input."""
+    import scipy.sparse as sp
+
+    if "counts" not in adata.layers:
+        raise InputError(f"{source}: layers['counts'] (raw counts) is missing; scVI models raw counts")
+    missing = [g for g in genes if g not in adata.var_names]
+    if missing:
+        raise InputError(f"{source}: gene {missing[0]!r} of the HVGs is missing ({len(missing)} missing)")
+    x = adata[:, list(genes)].layers["counts"]
+    x = x.astype(np.float32).tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    frame = pd.DataFrame({k: pd.Categorical(np.asarray(v).astype(str)) for k, v in obs.items()}, index=adata.obs_names.astype(str))
+    return ad.AnnData(X=x, obs=frame, var=pd.DataFrame(index=list(genes)))
+
+
+def batch_column(adata: ad.AnnData, batch_key: str | None, source: str) -> dict[str, np.ndarray]:
+    """``{"batch": values}`` of the batch key (empty without one)."""
+    if batch_key is None:
+        return {}
+    if batch_key not in adata.obs:
+        raise InputError(f"{source}: obs column {batch_key!r} (scVI batch_key) is missing")
+    return {"batch": adata.obs[batch_key].astype(str).to_numpy()}
+
+
+def train_kwargs(max_epochs: int, batch_size: int) -> dict:
+    """Common ``train`` arguments: GPU when available, no progress bar, fixed epochs."""
+    return dict(
+        max_epochs=int(max_epochs),
+        batch_size=int(batch_size),
+        accelerator="auto",
+        devices="auto",
+        enable_progress_bar=False,
+        early_stopping=False,
+    )
+
+
+def reference_model(
+    reference: ad.AnnData,
+    genes: Sequence[str],
+    *,
+    batch_key: str | None,
+    labels: np.ndarray | None = None,
+    seed: int,
+    n_latent: int,
+    n_layers: int,
+    n_hidden: int,
+    max_epochs: int,
+    batch_size: int,
+):
+    """Train an ``SCVI`` model on the reference counts (labels registered when given, for scANVI)."""
+    import scvi
+
+    if max_epochs < 1 or n_latent < 1 or n_layers < 1 or n_hidden < 1 or batch_size < 2:
+        raise InputError("config: methods: scvi: max_epochs, n_latent, n_layers, n_hidden must be >= 1, batch_size >= 2")
+    obs = batch_column(reference, batch_key, "reference")
+    if labels is not None:
+        obs["label"] = labels
+    adata = counts_adata(reference, genes, obs, "reference")
+    scvi.settings.seed = int(seed)
+    scvi.settings.dl_num_workers = 0
+    scvi.model.SCVI.setup_anndata(
+        adata, batch_key="batch" if batch_key else None, labels_key="label" if labels is not None else None
+    )
+    model = scvi.model.SCVI(
+        adata,
+        n_latent=n_latent,
+        n_layers=n_layers,
+        n_hidden=n_hidden,
+        encode_covariates=True,
+        deeply_inject_covariates=False,
+        use_layer_norm="both",
+        use_batch_norm="none",
+    )
+    model.train(**train_kwargs(max_epochs, batch_size))
+    return model, adata
+
+
+def query_adata(query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, labels: str | None = None) -> ad.AnnData:
+    """The query's counts with the reference model's obs columns (labels set to ``labels`` when given)."""
+    obs = batch_column(query, batch_key, "query")
+    if labels is not None:
+        obs["label"] = np.full(query.n_obs, labels)
+    return counts_adata(query, genes, obs, "query")
+
+
+def map_query(model_class, model, adata: ad.AnnData, *, batch_key: str | None, query_epochs: int, batch_size: int, seed: int):
+    """The model that maps the query: scArches surgery of ``model`` with a batch key, ``model`` itself without.
+
+    Without a batch covariate the query has no new parameters to fit, and the
+    reference model encodes it directly (its setup is transferred to ``adata``).
+    Pass ``adata`` to the returned model's ``get_latent_representation``/``predict``.
+    """
+    import scvi
+
+    if batch_key is None:
+        return model
+    if query_epochs < 1:
+        raise InputError("config: methods: query_epochs must be >= 1 when a batch key is given (scArches surgery)")
+    scvi.settings.seed = int(seed)
+    query_model = model_class.load_query_data(adata, model)
+    query_model.train(**train_kwargs(query_epochs, batch_size), plan_kwargs={"weight_decay": 0.0})
+    return query_model
+
+
+def embed(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    genes: Sequence[str],
+    *,
+    seed: int = 0,
+    batch_key: str | None = None,
+    n_latent: int = 10,
+    n_layers: int = 1,
+    n_hidden: int = 128,
+    max_epochs: int = 100,
+    query_epochs: int = 20,
+    batch_size: int = 128,
+    torch_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """scVI latent means of the reference and of the query (mapped by scArches surgery).
+
+    Parameters
+    ----------
+    reference, query
+        Preprocessed AnnDatas with raw counts in ``layers["counts"]``.
+    genes
+        HVGs the model is fitted on.
+    seed
+        ``scvi.settings.seed``.
+    batch_key
+        Reference (and query) obs column used as the batch covariate; None: none.
+    n_latent, n_layers, n_hidden
+        Architecture (scvi-tools defaults 10, 1, 128).
+    max_epochs, query_epochs, batch_size
+        Training epochs of the reference model and of the query surgery.
+    torch_threads
+        Torch intra-op threads on CPU while the method runs (restored afterwards).
+    """
+    import scvi  # heavy: imported only when the method runs
+
+    with limited_torch_threads(torch_threads):
+        model, _ = reference_model(
+            reference, genes, batch_key=batch_key, seed=seed, n_latent=n_latent, n_layers=n_layers,
+            n_hidden=n_hidden, max_epochs=max_epochs, batch_size=batch_size,
+        )
+        ref_emb = model.get_latent_representation()
+        qry = query_adata(query, genes, batch_key=batch_key)
+        query_model = map_query(
+            scvi.model.SCVI, model, qry, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
+        )
+        qry_emb = query_model.get_latent_representation(qry)
+    return np.asarray(ref_emb, dtype=np.float32), np.asarray(qry_emb, dtype=np.float32)

@@ -1,0 +1,374 @@
+"""Cell BLAST: DIRECTi models, posterior distances, empirical P-values, hit-based predictions.
+
+The ``cell-blast`` package (Cao et al., Nat. Commun. 2020) does the modelling
+and the search; this module feeds it raw counts and turns its hits into the
+project's predictions, following the paper's Methods:
+
+1. *DIRECTi* (Methods, "Model structure"): an adversarial autoencoder on the
+   raw counts of the HVGs (negative-binomial likelihood), with *adversarial
+   batch alignment* on the group's batch key (``batch_key``; none: no
+   alignment). ``n_models`` models (the paper's default 4) are trained from
+   different starting points, seeded from the run seed.
+2. *Cell querying* (Methods, "Cell querying using posterior distance"):
+   Euclidean nearest neighbours in each model's latent space give the initial
+   hits (``n_neighbors`` per model, pooled); each hit gets the posterior
+   *normalised projection distance* (NPD, Eq. in "Posterior distance
+   estimation", from ``n_posterior`` posterior samples) and an *empirical
+   P-value* against the NPD of ``n_empirical`` random reference pairs.
+3. *Multi-model consensus*: per hit, distances are averaged and P-values
+   combined by their geometric mean across models (the package's defaults,
+   ``Hits.reconcile_models(dist_method="mean", pval_method="gmean")``); a hit is
+   *significant* when its P-value is below ``p_cutoff`` (0.05).
+4. *Hit-based predictions* (Methods, same name): fewer than ``min_hits`` (2)
+   significant hits -> ``rejected``; the majority label must hold more than
+   ``min_fraction`` (50 %) of them, else ``ambiguous``
+   (:func:`cellquery.transfer.rules.decide`); continuous annotations (fates)
+   are the arithmetic mean over the significant hits.
+5. *BLAST2CO* (Methods, "BLAST2CO"), when the group has Cell Ontology ids
+   (``ontology_key``): the package's ``Hits.blast2co`` on a CL graph built from
+   :mod:`cellquery.ontology`, giving the ``pred_cl`` column.
+
+Package defects worked around (cell-blast 0.5.1 with numpy 2 / scipy 1.17):
+
+* ``Hits`` stores per-cell hits as ``np.asarray(list, dtype=object)``. When
+  every query cell has the same number of hits (always with one model, by
+  chance with several) that array becomes rectangular and each cell's
+  distances and P-values are *object* arrays, on which
+  ``Hits.reconcile_models`` (``scipy.stats.gmean``) and ``Hits.filter`` (numba)
+  fail. Steps 3-4 are therefore done here on typed, flattened arrays
+  (:func:`reconcile_hits`), with the same definitions as the package.
+* ``np.int`` (removed in numpy 1.24) is used by ``Cell_BLAST.metrics``,
+  ``Cell_BLAST.weighting`` and ``Cell_BLAST.utils.minibatch``. None of them is
+  on the path used here (fit_DIRECTi, BLAST, BLAST.query, Hits.blast2co), so
+  numpy is not patched; ``tests/test_methods_cellblast.py`` runs this path
+  under numpy 2, where ``np.int`` does not exist.
+
+Device: the package picks a GPU through NVML at import, even where torch
+cannot use it (the CPU build of torch on a GPU machine); :func:`use_device`
+sets the device from ``torch.cuda.is_available()`` instead. On CPU, torch runs
+with ``torch_threads`` intra-op threads (default 1): the DIRECTi networks are
+small, and on shared CPUs more threads made training about ten times slower
+here (spin-waiting threads).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+import time
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+from cellquery.methods import MethodResult
+
+REQUIRES: tuple[str, ...] = ("counts",)
+
+
+@contextlib.contextmanager
+def limited_torch_threads(n: int | None):
+    """Run the block with ``n`` torch intra-op threads (None: leave as is), then restore."""
+    import torch
+
+    before = torch.get_num_threads()
+    if n:
+        torch.set_num_threads(int(n))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+def use_device(cb) -> None:
+    """Train and infer on CUDA when torch can use it, else on CPU."""
+    import torch
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    cb.config.DEVICE = device
+    cb.directi.DEVICE = device  # directi keeps its own copy, taken at import
+
+
+def model_seeds(seed: int, n_models: int) -> list[int]:
+    """Deterministic, distinct starting points for the ensemble, derived from the run seed."""
+    return [int(s) % (2**31 - 1) for s in np.random.SeedSequence(seed).generate_state(n_models)]
+
+
+def counts_adata(adata: ad.AnnData, keys: Sequence[str], source: str) -> ad.AnnData:
+    """An AnnData with the raw counts of all genes in ``X`` (Cell BLAST's input) and obs ``keys``."""
+    if "counts" not in adata.layers:
+        raise InputError(f"{source}: layers['counts'] (raw counts) is missing; cellblast models raw counts")
+    import scipy.sparse as sp
+
+    x = adata.layers["counts"]
+    x = x.astype(np.float32).tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    obs = pd.DataFrame({k: adata.obs[k].to_numpy() for k in keys}, index=adata.obs_names.astype(str))
+    return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
+
+
+def reconcile_hits(hits, dist, pval, n_models: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Flatten Cell BLAST hits and combine them across models.
+
+    Parameters
+    ----------
+    hits, dist, pval
+        Per query cell: hit indices (n_hits,), distances and empirical
+        P-values (n_hits, n_models), as in ``Cell_BLAST.blast.Hits``; object
+        arrays of either shape (ragged or rectangular) are accepted.
+    n_models
+        Number of models.
+
+    Returns
+    -------
+    cell, hit, distance, p_value
+        Flat arrays over all (query cell, hit) pairs: the query cell's row,
+        the reference cell's row, the mean distance over models and the
+        geometric mean of the P-values over models (the package's
+        ``reconcile_models`` defaults).
+    """
+    from scipy.stats import gmean
+
+    hit_list = [np.asarray(h, dtype=np.int64).ravel() for h in hits]
+    lengths = np.fromiter((len(h) for h in hit_list), dtype=np.int64, count=len(hit_list))
+    if not lengths.sum():
+        empty = np.zeros(0)
+        return np.zeros(0, np.int64), np.zeros(0, np.int64), empty, empty
+    flat_dist = np.concatenate([np.asarray(d, dtype=np.float64).reshape(-1, n_models) for d in dist])
+    flat_pval = np.concatenate([np.asarray(p, dtype=np.float64).reshape(-1, n_models) for p in pval])
+    with np.errstate(divide="ignore"):  # a P-value of 0 in one model makes the geometric mean 0
+        combined = gmean(flat_pval, axis=1)
+    return np.repeat(np.arange(len(hit_list)), lengths), np.concatenate(hit_list), flat_dist.mean(axis=1), combined
+
+
+def hit_predictions(
+    cell: np.ndarray,
+    hit: np.ndarray,
+    significant: np.ndarray,
+    n_query: int,
+    reference_labels: np.ndarray,
+    reference_values: np.ndarray | None,
+    *,
+    min_hits: int,
+    min_fraction: float,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray | None]:
+    """Cell BLAST's hit-based predictions from flat (cell, hit) pairs.
+
+    Returns predictions, significant-hit counts, the top label's share and,
+    when ``reference_values`` is given, the mean of the significant hits'
+    values (NaN for cells with fewer than ``min_hits`` hits).
+    """
+    from cellquery.transfer.rules import decide
+
+    labels, codes = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
+    c, h = cell[significant], hit[significant]
+    n_hits = np.bincount(c, minlength=n_query)
+    votes = np.zeros((n_query, len(labels)))
+    np.add.at(votes, (c, codes[h]), 1.0)
+    pred, share = decide(votes, n_hits, labels, min_hits=min_hits, min_fraction=min_fraction)
+    means = None
+    if reference_values is not None:
+        sums = np.zeros((n_query, reference_values.shape[1]))
+        np.add.at(sums, c, reference_values[h])
+        means = sums / np.maximum(n_hits, 1)[:, None]
+        means[n_hits < min_hits] = np.nan
+    return pred, n_hits, share, means
+
+
+def cell_type_dag(terms: Sequence[str], vertex_attribute: str):
+    """A ``Cell_BLAST.utils.CellTypeDAG`` of ``terms`` and all their ancestors.
+
+    Built from the project's Cell Ontology (:func:`cellquery.ontology.load_cell_ontology`),
+    whose links mix is_a and part_of (the package's OBO loader keeps is_a
+    only). Edges point from a term to its direct parents, as in the package;
+    every vertex carries its id under ``vertex_attribute`` (what ``blast2co``
+    retrieves). Terms unknown to the ontology are left out (``blast2co`` then
+    ignores hits carrying them).
+    """
+    import igraph
+    from Cell_BLAST.utils import CellTypeDAG
+
+    from cellquery.ontology import load_cell_ontology
+
+    ontology = load_cell_ontology()
+    known = [t for t in dict.fromkeys(map(str, terms)) if t in ontology]
+    closure = sorted(set(known).union(*(ontology.ancestors(t) for t in known)))
+    graph = igraph.Graph(directed=True)
+    graph.add_vertices(closure)
+    graph.vs[vertex_attribute] = closure
+    position = {t: i for i, t in enumerate(closure)}
+    graph.add_edges([(position[t], position[p]) for t in closure for p in sorted(ontology.parents(t))])
+    return CellTypeDAG(graph, {t: t for t in closure})
+
+
+def blast2co(blast, query_names, cell, hit, p_value, significant, ontology_key: str, *, min_hits: int, threshold: float, min_path: int):
+    """Cell Ontology predictions with the package's ``Hits.blast2co`` on the significant, reconciled hits."""
+    from Cell_BLAST.blast import Hits
+
+    n_query = len(query_names)
+    c = cell[significant]
+    bounds = np.searchsorted(c, np.arange(n_query + 1))  # cells are sorted in the flat arrays
+    hit_s, p_s = hit[significant], p_value[significant]
+    per_hits = [hit_s[bounds[i] : bounds[i + 1]] for i in range(n_query)]
+    per_p = [p_s[bounds[i] : bounds[i + 1]] for i in range(n_query)]
+    stub = ad.AnnData(obs=pd.DataFrame(index=pd.Index(query_names, dtype=str)))
+    hits = Hits(blast, per_hits, per_p, per_p, stub)  # distances are unused by blast2co
+    dag = cell_type_dag(blast.ref.obs[ontology_key].astype(str).unique(), ontology_key)
+    table = hits.blast2co(dag, cl_field=ontology_key, min_hits=min_hits, thresh=threshold, min_path=min_path)
+    return table[ontology_key].astype(str).to_numpy()
+
+
+def predict(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    genes: Sequence[str],
+    *,
+    label_key: str,
+    batch_key: str | None = None,
+    continuous_keys: Sequence[str] = (),
+    ontology_key: str | None = None,
+    seed: int = 0,
+    n_models: int = 4,
+    epochs: int = 1000,
+    patience: int = 30,
+    latent_dim: int = 10,
+    h_dim: int = 128,
+    batch_size: int = 128,
+    learning_rate: float = 1e-3,
+    lambda_reg: float = 0.01,
+    adversarial_delay: int = 20,
+    n_neighbors: int = 5,
+    n_posterior: int = 50,
+    n_empirical: int = 10000,
+    p_cutoff: float = 0.05,
+    min_hits: int = 2,
+    min_fraction: float = 0.5,
+    blast2co_threshold: float = 0.5,
+    blast2co_min_path: int = 4,
+    n_jobs: int = 1,
+    torch_threads: int = 1,
+) -> MethodResult:
+    """Train a DIRECTi ensemble on the reference and BLAST the query against it.
+
+    Parameters
+    ----------
+    reference, query
+        Preprocessed AnnDatas with raw counts in ``layers["counts"]``.
+    genes
+        Genes the models are fitted on (the group's HVGs).
+    label_key, batch_key, continuous_keys, ontology_key
+        The group's reference obs columns (``batch_key`` None: no batch alignment).
+    seed
+        Run seed; the models' seeds and the posterior sampling derive from it.
+    n_models
+        Models in the ensemble (paper: 4).
+    epochs, patience
+        Maximum epochs and early-stopping patience of each model.
+    latent_dim, h_dim, batch_size, learning_rate
+        DIRECTi architecture and optimiser (package defaults 10, 128, 128, 1e-3).
+    lambda_reg, adversarial_delay
+        Adversarial batch alignment strength (the paper's lambda_b) and the
+        epochs before it starts (package defaults 0.01 and 20).
+    n_neighbors, n_posterior, n_empirical
+        Initial Euclidean hits per model, posterior samples per cell for NPD,
+        random reference pairs of the empirical null distribution.
+    p_cutoff, min_hits, min_fraction
+        Significance cut-off of the empirical P-value and the prediction rule.
+    blast2co_threshold, blast2co_min_path
+        BLAST2CO confidence threshold and minimal longest path to the root.
+    n_jobs
+        joblib jobs of the BLAST search.
+    torch_threads
+        Torch intra-op threads while the method runs (restored afterwards).
+
+    Returns
+    -------
+    MethodResult with ``prediction``, ``pred_<key>``, ``pred_cl`` (with an
+    ontology key), ``n_hits`` and ``top_fraction``; the first model's latent
+    space as the embedding; timings ``train_s``, ``index_s``, ``query_s``,
+    ``annotate_s``.
+    """
+    if n_models < 1 or epochs < 1 or latent_dim < 1 or n_neighbors < 1 or n_posterior < 2 or n_empirical < 1:
+        raise InputError("config: methods: cellblast: n_models, epochs, latent_dim, n_neighbors, n_empirical must be >= 1 and n_posterior >= 2")
+    if not 0 < p_cutoff <= 1:
+        raise InputError(f"config: methods: cellblast p_cutoff must be in (0, 1], got {p_cutoff}")
+    keys = list(continuous_keys)
+    for key in [label_key, *keys, *([batch_key] if batch_key else []), *([ontology_key] if ontology_key else [])]:
+        if key not in reference.obs:
+            raise InputError(f"reference: obs column {key!r} is missing")
+    missing = [g for g in genes if g not in reference.var_names or g not in query.var_names]
+    if missing:
+        raise InputError(f"hvg: gene {missing[0]!r} is not in both reference and query ({len(missing)} missing)")
+    obs_keys = [label_key, *keys, *([batch_key] if batch_key else []), *([ontology_key] if ontology_key else [])]
+    ref = counts_adata(reference, list(dict.fromkeys(obs_keys)), "reference")
+    qry = counts_adata(query, [], "query")
+    genes = list(genes)
+    batch_effect = [batch_key] if batch_key and ref.obs[batch_key].nunique() > 1 else None
+
+    import Cell_BLAST as cb  # heavy: imported only when the method runs
+
+    use_device(cb)
+
+    timings: dict[str, float] = {}
+    with limited_torch_threads(torch_threads), tempfile.TemporaryDirectory(prefix="cellblast-") as workdir:
+        start = time.perf_counter()
+        models = []
+        for i, model_seed in enumerate(model_seeds(seed, n_models)):
+            # DIRECTi reports every epoch on stdout; keep it in the job's log (stderr)
+            with contextlib.redirect_stdout(sys.stderr):
+                models.append(
+                    cb.directi.fit_DIRECTi(
+                        ref,
+                        genes=genes,
+                        batch_effect=batch_effect,
+                        latent_dim=latent_dim,
+                        h_dim=h_dim,
+                        batch_size=batch_size,
+                        learning_rate=learning_rate,
+                        epoch=epochs,
+                        patience=patience,
+                        rmbatch_module_kwargs={"lambda_reg": lambda_reg, "delay": adversarial_delay},
+                        random_seed=model_seed,
+                        path=os.path.join(workdir, f"model{i}"),
+                    )
+                )
+        timings["train_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        blast = cb.blast.BLAST(
+            models, ref, n_posterior=n_posterior, n_empirical=n_empirical, n_jobs=n_jobs, random_seed=seed
+        )
+        timings["index_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        result = blast.query(qry, n_neighbors=n_neighbors, n_jobs=n_jobs, random_seed=seed)
+        query_latent = models[0].inference(qry)
+        timings["query_s"] = time.perf_counter() - start
+
+        start = time.perf_counter()
+        cell, hit, _, p_value = reconcile_hits(result.hits, result.dist, result.pval, len(models))
+        significant = p_value < p_cutoff  # "P-value smaller than a specified cutoff" (Methods)
+        values = reference.obs[keys].to_numpy(float) if keys else None
+        pred, n_hits, share, means = hit_predictions(
+            cell, hit, significant, qry.n_obs, ref.obs[label_key].astype(str).to_numpy(), values,
+            min_hits=min_hits, min_fraction=min_fraction,
+        )
+        predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share})
+        for j, key in enumerate(keys):
+            predictions[f"pred_{key}"] = means[:, j]
+        if ontology_key:
+            predictions["pred_cl"] = blast2co(
+                blast, qry.obs_names, cell, hit, p_value, significant, ontology_key,
+                min_hits=min_hits, threshold=blast2co_threshold, min_path=blast2co_min_path,
+            )
+        timings["annotate_s"] = time.perf_counter() - start
+        reference_latent = np.asarray(blast.latent[:, 0, :], dtype=np.float32)
+    return MethodResult(
+        predictions=predictions,
+        reference_embedding=reference_latent,
+        query_embedding=np.asarray(query_latent, dtype=np.float32),
+        timings=timings,
+    )

@@ -1,0 +1,147 @@
+"""scanpy ``tl.ingest``: the classic PCA + k-NN label-transfer baseline.
+
+As in scanpy's ingest tutorial: PCA of the reference's log-normalised HVGs
+(``sc.pp.pca``), the reference k-NN graph (``sc.pp.neighbors`` with
+``n_pcs``), then ``Ingest`` projects the query onto the reference PCs, finds
+each query cell's ``n_neighbors`` reference neighbours with the reference's
+pynndescent index and gives it the most frequent label among them
+(``map_labels(method="knn")``). Two properties of ingest are kept as they are:
+the query is centred on its *own* gene means before projection (ingest's
+``_pca``), and labels are a plain mode of the k neighbours.
+
+No rejection: ingest has none, so every query cell gets a reference label
+(never ``rejected`` or ``ambiguous``); its MBA on negative types is 0 by
+construction. ingest maps no continuous annotation; the fates reported here
+are the mean over the same k neighbours (``pred_<key>``), so that fate
+metrics exist for it.
+
+Neighbour search: scanpy's ``Ingest`` indexes the reference with pynndescent.
+With scanpy 1.11.5 and pynndescent 0.7.0 that path fails (``Ingest`` rebuilds
+the forest with ``n_trees = NNDescent.n_search_trees``, which pynndescent 0.7
+leaves at None), and where it is patched, NN-descent's numba compilation
+alone took ~60 s per process here, longer than the whole method on
+benchmark-sized data. :class:`_Ingest` therefore overrides the two methods that
+touch pynndescent, ``_init_pynndescent`` and ``neighbors``, with an exact
+Euclidean search (scikit-learn) on the same representation; the reference
+graph is built with ``transformer="sklearn"`` and ``method="gauss"`` for the
+same reason (ingest reads only its parameters and distances, not its weights). Everything
+else (choice of representation, query projection, the label vote,
+``to_adata``) is scanpy's code. The graph is built with ``n_pcs`` (not
+``use_rep="X_pca"``), so query and index have the same number of components.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Sequence
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+from cellquery.methods import MethodResult
+
+REQUIRES: tuple[str, ...] = ()
+
+
+def _ingest_class():
+    """scanpy's ``Ingest`` with an exact neighbour search in place of pynndescent (module docstring)."""
+    import scanpy as sc
+    from sklearn.neighbors import NearestNeighbors
+
+    class _Ingest(sc.tl.Ingest):
+        def _init_pynndescent(self, distances):
+            self._nn_index = NearestNeighbors(metric=self._metric, metric_params=self._metric_kwds or None)
+            self._nn_index.fit(np.asarray(self._rep))
+
+        def neighbors(self, k=None, queue_size=5, epsilon=0.1, random_state=0):
+            k = self._n_neighbors if k is None else k
+            self._distances, self._indices = self._nn_index.kneighbors(np.asarray(self._obsm["rep"]), n_neighbors=k)
+
+    return _Ingest
+
+
+def _dense(x) -> np.ndarray:
+    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+
+
+def predict(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    genes: Sequence[str],
+    *,
+    label_key: str,
+    batch_key: str | None = None,
+    continuous_keys: Sequence[str] = (),
+    ontology_key: str | None = None,
+    seed: int = 0,
+    n_comps: int = 30,
+    n_neighbors: int = 15,
+) -> MethodResult:
+    """Map reference labels onto the query with scanpy's ingest.
+
+    Parameters
+    ----------
+    reference, query
+        Preprocessed AnnDatas (log-normalised ``X``).
+    genes
+        Highly variable genes (PCA input).
+    label_key, continuous_keys
+        Reference obs columns to transfer.
+    batch_key, ontology_key
+        Unused (ingest has no batch model; CL ids follow the labels).
+    seed
+        Seeds the PCA (the neighbour search is exact).
+    n_comps
+        Principal components (``sc.pp.pca``; ``n_pcs`` of the graph).
+    n_neighbors
+        Neighbours of the reference graph and of each query cell (scanpy's default 15).
+    """
+    import scanpy as sc
+
+    keys = list(continuous_keys)
+    for key in [label_key, *keys]:
+        if key not in reference.obs:
+            raise InputError(f"reference: obs column {key!r} is missing")
+    missing = [g for g in genes if g not in reference.var_names or g not in query.var_names]
+    if missing:
+        raise InputError(f"hvg: gene {missing[0]!r} is not in both reference and query ({len(missing)} missing)")
+    n_comps = min(n_comps, len(genes) - 1, reference.n_obs - 1)
+    if n_comps < 1 or not 1 <= n_neighbors < reference.n_obs:
+        raise InputError(f"config: methods: ingest needs n_comps >= 1 and 1 <= n_neighbors < {reference.n_obs}")
+
+    timings: dict[str, float] = {}
+    start = time.perf_counter()
+    genes = list(genes)
+    ref = ad.AnnData(
+        X=_dense(reference[:, genes].X),
+        obs=pd.DataFrame({label_key: pd.Categorical(reference.obs[label_key].astype(str))}, index=reference.obs_names),
+        var=pd.DataFrame(index=genes),
+    )
+    qry = ad.AnnData(X=_dense(query[:, genes].X), obs=pd.DataFrame(index=query.obs_names), var=pd.DataFrame(index=genes))
+    sc.pp.pca(ref, n_comps=n_comps, random_state=seed)
+    sc.pp.neighbors(ref, n_neighbors=n_neighbors, n_pcs=n_comps, transformer="sklearn", method="gauss", random_state=seed)
+    ingest = _ingest_class()(ref)
+    timings["train_s"] = time.perf_counter() - start
+
+    start = time.perf_counter()
+    ingest.fit(qry)
+    ingest.map_embedding("pca")
+    ingest.neighbors(k=n_neighbors)
+    ingest.map_labels(label_key, "knn")
+    mapped = ingest.to_adata()
+    predictions = pd.DataFrame({"prediction": mapped.obs[label_key].astype(str).to_numpy()})
+    if keys:
+        neighbours = np.asarray(ingest._indices)  # the k reference neighbours ingest voted with
+        values = reference.obs[keys].to_numpy(float)
+        fates = values[neighbours].mean(axis=1)
+        for j, key in enumerate(keys):
+            predictions[f"pred_{key}"] = fates[:, j]
+    timings["query_s"] = time.perf_counter() - start
+    return MethodResult(
+        predictions=predictions,
+        reference_embedding=np.asarray(ref.obsm["X_pca"], dtype=np.float32),
+        query_embedding=np.asarray(mapped.obsm["X_pca"], dtype=np.float32),
+        timings=timings,
+    )

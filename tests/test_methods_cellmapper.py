@@ -1,0 +1,97 @@
+"""CellMapper predictor: interface, a hand-computed gauss-kernel transfer, rejection, kernels."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from cellquery.data.simulate import simulate_dataset
+from cellquery.embed import pca
+from cellquery.errors import InputError
+from cellquery.hvg import select_hvg
+from cellquery.methods import cellmapper, run_predictor
+from cellquery.preprocess import prepare_group
+
+TYPES = ["CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast"]
+ABSENT = "erythroblast"  # held out of the reference: a negative type of the query
+FATES = ["fate_erythroid", "fate_myeloid", "fate_lymphoid"]
+GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "ontology_key": "cell_ontology_id", "continuous_keys": FATES}
+
+
+@pytest.fixture(scope="module")
+def data():
+    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=[t for t in TYPES if t != ABSENT])
+    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=TYPES)
+    ref.uns["values"] = qry.uns["values"] = "counts"
+    ref, qry = prepare_group(
+        [ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key="cell_type", batch_keys=["study"],
+        ontology_key="cell_ontology_id", continuous_keys=FATES,
+    )
+    genes = select_hvg(ref, batch_key="study", n_top_genes=200)["gene"].tolist()
+    return ref, qry, genes
+
+
+def run(data, **params):
+    ref, qry, genes = data
+    return run_predictor(ref, qry, genes, predictor="cellmapper", params=params, group=GROUP, seed=0)
+
+
+@pytest.mark.parametrize("kernel", ["gauss", "hnoca"])
+def test_interface_and_accuracy(data, kernel):
+    ref, qry, _ = data
+    table, ref_emb, qry_emb, timings = run(data, kernel=kernel, n_neighbors=15)
+    assert len(table) == qry.n_obs and list(table["cell"]) == list(qry.obs_names)
+    allowed = set(ref.obs["cell_type"].astype(str)) | {"rejected", "ambiguous"}
+    assert set(table["prediction"]) <= allowed
+    accepted = table["prediction"] != "rejected"
+    np.testing.assert_allclose(table.loc[accepted, [f"pred_{k}" for k in FATES]].sum(axis=1), 1.0, atol=1e-6)
+    assert table.loc[~accepted, f"pred_{FATES[0]}"].isna().all()
+    assert ((table["presence_score"] >= 0) & (table["presence_score"] <= 1)).all()
+    assert ref_emb.obsm["X_emb"].shape[0] == ref.n_obs and qry_emb.obsm["X_emb"].shape[0] == qry.n_obs
+    assert {"embed_s", "neighbors_s", "transfer_s"} <= set(timings["phase"])
+    positive = table["true_label"] != ABSENT
+    # the three reference types are far apart: nearly every positive cell gets its label
+    assert (table.loc[positive, "prediction"] == table.loc[positive, "true_label"]).mean() > 0.9
+    # CL ids follow the predicted labels
+    to_cl = dict(zip(ref.obs["cell_type"].astype(str), ref.obs["cell_ontology_id"].astype(str)))
+    assert (table.loc[accepted, "pred_cl"] == table.loc[accepted, "prediction"].map(to_cl)).all()
+
+
+def test_gauss_kernel_matches_hand_computation(data):
+    ref, qry, genes = data
+    k = 10
+    result = cellmapper.predict(ref, qry, genes, label_key="cell_type", continuous_keys=FATES, seed=0, n_neighbors=k, min_confidence=0)
+    ref_emb, qry_emb = pca.embed(ref, qry, genes, seed=0, n_comps=32)
+    distances, indices = NearestNeighbors(n_neighbors=k).fit(ref_emb).kneighbors(qry_emb)
+    sigma = distances.mean()  # one bandwidth: the mean of all query-reference neighbour distances
+    weights = np.exp(-(distances**2) / (2 * sigma**2))
+    weights /= weights.sum(axis=1, keepdims=True)
+    labels, codes = np.unique(ref.obs["cell_type"].astype(str), return_inverse=True)
+    scores = np.zeros((qry.n_obs, len(labels)))
+    np.add.at(scores, (np.repeat(np.arange(qry.n_obs), k), codes[indices].ravel()), weights.ravel())
+    np.testing.assert_array_equal(result.predictions["prediction"], labels[scores.argmax(axis=1)])
+    np.testing.assert_allclose(result.predictions["confidence"], scores.max(axis=1), rtol=1e-5)
+    fates = np.einsum("qk,qkf->qf", weights, ref.obs[FATES].to_numpy(float)[indices])
+    np.testing.assert_allclose(result.predictions[[f"pred_{f}" for f in FATES]], fates, rtol=1e-5, atol=1e-8)
+
+
+def test_rejection_follows_confidence_threshold(data):
+    ref, qry, genes = data
+    kw = dict(label_key="cell_type", seed=0, n_neighbors=15)
+    loose = cellmapper.predict(ref, qry, genes, min_confidence=0.0, **kw).predictions
+    strict = cellmapper.predict(ref, qry, genes, min_confidence=0.9, **kw).predictions
+    assert (loose["prediction"] != "rejected").all()
+    np.testing.assert_array_equal(strict["prediction"] == "rejected", loose["confidence"] < 0.9)
+    kept = strict["prediction"] != "rejected"
+    np.testing.assert_array_equal(strict.loc[kept, "prediction"], loose.loc[kept, "prediction"])
+
+
+def test_bad_parameters_and_columns(data):
+    ref, qry, genes = data
+    with pytest.raises(InputError, match="kernel"):
+        cellmapper.predict(ref, qry, genes, label_key="cell_type", kernel="umap")
+    with pytest.raises(InputError, match="min_confidence"):
+        cellmapper.predict(ref, qry, genes, label_key="cell_type", min_confidence=1.5)
+    with pytest.raises(InputError, match="'nope'"):
+        cellmapper.predict(ref, qry, genes, label_key="nope")
+    with pytest.raises(InputError, match="gene 'absent'"):
+        cellmapper.predict(ref, qry, [*genes, "absent"], label_key="cell_type")

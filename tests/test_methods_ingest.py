@@ -1,0 +1,79 @@
+"""scanpy ingest predictor: interface, a hand-computed projection and k-NN vote, no rejection."""
+
+import numpy as np
+import pandas as pd
+import pytest
+import scanpy as sc
+from sklearn.neighbors import NearestNeighbors
+
+from cellquery.data.simulate import simulate_dataset
+from cellquery.errors import InputError
+from cellquery.hvg import select_hvg
+from cellquery.methods import ingest, run_predictor
+from cellquery.preprocess import prepare_group
+
+TYPES = ["CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast"]
+ABSENT = "erythroblast"
+FATES = ["fate_erythroid", "fate_myeloid", "fate_lymphoid"]
+GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "continuous_keys": FATES}
+
+
+@pytest.fixture(scope="module")
+def data():
+    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=[t for t in TYPES if t != ABSENT])
+    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=TYPES)
+    ref.uns["values"] = qry.uns["values"] = "counts"
+    ref, qry = prepare_group(
+        [ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key="cell_type", batch_keys=["study"],
+        continuous_keys=FATES,
+    )
+    genes = select_hvg(ref, batch_key="study", n_top_genes=200)["gene"].tolist()
+    return ref, qry, genes
+
+
+def test_interface_accuracy_and_no_rejection(data):
+    ref, qry, genes = data
+    table, ref_emb, qry_emb, timings = run_predictor(ref, qry, genes, predictor="ingest", params={"n_comps": 20}, group=GROUP, seed=0)
+    assert len(table) == qry.n_obs and list(table["cell"]) == list(qry.obs_names)
+    # ingest has no rejection: every cell gets a reference label
+    assert set(table["prediction"]) <= set(ref.obs["cell_type"].astype(str))
+    np.testing.assert_allclose(table[[f"pred_{k}" for k in FATES]].sum(axis=1), 1.0, atol=1e-6)
+    assert ref_emb.obsm["X_emb"].shape == (ref.n_obs, 20) and qry_emb.obsm["X_emb"].shape == (qry.n_obs, 20)
+    assert {"train_s", "query_s"} <= set(timings["phase"])
+    positive = table["true_label"] != ABSENT
+    assert (table.loc[positive, "prediction"] == table.loc[positive, "true_label"]).mean() > 0.9
+
+
+def test_matches_hand_computed_projection_and_vote(data):
+    ref, qry, genes = data
+    k, n_comps = 7, 15
+    result = ingest.predict(ref, qry, genes, label_key="cell_type", continuous_keys=FATES, seed=0, n_comps=n_comps, n_neighbors=k)
+    # ingest's projection: the query, centred on its own gene means, times the reference PCs
+    x_ref = ref[:, genes].X.toarray()
+    reference = sc.AnnData(x_ref)
+    sc.pp.pca(reference, n_comps=n_comps, random_state=0)
+    x_qry = qry[:, genes].X.toarray()
+    expected = (x_qry - x_qry.mean(axis=0)) @ reference.varm["PCs"]
+    np.testing.assert_allclose(result.query_embedding, expected, rtol=1e-3, atol=1e-3)
+    np.testing.assert_allclose(result.reference_embedding, reference.obsm["X_pca"], rtol=1e-4, atol=1e-4)
+    # label: the most frequent label of the k nearest reference cells, ties to the first category
+    _, indices = NearestNeighbors(n_neighbors=k).fit(result.reference_embedding).kneighbors(result.query_embedding)
+    labels = ref.obs["cell_type"].astype(str).to_numpy()
+    votes = [pd.Series(labels[row]).value_counts() for row in indices]
+    hand = [v[v == v.max()].index.sort_values()[0] for v in votes]
+    np.testing.assert_array_equal(result.predictions["prediction"], hand)
+    fates = ref.obs[FATES].to_numpy(float)[indices].mean(axis=1)
+    np.testing.assert_allclose(result.predictions[[f"pred_{f}" for f in FATES]], fates, rtol=1e-6)
+
+
+def test_log_normalised_input_and_bad_params(data):
+    ref, qry, genes = data
+    ref_log, qry_log = ref.copy(), qry.copy()
+    del ref_log.layers["counts"], qry_log.layers["counts"]
+    ref_log.uns["values"] = qry_log.uns["values"] = "log-normalised"
+    table, *_ = run_predictor(ref_log, qry_log, genes, predictor="ingest", params={}, group=GROUP, seed=0)
+    assert len(table) == qry.n_obs
+    with pytest.raises(InputError, match="n_neighbors"):
+        ingest.predict(ref, qry, genes, label_key="cell_type", n_neighbors=0)
+    with pytest.raises(InputError, match="'nope'"):
+        ingest.predict(ref, qry, genes, label_key="nope")

@@ -1,0 +1,83 @@
+"""scANVI predictor: interface, accuracy on separated types, probability rejection, latent k-NN fates."""
+
+import numpy as np
+import pytest
+from sklearn.neighbors import NearestNeighbors
+
+from cellquery.data.simulate import simulate_dataset
+from cellquery.errors import InputError
+from cellquery.hvg import select_hvg
+from cellquery.methods import run_predictor, scanvi
+from cellquery.preprocess import prepare_group
+
+TYPES = ["CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast"]
+ABSENT = "natural killer cell"
+FATES = ["fate_erythroid", "fate_myeloid", "fate_lymphoid"]
+GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "ontology_key": "cell_ontology_id", "continuous_keys": FATES}
+FAST = dict(scvi_epochs=20, scanvi_epochs=5, query_epochs=5, n_hidden=32)
+
+
+@pytest.fixture(scope="module")
+def data():
+    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=[t for t in TYPES if t != ABSENT])
+    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=TYPES)
+    ref.uns["values"] = qry.uns["values"] = "counts"
+    ref, qry = prepare_group(
+        [ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key="cell_type", batch_keys=["study"],
+        ontology_key="cell_ontology_id", continuous_keys=FATES,
+    )
+    genes = select_hvg(ref, batch_key="study", n_top_genes=200)["gene"].tolist()
+    return ref, qry, genes
+
+
+@pytest.fixture(scope="module")
+def result(data):
+    ref, qry, genes = data
+    return scanvi.predict(ref, qry, genes, label_key="cell_type", batch_key="study", continuous_keys=FATES, seed=0, min_probability=0.5, **FAST)
+
+
+def test_interface_and_accuracy(data, result):
+    ref, qry, _ = data
+    table = result.predictions
+    assert len(table) == qry.n_obs
+    assert set(table["prediction"]) <= set(ref.obs["cell_type"].astype(str)) | {"rejected"}
+    assert result.reference_embedding.shape == (ref.n_obs, 10) and result.query_embedding.shape == (qry.n_obs, 10)
+    assert {"train_s", "query_s", "transfer_s"} <= set(result.timings)
+    truth = qry.obs["cell_type"].astype(str).to_numpy()
+    positive = truth != ABSENT
+    assert (table["prediction"].to_numpy()[positive] == truth[positive]).mean() > 0.8
+    # rejection is exactly "top class probability below the threshold"
+    np.testing.assert_array_equal(table["prediction"] == "rejected", table["probability"] < 0.5)
+    assert ((table["probability"] > 0) & (table["probability"] <= 1 + 1e-6)).all()
+
+
+def test_fates_are_latent_neighbour_means(data, result):
+    ref, _, _ = data
+    table = result.predictions
+    _, indices = NearestNeighbors(n_neighbors=15).fit(result.reference_embedding).kneighbors(result.query_embedding)
+    expected = ref.obs[FATES].to_numpy(float)[indices].mean(axis=1)
+    kept = (table["prediction"] != "rejected").to_numpy()
+    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in FATES]], expected[kept], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in FATES]].sum(axis=1), 1.0, atol=1e-6)
+    assert table.loc[~kept, f"pred_{FATES[0]}"].isna().all()
+
+
+def test_through_run_predictor_without_batch_key(data):
+    ref, qry, genes = data
+    group = {**GROUP, "batch_keys": []}  # no batch covariate: the query is encoded directly
+    table, ref_emb, qry_emb, _ = run_predictor(ref, qry, genes, predictor="scanvi", params={**FAST, "scvi_epochs": 5}, group=group, seed=0)
+    assert len(table) == qry.n_obs and qry_emb.obsm["X_emb"].shape == (qry.n_obs, 10)
+    assert set(table["pred_cl"]) <= set(ref.obs["cell_ontology_id"].astype(str)) | {"rejected"}
+
+
+def test_needs_counts_and_checks_params(data):
+    ref, qry, genes = data
+    ref_log, qry_log = ref.copy(), qry.copy()
+    ref_log.uns["values"] = qry_log.uns["values"] = "log-normalised"
+    with pytest.raises(InputError, match="needs raw counts"):
+        run_predictor(ref_log, qry_log, genes, predictor="scanvi", params={}, group=GROUP, seed=0)
+    with pytest.raises(InputError, match="min_probability"):
+        scanvi.predict(ref, qry, genes, label_key="cell_type", min_probability=2)
+    del ref_log.layers["counts"]
+    with pytest.raises(InputError, match=r"layers\['counts'\]"):
+        scanvi.predict(ref_log, qry, genes, label_key="cell_type", **FAST)
