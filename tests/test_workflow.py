@@ -31,30 +31,47 @@ def toy_run(tmp_path_factory):
     return workdir, config
 
 
+def expected_runs(config):
+    """(group, reported method, index, transfer, seed, skip reason) of every run the config asks for."""
+    from cellquery.config import method_kind, method_skip_reason
+
+    for group in config["groups"]:
+        for method, spec in config["methods"].items():
+            reason = method_skip_reason(config, group, method)
+            if method_kind(config, method) == "predictor":
+                pairs = [("native", "native")]
+            else:
+                pairs = [(i, t) for i in spec.get("indexes", config["indexes"]) for t in spec.get("transfers", config["transfers"])]
+            for index, transfer in pairs:
+                report_as = config["transfers"].get(transfer, {}).get("report_as")
+                name = f"{report_as}-{method}" if report_as and not reason else method
+                for seed in config["seeds"]:
+                    yield group, name, index, transfer, seed, reason
+
+
 def test_summary_has_every_expected_row(toy_run):
     workdir, config = toy_run
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
     assert list(summary.columns) == ["group", "method", "index", "transfer", "seed", "metric", "value"]
-    for group in config["groups"]:
-        for method in config["methods"]:
-            skipped = group == "pbmc68k" and method == "pearson_pca"
-            for index in config["indexes"]:
-                for transfer in config["transfers"]:
-                    for seed in config["seeds"]:
-                        rows = summary[
-                            (summary.group == group) & (summary.method == method) & (summary["index"] == index)
-                            & (summary.transfer == transfer) & (summary.seed == seed)
-                        ]
-                        if skipped:
-                            assert rows["metric"].tolist() == [
-                                "skipped: needs raw counts but the group's values are log-normalised"
-                            ]
-                            continue
-                        values = dict(zip(rows.metric, rows.value))
-                        assert BASE_METRICS <= set(values), (group, method, index, transfer, seed)
-                        for name in BASE_METRICS:
-                            assert 0.0 <= values[name] <= 1.0, (name, values[name])
-                        assert values["mba"] == pytest.approx((values["mba_positive"] + values["mba_negative"]) / 2)
+    runs = list(expected_runs(config))
+    assert any(r[5] for r in runs) and any(not r[5] for r in runs)
+    for group, method, index, transfer, seed, reason in runs:
+        rows = summary[
+            (summary.group == group) & (summary.method == method) & (summary["index"] == index)
+            & (summary.transfer == transfer) & (summary.seed == seed)
+        ]
+        if reason:
+            assert rows["metric"].tolist() == [f"skipped: {reason}"]
+            assert reason == "needs raw counts but the group's values are log-normalised"
+            continue
+        values = dict(zip(rows.metric, rows.value))
+        assert BASE_METRICS <= set(values), (group, method, index, transfer, seed)
+        for name in BASE_METRICS:
+            assert 0.0 <= values[name] <= 1.0, (name, values[name])
+        assert values["mba"] == pytest.approx((values["mba_positive"] + values["mba_negative"]) / 2)
+    # nothing else: every summary row belongs to an expected run
+    keys = {(g, m, i, t, s) for g, m, i, t, s, _ in runs}
+    assert set(map(tuple, summary[["group", "method", "index", "transfer", "seed"]].values.tolist())) == keys
 
 
 def test_mba_negative_is_computed_from_rejected_cells(toy_run):
@@ -89,7 +106,8 @@ def test_benchmarks_and_figure(toy_run):
     bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
-                      "record_skip", "aggregate", "figure_mba"}
+                      "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "build_shard", "query_shard",
+                      "merge_shards"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
     png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
