@@ -65,23 +65,10 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
+from cellquery.embed.scvi import limited_torch_threads
 from cellquery.methods import MethodResult
 
 REQUIRES: tuple[str, ...] = ("counts",)
-
-
-@contextlib.contextmanager
-def limited_torch_threads(n: int | None):
-    """Run the block with ``n`` torch intra-op threads (None: leave as is), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def use_device(cb) -> None:
