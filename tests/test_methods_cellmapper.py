@@ -4,30 +4,18 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from cellquery.data.simulate import simulate_dataset
 from cellquery.embed import pca
 from cellquery.errors import InputError
-from cellquery.hvg import select_hvg
 from cellquery.methods import cellmapper, run_predictor
-from cellquery.preprocess import prepare_group
+from method_data import FATES, tiny_group
 
-TYPES = ["CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast"]
 ABSENT = "erythroblast"  # held out of the reference: a negative type of the query
-FATES = ["fate_erythroid", "fate_myeloid", "fate_lymphoid"]
 GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "ontology_key": "cell_ontology_id", "continuous_keys": FATES}
 
 
 @pytest.fixture(scope="module")
 def data():
-    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=[t for t in TYPES if t != ABSENT])
-    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=TYPES)
-    ref.uns["values"] = qry.uns["values"] = "counts"
-    ref, qry = prepare_group(
-        [ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key="cell_type", batch_keys=["study"],
-        ontology_key="cell_ontology_id", continuous_keys=FATES,
-    )
-    genes = select_hvg(ref, batch_key="study", n_top_genes=200)["gene"].tolist()
-    return ref, qry, genes
+    return tiny_group(ABSENT, ontology_key="cell_ontology_id")
 
 
 def run(data, **params):
