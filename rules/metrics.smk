@@ -7,6 +7,8 @@ rule embedding_metrics:
     params:
         group=group_spec,
         integration=config.get("integration_metrics", True),
+        # JAX's compiled metric kernels, shared by all embedding_metrics jobs
+        jax_cache="results/cache/jax",
     log:
         "results/logs/embedding_metrics/{group}/{method}/seed{seed}.log",
     benchmark:

@@ -41,3 +41,36 @@ def test_single_batch_error():
     X, labels, _ = _data(False)
     with pytest.raises(InputError, match="batches"):
         integration_metrics(X, labels, ["b"] * len(labels))
+
+
+_CACHED_RUN = """
+import json, sys
+import numpy as np
+sys.path.insert(0, {tests!r})
+from test_metrics_integration import _data
+from cellquery.metrics.integration import integration_metrics, use_compilation_cache
+use_compilation_cache({cache!r})
+print(json.dumps(integration_metrics(*_data(True), n_neighbors=30)))
+"""
+
+
+def test_compilation_cache_is_filled_and_gives_the_same_numbers(tmp_path):
+    import json
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    cache = tmp_path / "jax"
+    code = _CACHED_RUN.format(tests=str(Path(__file__).parent), cache=str(cache))
+    direct = integration_metrics(*_data(True), n_neighbors=30)
+    runs = []
+    for _ in range(2):  # the first process fills the cache, the second reads it
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+        runs.append(json.loads(out.stdout.strip().splitlines()[-1]))
+        if not runs[1:]:
+            filled = sorted(p.name for p in cache.glob("*-cache"))
+            assert filled, "the first process wrote no compiled kernel"
+    assert sorted(p.name for p in cache.glob("*-cache")) == filled  # the second compiled nothing new
+    for run in runs:
+        assert run.keys() == direct.keys()
+        np.testing.assert_allclose([run[k] for k in sorted(run)], [direct[k] for k in sorted(direct)], rtol=1e-6, equal_nan=True)

@@ -6,7 +6,11 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 
 from cellquery.io import read_embedding, read_obs, write_table
+from cellquery.metrics.integration import use_compilation_cache
 from cellquery.scoring import score_embedding
+
+if snakemake.params.integration:
+    use_compilation_cache(snakemake.params.jax_cache)
 
 scores = score_embedding(
     read_embedding(snakemake.input.reference),
