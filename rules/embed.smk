@@ -15,7 +15,7 @@ rule embed:
         "results/logs/embed/{group}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/embed/{group}/{method}/seed{seed}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
