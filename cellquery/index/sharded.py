@@ -15,7 +15,7 @@ import numpy as np
 
 from cellquery.index import build_index
 from cellquery.index.merge import merge_topk, split_shards
-from cellquery.transfer.calibration import Calibration, floor_scales, null_distances, scales_from_hits
+from cellquery.transfer.calibration import calibration_from_scales, floor_scales, scales_from_hits
 from cellquery.transfer.cutoff import sample_rows, self_distances_from_hits
 
 
@@ -45,7 +45,7 @@ def merge_shards(parts: list[dict], offsets: list[int], reference: np.ndarray, *
     rows = np.arange(len(reference))
     k_other = max(1, min(k, len(reference) - 1))
     scale = floor_scales(scales_from_hits(rd, ri, rows, k_other))
-    calibration = Calibration(scale=scale, null=null_distances(reference, scale, seed=seed))
+    calibration = calibration_from_scales(reference, scale, seed=seed)
     sample = sample_rows(len(reference), seed=seed)
     self_distances = self_distances_from_hits(rd[sample], ri[sample], sample, k_other)
     return distances, indices, self_distances, calibration
