@@ -10,6 +10,7 @@
 #   -> results/{group}/hvg.tsv -> results/{group}/{method}/seed{seed}/*_embedding.h5ad
 #   -> .../{index}/index.bin -> .../{index}/hits.npz -> .../{index}/{transfer}/predictions.tsv
 #   -> .../{transfer}/metrics.tsv -> results/summary.tsv -> results/figures/*.png
+#   (and .../{transfer}/sweep.tsv -> results/rejection_sweep.tsv -> results/figures/rejection_sweep.png)
 
 from snakemake.utils import min_version, validate
 
@@ -47,4 +48,6 @@ rule all:
         "results/figures/map_alignment.png",
         "results/figures/jsd.png",
         "results/figures/cl_accuracy.png",
+        "results/rejection_sweep.tsv",
+        "results/figures/rejection_sweep.png",
     default_target: True

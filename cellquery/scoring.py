@@ -77,6 +77,36 @@ def score_predictions(
     return metric_rows(run, scores)
 
 
+def sweep_scores(
+    predictions: pd.DataFrame,
+    *,
+    reference_obs: pd.DataFrame,
+    group: dict,
+    run: dict,
+) -> pd.DataFrame:
+    """MBA on positive and negative types at each rejection threshold of a run (Supp. Fig. 9c of Cell BLAST).
+
+    One row per ``sweep_<t>`` column of ``predictions`` (threshold t) and one
+    for the run's own ``prediction`` (threshold NaN), with the run's keys
+    (group, method, index, transfer, seed) in front. MBA is the same
+    ontology-aware mean balanced accuracy as in :func:`score_predictions`.
+    """
+    from cellquery import metrics as m
+
+    ref_types = sorted(set(reference_obs[group["label_key"]].astype(str)))
+    true = predictions["true_label"].astype(str).to_numpy()
+    expected = expected_matrix(predictions, reference_obs, group)
+    columns = {float("nan"): "prediction"}
+    columns.update({float(c[len("sweep_"):]): c for c in predictions.columns if c.startswith("sweep_")})
+    rows = []
+    for threshold, column in columns.items():
+        mba = m.mean_balanced_accuracy(true, predictions[column].astype(str).to_numpy(), ref_types, expected=expected)
+        rows.append({**run, "threshold": threshold, "mba_positive": mba["positive"], "mba_negative": mba["negative"], "mba": mba["mean"]})
+    keys = ["group", "method", "index", "transfer", "seed"]
+    table = pd.DataFrame(rows)
+    return table[keys + ["threshold", "mba_positive", "mba_negative", "mba"]]
+
+
 def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: dict) -> np.ndarray:
     """Batches whose mixing is scored: the group's first batch key, else the dataset of origin."""
     keys = group.get("batch_keys") or []

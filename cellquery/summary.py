@@ -33,6 +33,16 @@ def combine_metrics(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
     return summary.sort_values(RUN_COLUMNS + ["metric"], kind="mergesort").reset_index(drop=True)
 
 
+SWEEP_COLUMNS = RUN_COLUMNS + ["threshold", "mba_positive", "mba_negative", "mba"]
+
+
+def combine_sweeps(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
+    """Concatenate per-run rejection sweeps (see :func:`cellquery.scoring.sweep_scores`)."""
+    parts = [read_table(p, required=SWEEP_COLUMNS)[SWEEP_COLUMNS] for p in paths]
+    table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=SWEEP_COLUMNS)
+    return table.sort_values(RUN_COLUMNS + ["threshold"], kind="mergesort", na_position="first").reset_index(drop=True)
+
+
 def gather_benchmarks(paths: Iterable[str | os.PathLike], root: str | os.PathLike) -> pd.DataFrame:
     """One row per benchmark file: rule, job (wildcards as a path), wall seconds, max RSS (MB), ..."""
     rows = []

@@ -63,6 +63,15 @@ def metrics_files(wildcards=None):
     return files
 
 
+def sweep_files(wildcards=None):
+    """The rejection sweep of every combination that runs (skipped ones have none)."""
+    return [
+        "results/{group}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv".format(**c)
+        for c in combinations()
+        if not method_skip_reason(c["group"], c["method"])
+    ]
+
+
 def group_datasets(role):
     """Input function: the loaded datasets of a group's reference or query."""
 

@@ -88,3 +88,26 @@ rule figure_cl_accuracy:
         "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_cl_accuracy.py"
+
+
+rule figure_rejection_sweep:
+    input:
+        "results/rejection_sweep.tsv",
+    output:
+        report(
+            "results/figures/rejection_sweep.png",
+            caption="../report/rejection_sweep.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_rejection_sweep.log",
+    benchmark:
+        "results/benchmarks/figure_rejection_sweep.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/figure_rejection_sweep.py"

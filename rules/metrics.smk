@@ -13,7 +13,7 @@ rule embedding_metrics:
         "results/logs/embedding_metrics/{group}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/embedding_metrics/{group}/{method}/seed{seed}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
@@ -29,7 +29,8 @@ rule metrics:
         reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
         embedding_scores="results/{group}/{method}/seed{seed}/embedding_metrics.tsv",
     output:
-        "results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
+        metrics="results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
+        sweep="results/{group}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
     params:
         group=group_spec,
         method=reported_method,
@@ -83,6 +84,25 @@ rule aggregate:
         "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/aggregate.py"
+
+
+rule aggregate_sweep:
+    input:
+        sweep_files,
+    output:
+        "results/rejection_sweep.tsv",
+    log:
+        "results/logs/aggregate_sweep.log",
+    benchmark:
+        "results/benchmarks/aggregate_sweep.tsv"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    script:
+        "../workflow_scripts/aggregate_sweep.py"
 
 
 rule gather_benchmarks:

@@ -17,11 +17,12 @@ rule predict:
     params:
         method=method_spec,
         group=group_spec,
+        sweep=config["rejection_sweep"],
     log:
         "results/logs/predict/{group}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/predict/{group}/{method}/seed{seed}.tsv"
-    threads: 2
+    threads: 1
     resources:
         mem_mb=lambda wildcards: method_resource(wildcards, "mem_mb", 8000),
         runtime=lambda wildcards: method_resource(wildcards, "runtime", 240),

@@ -12,6 +12,7 @@ rule transfer:
     params:
         transfer=transfer_spec,
         group=group_spec,
+        sweep=config["rejection_sweep"],
     log:
         "results/logs/transfer/{group}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:

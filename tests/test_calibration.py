@@ -126,3 +126,84 @@ def test_candidate_hits_union_drops_repeats():
     b = np.array([[1, 5, 3]])
     m = [Model(None, np.zeros((1, 1)), a, None), Model(None, np.zeros((1, 1)), b, None)]
     assert candidate_hits(m).tolist() == [[3, 1, 2, -1, 5, -1]]
+
+
+def test_sweep_columns_equal_runs_with_those_cut_offs():
+    # each sweep column is what a run with that P-value cut-off predicts; 1 and 3 models
+    x, types, centres = mixture(1500, 0)
+    query, _, _ = mixture(300, 2, centres * 1.3)
+    reference_obs = pd.DataFrame({"cell_type": types.astype(str)})
+    query_obs = pd.DataFrame({"cell_type": ["?"] * len(query)}, index=[f"q{i}" for i in range(len(query))])
+    models = []
+    for seed in range(3):
+        shift = np.random.default_rng(seed).normal(0, 0.05, size=x.shape[1]).astype(np.float32)
+        index = build_index("faiss", x + shift, {"factory": "Flat"})
+        models.append(Model(x + shift, query, index.search(query, 10)[1], calibrate(index, x + shift, k=10, seed=seed)))
+    for n_models in (1, 3):
+        common = dict(
+            reference_obs=reference_obs, query_obs=query_obs, distances=np.zeros(models[0].indices.shape),
+            indices=models[0].indices, self_distances=np.ones((1, 1)), group={"label_key": "cell_type"}, models=models[:n_models],
+        )
+        swept = predict_table(settings=settings(), sweep=[0.01, 0.2], **common)
+        rejected = []
+        for t in (0.01, 0.2):
+            alone = predict_table(settings=settings(significance={"p_cutoff": t}), **common)
+            assert swept[f"sweep_{t:g}"].tolist() == alone["prediction"].tolist()
+            rejected.append((alone["prediction"] == "rejected").sum())
+        assert rejected[0] > rejected[1]  # a stricter cut-off rejects more
+        assert "sweep_0.05" not in swept and swept["prediction"].tolist() == predict_table(settings=settings(), **common)["prediction"].tolist()
+
+
+def test_shrunk_scales_and_null_by_hand(tmp_path):
+    x = np.array([[0.0], [3.0], [4.0]], dtype=np.float32)
+    scale = np.array([1.0, 4.0, 16.0], dtype=np.float32)  # median 4
+    cal = Calibration.from_pairs(scale, np.array([3.0, 1.0, 4.0]), np.array([1, 2, 0]))
+    np.testing.assert_allclose(cal.null, np.sort([3 / 4, 1 / 16, 4 / 1]))
+    half = cal.shrunk(0.5)  # sqrt(scale * 4): 2, 4, 8
+    np.testing.assert_allclose(half.scale, [2.0, 4.0, 8.0])
+    np.testing.assert_allclose(half.null, np.sort([3 / 4, 1 / 8, 4 / 2]))
+    flat = cal.shrunk(1.0)  # every scale is the median: P-values follow raw distances
+    np.testing.assert_allclose(flat.scale, [4.0, 4.0, 4.0])
+    # null (3/4, 1/4, 4/4); a hit at 3.6 normalises to 0.9: two of three null values lie at or below it
+    np.testing.assert_allclose(p_values(np.array([[0.9 * 4]]), np.array([[2]]), flat), [[2 / 3]])
+    assert cal.shrunk(0.0) is cal
+    cal.save(tmp_path / "c.npz")
+    back = Calibration.load(tmp_path / "c.npz")
+    np.testing.assert_allclose(back.shrunk(0.5).null, half.null)
+    with pytest.raises(Exception, match="shrinkage must be in"):
+        cal.shrunk(1.5)
+    with pytest.raises(Exception, match="cannot be shrunk"):
+        Calibration(scale=scale, null=cal.null).shrunk(0.5)
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(Exception, match="bad.npz: not a calibration file"):
+        Calibration.load(tmp_path / "bad.npz")
+
+
+@pytest.mark.parametrize("shrinkage", [0.5, 1.0])
+def test_shrunk_p_values_stay_uniform_on_held_out_reference_cells(shrinkage):
+    x, _, centres = mixture(4000, 0)
+    held, _, _ = mixture(1500, 1, centres)
+    calibration = calibrate(BruteIndex(x), x, k=10, n_pairs=50_000, seed=0).shrunk(shrinkage)
+    rng = np.random.default_rng(7)
+    a, b = rng.integers(0, len(held), 20_000), rng.integers(0, len(x), 20_000)
+    p = p_values(np.linalg.norm(held[a].astype(np.float64) - x[b], axis=1)[:, None], b[:, None], calibration).ravel()
+    for q in (0.05, 0.1, 0.5):
+        assert np.mean(p < q) == pytest.approx(q, abs=0.015)
+
+
+def test_shrinkage_reaches_predict_table():
+    x, types, centres = mixture(1500, 0)
+    query, _, _ = mixture(300, 2, centres * 1.3)
+    index = build_index("faiss", x, {"factory": "Flat"})
+    cal = calibrate(index, x, k=10, seed=0)
+    indices = index.search(query, 10)[1]
+    reference_obs = pd.DataFrame({"cell_type": types.astype(str)})
+    query_obs = pd.DataFrame({"cell_type": ["?"] * len(query)}, index=[f"q{i}" for i in range(len(query))])
+    table = predict_table(
+        reference_obs=reference_obs, query_obs=query_obs, distances=np.zeros(indices.shape), indices=indices,
+        self_distances=np.ones((1, 1)), group={"label_key": "cell_type"},
+        settings=settings(significance={"p_cutoff": 0.05, "shrinkage": 0.5}), models=[Model(x, query, indices, cal)],
+    )
+    d = exact_distances(query, x, indices)
+    single = transfer_labels(types.astype(str), d, indices, mask=p_values(d, indices, cal.shrunk(0.5)) < 0.05)
+    assert table.prediction.tolist() == single.prediction.tolist()

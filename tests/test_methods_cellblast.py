@@ -130,10 +130,15 @@ def test_single_model_run_is_deterministic(data):
     # one model: every query cell has exactly n_neighbors hits (the rectangular case)
     ref, qry, genes = data
     kw = dict(label_key="cell_type", batch_key="study", seed=3, n_models=1, epochs=3, n_empirical=200, n_posterior=10)
-    first = cellblast.predict(ref, qry, genes, **kw)
+    first = cellblast.predict(ref, qry, genes, sweep=[0.05, 0.2], **kw)
     second = cellblast.predict(ref, qry, genes, **kw)
-    pd.testing.assert_frame_equal(first.predictions, second.predictions)
+    pd.testing.assert_frame_equal(first.predictions.drop(columns=["sweep_0.05", "sweep_0.2"]), second.predictions)
     np.testing.assert_array_equal(first.query_embedding, second.query_embedding)
+    # the sweep's columns are the predictions a run with that P-value cut-off makes
+    np.testing.assert_array_equal(first.predictions["sweep_0.05"], first.predictions["prediction"])  # 0.05 is the default
+    looser = cellblast.predict(ref, qry, genes, p_cutoff=0.2, **kw)
+    np.testing.assert_array_equal(first.predictions["sweep_0.2"], looser.predictions["prediction"])
+    assert (first.predictions["sweep_0.2"] == "rejected").sum() <= (first.predictions["sweep_0.05"] == "rejected").sum()
 
 
 def test_needs_counts(data):

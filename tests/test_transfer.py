@@ -131,3 +131,21 @@ def test_bad_voter_and_shapes_are_errors():
         transfer_labels(REF, d, i, voter="nope")
     with pytest.raises(InputError, match="differ in shape"):
         transfer_labels(REF, d[:, :1], i)
+
+
+def test_sweep_of_a_distance_cut_off_uses_quantile_one_minus_t():
+    ref_obs = pd.DataFrame({"cell_type": REF})
+    qry_obs = pd.DataFrame({"cell_type": ["A", "D", "C"]}, index=["q1", "q2", "q3"])
+    # self distances 1..100: quantile 0.99 -> 99.01, 0.9 -> 90.1, 0.8 -> 80.2
+    self_d = np.arange(1.0, 101.0)
+    d, i = hits([[(0, 50.0), (1, 60.0)], [(1, 85.0), (2, 95.0)], [(4, 95.0), (4, 99.0)]])
+    table = predict_table(
+        reference_obs=ref_obs, query_obs=qry_obs, distances=d, indices=i, self_distances=self_d,
+        group={"label_key": "cell_type"}, sweep=[0.01, 0.1, 0.2],
+        settings={"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 0.95},
+    )
+    # 0.95 quantile = 95.05: q2 keeps both hits (labels differ -> ambiguous), q3 keeps one (rejected)
+    assert table["prediction"].tolist() == ["A", "ambiguous", "rejected"]
+    assert table["sweep_0.01"].tolist() == ["A", "ambiguous", "C"]  # cut-off 99.01: q3's two hits count
+    assert table["sweep_0.1"].tolist() == ["A", "rejected", "rejected"]  # 90.1: q2 keeps one hit
+    assert table["sweep_0.2"].tolist() == ["A", "rejected", "rejected"]  # 80.2

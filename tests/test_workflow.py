@@ -114,6 +114,58 @@ def test_benchmarks_and_figure(toy_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
+def test_rejection_sweep(toy_run):
+    workdir, config = toy_run
+    sweep = pd.read_csv(workdir / "results/rejection_sweep.tsv", sep="\t")
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    thresholds = sorted(config.get("rejection_sweep", [0.01, 0.02, 0.05, 0.1, 0.2]))
+    ran = {r[:5] for r in expected_runs(config) if not r[5]}
+    assert set(map(tuple, sweep[["group", "method", "index", "transfer", "seed"]].values.tolist())) == ran
+    for run, rows in sweep.groupby(["group", "method", "index", "transfer", "seed"]):
+        own = rows[rows.threshold.isna()]
+        assert len(own) == 1  # the run's own setting equals its summary rows
+        values = summary.set_index(["group", "method", "index", "transfer", "seed", "metric"]).value
+        for metric in ("mba_positive", "mba_negative"):
+            assert own[metric].iloc[0] == pytest.approx(values[(*run, metric)])
+        swept = rows[rows.threshold.notna()].sort_values("threshold")
+        method, transfer = run[1], run[3]
+        if transfer != "native" or method == "cellblast":
+            assert swept.threshold.tolist() == pytest.approx(thresholds), run
+            # P-value cut-offs: a higher t lets more hits count, so negative types are rejected no more often;
+            # distance cut-offs (quantile 1 - t of the reference's own hits): a higher t is stricter
+            step = np.diff(swept.mba_negative.to_numpy())
+            by_p = method == "cellblast" or "significance" in config["transfers"].get(transfer, {})
+            assert (step <= 1e-12).all() if by_p else (step >= -1e-12).all(), run
+        else:
+            assert swept.empty, run
+    # calibrated transfers at their own P-value cut-off equal the sweep's point there
+    cutoff = config["transfers"]["calibrated"]["significance"]["p_cutoff"]
+    assert cutoff in thresholds
+    calibrated = sweep[(sweep.transfer == "calibrated")]
+    assert len(calibrated)
+    for _, rows in calibrated.groupby(["group", "method", "index", "seed"]):
+        own, at = rows[rows.threshold.isna()], rows[np.isclose(rows.threshold, cutoff)]
+        assert own.mba_negative.iloc[0] == pytest.approx(at.mba_negative.iloc[0])
+        assert own.mba_positive.iloc[0] == pytest.approx(at.mba_positive.iloc[0])
+    png = (workdir / "results/figures/rejection_sweep.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+@pytest.mark.parametrize("name", ["config.yaml", "paper.yaml"])
+def test_default_and_paper_configs_plan(tmp_path, name):
+    result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / name))
+    config = yaml.safe_load((REPO / "config" / name).read_text())
+    runs = list(expected_runs(config))
+    computed = sum(1 for r in runs if not r[5])
+    # one metrics job per computed run, one skip record per skipped run, every figure
+    import re
+
+    assert re.search(r"(?m)^metrics\s+(\d+)\s*$", result.stdout).group(1) == str(computed)
+    for rule in ("figure_mba", "figure_rejection_sweep", "aggregate_sweep", "gather_benchmarks"):
+        assert rule in result.stdout
+    assert not (tmp_path / "results").exists()
+
+
 def test_bad_config_stops_before_any_job(tmp_path):
     config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
     config["k"] = "thirty"

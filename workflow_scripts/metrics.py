@@ -4,13 +4,18 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.io import read_obs, read_table, write_table
-from cellquery.scoring import score_predictions
+from cellquery.scoring import score_predictions, sweep_scores
 
+predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"])
+reference_obs = read_obs(snakemake.input.reference)
+run = {**dict(snakemake.wildcards), "method": snakemake.params.method}
 table = score_predictions(
-    read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"]),
-    reference_obs=read_obs(snakemake.input.reference),
+    predictions,
+    reference_obs=reference_obs,
     group=snakemake.params.group,
-    run={**dict(snakemake.wildcards), "method": snakemake.params.method},
+    run=run,
     embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
 )
-write_table(table, snakemake.output[0])
+sweep = sweep_scores(predictions, reference_obs=reference_obs, group=snakemake.params.group, run=run)
+write_table(table, snakemake.output.metrics)
+write_table(sweep, snakemake.output.sweep)

@@ -15,6 +15,7 @@ predictions, reference, query, timings = run_predictor(
     params=method.get("params", {}),
     group=snakemake.params.group,
     seed=int(snakemake.wildcards.seed),
+    sweep=snakemake.params.sweep,
 )
 write_table(predictions, snakemake.output.predictions)
 write_table(timings, snakemake.output.timings)

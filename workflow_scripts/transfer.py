@@ -26,5 +26,6 @@ table = predict_table(
     group=snakemake.params.group,
     settings=snakemake.params.transfer,
     models=models,
+    sweep=snakemake.params.sweep,
 )
 write_table(table, snakemake.output.predictions)

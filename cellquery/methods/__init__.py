@@ -3,6 +3,8 @@
 One module per method. A module defines ``REQUIRES`` (e.g. ``("counts",)``)
 and ``predict(reference, query, genes, *, label_key, batch_key,
 continuous_keys, ontology_key, seed, **params) -> MethodResult``.
+A module whose rejection has a P-value cut-off sets ``SWEEPS = True`` and
+accepts ``sweep`` (cut-offs; one ``sweep_<cut-off>`` prediction column each).
 Registering a method is one line in :data:`PREDICTORS`.
 """
 
@@ -59,12 +61,13 @@ def skip_reason(name: str, values: str) -> str | None:
     return None
 
 
-def run_predictor(reference, query, genes, *, predictor: str, params: dict, group: dict, seed: int):
+def run_predictor(reference, query, genes, *, predictor: str, params: dict, group: dict, seed: int, sweep=()):
     """Run predictor ``predictor`` on a group; return (predictions table, reference AnnData, query AnnData, timings).
 
     The predictions table has the same columns as the embedding path's
     (:func:`cellquery.transfer.prediction_table`); the AnnDatas carry the
     cells' obs and, where the method has one, its embedding in ``obsm["X_emb"]``.
+    ``sweep`` (rejection cut-offs) reaches methods that set ``SWEEPS``; the others ignore it.
     """
     from cellquery.io import embedding_adata
     from cellquery.transfer import label_to_term, prediction_table
@@ -83,6 +86,7 @@ def run_predictor(reference, query, genes, *, predictor: str, params: dict, grou
         continuous_keys=list(group.get("continuous_keys", [])),
         ontology_key=group.get("ontology_key"),
         seed=seed,
+        **({"sweep": list(sweep)} if getattr(module, "SWEEPS", False) and len(sweep) else {}),
         **params,
     )
     ontology_key = group.get("ontology_key")

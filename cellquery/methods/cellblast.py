@@ -67,7 +67,9 @@ import pandas as pd
 from cellquery.errors import InputError
 from cellquery.embed.scvi import limited_torch_threads
 from cellquery.methods import MethodResult
+from cellquery.transfer import sweep_column
 
+SWEEPS = True  # P-value cut-off: predictions at several cut-offs come from one query
 REQUIRES: tuple[str, ...] = ("counts",)
 
 
@@ -237,6 +239,7 @@ def predict(
     blast2co_min_path: int = 4,
     n_jobs: int = 1,
     torch_threads: int = 1,
+    sweep: Sequence[float] = (),
 ) -> MethodResult:
     """Train a DIRECTi ensemble on the reference and BLAST the query against it.
 
@@ -270,6 +273,9 @@ def predict(
         joblib jobs of the BLAST search.
     torch_threads
         Torch intra-op threads while the method runs (restored afterwards).
+    sweep
+        Further P-value cut-offs; for each, a ``sweep_<cut-off>`` column holds
+        the labels predicted with it (the paper's Supp. Fig. 9c).
 
     Returns
     -------
@@ -280,8 +286,8 @@ def predict(
     """
     if n_models < 1 or epochs < 1 or latent_dim < 1 or n_neighbors < 1 or n_posterior < 2 or n_empirical < 1:
         raise InputError("config: methods: cellblast: n_models, epochs, latent_dim, n_neighbors, n_empirical must be >= 1 and n_posterior >= 2")
-    if not 0 < p_cutoff <= 1:
-        raise InputError(f"config: methods: cellblast p_cutoff must be in (0, 1], got {p_cutoff}")
+    if not all(0 < t <= 1 for t in [p_cutoff, *sweep]):
+        raise InputError(f"config: methods: cellblast p_cutoff and sweep must be in (0, 1], got {[p_cutoff, *sweep]}")
     keys = list(continuous_keys)
     for key in [label_key, *keys, *([batch_key] if batch_key else []), *([ontology_key] if ontology_key else [])]:
         if key not in reference.obs:
@@ -346,6 +352,11 @@ def predict(
         predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share})
         for j, key in enumerate(keys):
             predictions[f"pred_{key}"] = means[:, j]
+        for t in sweep:
+            predictions[sweep_column(t)] = hit_predictions(
+                cell, hit, p_value < t, qry.n_obs, ref.obs[label_key].astype(str).to_numpy(), None,
+                min_hits=min_hits, min_fraction=min_fraction,
+            )[0]
         if ontology_key:
             predictions["pred_cl"] = blast2co(
                 blast, qry.obs_names, cell, hit, p_value, significant, ontology_key,

@@ -7,6 +7,8 @@ into a label, ``ambiguous`` or ``rejected``.
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 import numpy as np
 import pandas as pd
 
@@ -150,6 +152,11 @@ def prediction_table(query_obs: pd.DataFrame, group: dict, predicted: pd.DataFra
     return table
 
 
+def sweep_column(threshold: float) -> str:
+    """Name of the predictions column holding the labels at rejection threshold ``threshold``."""
+    return f"sweep_{threshold:g}"
+
+
 def predict_table(
     *,
     reference_obs: pd.DataFrame,
@@ -160,6 +167,7 @@ def predict_table(
     group: dict,
     settings: dict,
     models: list | None = None,
+    sweep: list[float] | tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
 
@@ -169,31 +177,50 @@ def predict_table(
     counts when its empirical P-value is below ``p_cutoff`` (in a majority of
     ``models``, :mod:`cellquery.transfer.consensus`) instead of when it lies
     within the distance cut-off.
+
+    ``sweep`` lists rejection thresholds t (e.g. 0.01-0.2, the Cell BLAST
+    paper's Supp. Fig. 9c); for each one a column :func:`sweep_column` holds the
+    labels predicted with the P-value cut-off t, or, for distance cut-offs, with
+    the cut-off at quantile 1 - t of the reference's own hit distances (a hit is
+    then as far as the farthest fraction t of reference-to-reference hits).
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
     min_hits = settings.get("min_hits", 2)
+    label_key = group["label_key"]
+    reference_labels = reference_obs[label_key].astype(str).to_numpy()
+    label_settings = dict(
+        voter=settings["voter"], voter_params=settings.get("params"), min_hits=min_hits,
+        min_fraction=settings.get("min_fraction", 0.5),
+    )
     mask, extra = None, {}
     if settings.get("significance"):
-        from cellquery.transfer.consensus import significant_by_consensus
+        from cellquery.transfer.consensus import significant_by_consensus, significant_mask
 
         if not models:
             raise InputError("transfer: significance needs the models' embeddings and calibration")
-        distances, indices, mask, p = significant_by_consensus(models, p_cutoff=settings["significance"].get("p_cutoff", 0.05))
+        significance = settings["significance"]
+        shrinkage = significance.get("shrinkage", 0.0)
+        models = [replace(m, calibration=m.calibration.shrunk(shrinkage)) for m in models]
+        distances, indices, mask, p = significant_by_consensus(models, p_cutoff=significance.get("p_cutoff", 0.05))
         max_distance = np.inf
         extra["best_hit_p"] = np.where(indices >= 0, p.max(axis=0), 1.0).min(axis=1)
+        for t in sweep:
+            extra[sweep_column(t)] = transfer_labels(
+                reference_labels, distances, indices, mask=significant_mask(p, indices, t), **label_settings
+            )["prediction"].to_numpy()
     else:
         max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
-    label_key = group["label_key"]
-    reference_labels = reference_obs[label_key].astype(str).to_numpy()
-    common = dict(max_distance=max_distance, mask=mask, voter=settings["voter"], voter_params=settings.get("params"))
-    predicted = transfer_labels(
-        reference_labels, distances, indices, min_hits=min_hits, min_fraction=settings.get("min_fraction", 0.5), **common
-    )
+        for t in sweep:
+            extra[sweep_column(t)] = transfer_labels(
+                reference_labels, distances, indices, max_distance=distance_cutoff(self_distances, 1.0 - t), **label_settings
+            )["prediction"].to_numpy()
+    predicted = transfer_labels(reference_labels, distances, indices, max_distance=max_distance, mask=mask, **label_settings)
     keys = list(group.get("continuous_keys", []))
     if keys:
         fates = transfer_continuous(
-            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, reference_labels=reference_labels, **common
+            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, reference_labels=reference_labels,
+            max_distance=max_distance, mask=mask, voter=settings["voter"], voter_params=settings.get("params"),
         )
         for j, key in enumerate(keys):
             predicted[f"pred_{key}"] = fates[:, j]

@@ -65,6 +65,10 @@ def significant_by_consensus(models: list[Model], *, p_cutoff: float = 0.05):
         p[j] = p_values(d, indices, model.calibration)
         if j == 0:
             first_distances = d
+    return first_distances, indices, significant_mask(p, indices, p_cutoff), p
+
+
+def significant_mask(p: np.ndarray, indices: np.ndarray, p_cutoff: float) -> np.ndarray:
+    """Hits significant (P < ``p_cutoff``) in a strict majority of the models; ``p`` is (n_models, n_query, n)."""
     votes = (p < p_cutoff).sum(axis=0)
-    mask = (votes * 2 > len(models)) & (indices >= 0)
-    return first_distances, indices, mask, p
+    return (votes * 2 > len(p)) & (indices >= 0)

@@ -1,0 +1,9 @@
+"""Supp. Fig. 9c of Cell BLAST: positive vs negative MBA as the rejection threshold is swept."""
+import sys
+
+sys.stderr = open(snakemake.log[0], "w")
+
+from cellquery.io import read_table
+from cellquery.plots.rejection_sweep import plot_rejection_sweep
+
+plot_rejection_sweep(read_table(snakemake.input[0], required=["group", "method", "threshold", "mba_positive", "mba_negative"]), snakemake.output[0])
