@@ -25,8 +25,9 @@ def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
     """One panel per group: x MBA on positive types, y MBA on negative types.
 
     A swept run (with ``threshold`` values) is a line through its thresholds,
-    each point labelled with its threshold; a run without thresholds is one
-    point (its own setting). Values are means over seeds.
+    each point labelled with its threshold, with a ring at its own setting; a
+    run without thresholds is one diamond (its own setting). Values are means
+    over seeds.
     """
     curves = sweep_curves(sweep) if len(sweep) else sweep
     groups = sorted(curves["group"].unique()) if len(curves) else []
@@ -37,6 +38,9 @@ def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
         part = curves[curves["group"] == group]
         for run, rows in part.groupby(["method", "index", "transfer"], sort=True):
             swept = rows[rows["threshold"].notna()].sort_values("threshold")
+            own = rows[rows["threshold"].isna()]
+            if len(swept) and len(own):  # the run's own setting: a ring on its curve
+                ax.scatter(own["mba_positive"], own["mba_negative"], s=70, facecolors="none", edgecolors=[colours[run]], linewidths=1.2)
             if len(swept):
                 ax.plot(swept["mba_positive"], swept["mba_negative"], "-o", color=colours[run], markersize=3.5, linewidth=1.2)
                 for row in swept.itertuples():
