@@ -113,8 +113,9 @@ def benchmark_files(wildcards):
     gather_benchmarks cannot list its own; every other job's is here, the
     extra models of consensus transfers included.
     """
-    files = [rules.aggregate.benchmark]
-    files += [r.benchmark for r in (rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy)]
+    files = [rules.aggregate.benchmark, rules.aggregate_sweep.benchmark]
+    figures = (rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy, rules.figure_rejection_sweep)
+    files += [r.benchmark for r in figures]
     datasets = {d for g in config["groups"].values() for d in g["reference"] + g["query"]}
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     for group in config["groups"]:

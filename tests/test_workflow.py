@@ -107,7 +107,7 @@ def test_benchmarks_and_figure(toy_run):
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
                       "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "build_shard", "query_shard",
-                      "merge_shards"}
+                      "merge_shards", "aggregate_sweep", "figure_rejection_sweep"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
     png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
