@@ -74,16 +74,22 @@ def check_params(backend: str, params: dict | None, known: dict) -> dict:
     return {**known, **params}
 
 
-def finalize(D: np.ndarray, I: np.ndarray, squared: bool) -> tuple[np.ndarray, np.ndarray]:
+def finalize(D: np.ndarray, I: np.ndarray, squared: bool, k: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Convert raw backend output to the common convention.
 
     Euclidean float32 distances (sqrt of squared ones, negatives from rounding clipped at
     0), int64 ids, ``-1`` / ``inf`` where a row has fewer than k results, rows ascending.
+    With ``k``, results narrower than k columns (a backend asked for fewer, e.g. k > n)
+    are padded with ``-1`` / ``inf`` to k columns.
     """
     D = np.asarray(D, dtype=np.float32)
     I = np.asarray(I, dtype=np.int64)
     if squared:
         D = np.sqrt(np.maximum(D, 0.0, dtype=np.float32))
+    if k is not None and D.shape[1] < k:
+        pad = k - D.shape[1]
+        D = np.hstack([D, np.full((len(D), pad), np.inf, np.float32)])
+        I = np.hstack([I, np.full((len(I), pad), -1, np.int64)])
     missing = I < 0
     if missing.any():
         D = np.where(missing, np.float32(np.inf), D)

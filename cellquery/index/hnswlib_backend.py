@@ -63,12 +63,7 @@ class HnswlibIndex(Index):
         k_eff = min(k, self.n)  # hnswlib raises when it cannot return k results
         self._index.set_ef(max(int(self.params["ef"]), k_eff))
         I, D = self._index.knn_query(Q, k=k_eff, num_threads=int(self.params["num_threads"]))
-        D, I = finalize(D, I.astype(np.int64), squared=True)  # hnswlib 'l2' is squared
-        if k_eff < k:
-            pad = k - k_eff
-            D = np.hstack([D, np.full((len(Q), pad), np.inf, np.float32)])
-            I = np.hstack([I, np.full((len(Q), pad), -1, np.int64)])
-        return D, I
+        return finalize(D, I.astype(np.int64), squared=True, k=k)  # hnswlib 'l2' is squared
 
     def _write_payload(self, f: IO[bytes]) -> None:
         if self._index is not None:

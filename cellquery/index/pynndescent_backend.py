@@ -63,12 +63,7 @@ class PynndescentIndex(Index):
             self._build()
         k_eff = min(k, self.n)
         I, D = self._index.query(Q, k=k_eff, epsilon=float(self.params["epsilon"]))
-        D, I = finalize(D, I, squared=False)  # 'euclidean' distances are not squared
-        if k_eff < k:
-            pad = k - k_eff
-            D = np.hstack([D, np.full((len(Q), pad), np.inf, np.float32)])
-            I = np.hstack([I, np.full((len(Q), pad), -1, np.int64)])
-        return D, I
+        return finalize(D, I, squared=False, k=k)  # 'euclidean' distances are not squared
 
     def _write_payload(self, f: IO[bytes]) -> None:
         if self.n and self._index is None:
