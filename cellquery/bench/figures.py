@@ -14,7 +14,8 @@ import pandas as pd
 
 from cellquery.bench.knn import FIELDS
 from cellquery.errors import InputError
-from cellquery.io import atomic_path, read_table
+from cellquery.io import read_table
+from cellquery.plots import save_png
 
 
 def setting_label(row: pd.Series) -> str:
@@ -45,9 +46,7 @@ def gather_scale(paths: Iterable[str | os.PathLike]) -> pd.DataFrame:
 
 def _save(fig, path) -> None:
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)
 
 
 def plot_query_time_vs_size(df: pd.DataFrame, path) -> None:

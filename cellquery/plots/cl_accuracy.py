@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cellquery.io import atomic_path
+from cellquery.plots import save_png
+
 
 METRICS = {"cl_accuracy": "CL accuracy (cell-weighted)", "cl_mba": "CL MBA (mean over terms)"}
 
@@ -41,6 +42,4 @@ def plot_cl_accuracy(summary: pd.DataFrame, path) -> None:
     fig.tight_layout(rect=(0, 0, 0.88 if handles else 1, 1))
     if handles:
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)

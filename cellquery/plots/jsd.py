@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cellquery.io import atomic_path
+from cellquery.plots import save_png
 
 
 def plot_jsd(summary: pd.DataFrame, path) -> None:
@@ -35,6 +35,4 @@ def plot_jsd(summary: pd.DataFrame, path) -> None:
         axes[0][0].text(0.5, 0.5, "no data", ha="center", va="center", transform=axes[0][0].transAxes)
         axes[0][0].set_axis_off()
     fig.tight_layout()
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)

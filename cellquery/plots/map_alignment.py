@@ -8,7 +8,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cellquery.io import atomic_path
+from cellquery.plots import save_png
+
 
 MAP_METRICS = ("map",)
 ALIGNMENT_METRICS = ("seurat_alignment",)
@@ -59,6 +60,4 @@ def plot_map_vs_alignment(summary: pd.DataFrame, path) -> None:
     fig.tight_layout(rect=(0, 0, 0.82 if handles else 1, 1))
     if handles:
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)

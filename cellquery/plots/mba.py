@@ -8,7 +8,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from cellquery.io import atomic_path
+from cellquery.plots import save_png
 
 
 def plot_mba_pos_neg(summary: pd.DataFrame, path) -> None:
@@ -42,6 +42,4 @@ def plot_mba_pos_neg(summary: pd.DataFrame, path) -> None:
     if handles:
         fig.legend(handles=handles, loc="center right", fontsize=8, frameon=False)
         fig.subplots_adjust(right=0.78)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)

@@ -9,7 +9,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellquery.io import atomic_path
+from cellquery.plots import save_png
 
 
 def sweep_curves(sweep: pd.DataFrame) -> pd.DataFrame:
@@ -58,6 +58,4 @@ def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
     if handles:
         fig.legend(handles=handles, loc="center right", fontsize=7, frameon=False)
         fig.subplots_adjust(right=0.72)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=120, format="png")
-    plt.close(fig)
+    save_png(fig, path)
