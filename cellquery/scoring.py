@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cellquery.summary import metric_rows
+from cellquery.summary import SWEEP_COLUMNS, metric_rows
 from cellquery.transfer import AMBIGUOUS, REJECTED
 
 
@@ -102,9 +102,7 @@ def sweep_scores(
     for threshold, column in columns.items():
         mba = m.mean_balanced_accuracy(true, predictions[column].astype(str).to_numpy(), ref_types, expected=expected)
         rows.append({**run, "threshold": threshold, "mba_positive": mba["positive"], "mba_negative": mba["negative"], "mba": mba["mean"]})
-    keys = ["group", "method", "index", "transfer", "seed"]
-    table = pd.DataFrame(rows)
-    return table[keys + ["threshold", "mba_positive", "mba_negative", "mba"]]
+    return pd.DataFrame(rows)[SWEEP_COLUMNS]
 
 
 def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: dict) -> np.ndarray:

@@ -345,8 +345,9 @@ def predict(
         cell, hit, _, p_value = reconcile_hits(result.hits, result.dist, result.pval, len(models))
         significant = p_value < p_cutoff  # "P-value smaller than a specified cutoff" (Methods)
         values = reference.obs[keys].to_numpy(float) if keys else None
+        labels = ref.obs[label_key].astype(str).to_numpy()
         pred, n_hits, share, means = hit_predictions(
-            cell, hit, significant, qry.n_obs, ref.obs[label_key].astype(str).to_numpy(), values,
+            cell, hit, significant, qry.n_obs, labels, values,
             min_hits=min_hits, min_fraction=min_fraction,
         )
         predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share})
@@ -354,7 +355,7 @@ def predict(
             predictions[f"pred_{key}"] = means[:, j]
         for t in sweep:
             predictions[sweep_column(t)] = hit_predictions(
-                cell, hit, p_value < t, qry.n_obs, ref.obs[label_key].astype(str).to_numpy(), None,
+                cell, hit, p_value < t, qry.n_obs, labels, None,
                 min_hits=min_hits, min_fraction=min_fraction,
             )[0]
         if ontology_key:

@@ -10,11 +10,12 @@ import numpy as np
 import pandas as pd
 
 from cellquery.plots import save_png
+from cellquery.summary import RUN_COLUMNS
 
 
 def sweep_curves(sweep: pd.DataFrame) -> pd.DataFrame:
     """Mean over seeds of MBA+/MBA- per group, method, index, transfer and threshold (NaN: the run's own setting)."""
-    keys = ["group", "method", "index", "transfer"]
+    keys = RUN_COLUMNS[:4]  # group, method, index, transfer
     table = sweep.assign(threshold=sweep["threshold"].astype(float).fillna(-1.0))
     means = table.groupby(keys + ["threshold"], sort=True)[["mba_positive", "mba_negative"]].mean().reset_index()
     means["threshold"] = means["threshold"].where(means["threshold"] >= 0, np.nan)
