@@ -152,3 +152,5 @@ def test_needs_counts(data):
         cellblast.predict(ref_log, qry, genes, label_key="cell_type")
     with pytest.raises(InputError, match="p_cutoff"):
         cellblast.predict(ref, qry, genes, label_key="cell_type", p_cutoff=0)
+    with pytest.raises(InputError, match=r"p_cutoff and sweep must be in \(0, 1\], got \[0.05, 1.5\]"):
+        cellblast.predict(ref, qry, genes, label_key="cell_type", sweep=[1.5])
