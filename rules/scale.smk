@@ -6,6 +6,44 @@
 # One job per (index setting, reference size), each in its own process so that its
 # peak memory is its own; every job writes one table row per search setting.
 # Reads only config["scale"], and nothing when that key is absent.
+SCALE = config.get("scale", {}) or {}
+
+if SCALE:
+    from cellquery.bench.knn import check_scale_config
+
+    check_scale_config(SCALE)
+
+
+def scale_runs():
+    """(config name, reference size) of every scale job."""
+    runs = []
+    for name, spec in SCALE.get("indexes", {}).items():
+        for n in spec.get("sizes", SCALE.get("sizes", [])):
+            if spec.get("max_size") is None or n <= spec["max_size"]:
+                runs.append((name, int(n)))
+    return runs
+
+
+def scale_spec(wildcards):
+    return SCALE["indexes"][wildcards.scale_index]
+
+
+def scale_mem_mb(wildcards):
+    from cellquery.bench.knn import estimate_mem_mb  # imported only when a scale job is planned
+
+    spec = SCALE["indexes"][wildcards.scale_index]
+    return estimate_mem_mb(spec["preset"], int(wildcards.n_ref), SCALE.get("dim", 32),
+                           SCALE.get("n_query", 10000), SCALE.get("k", 50),
+                           SCALE.get("chunk", 1_000_000), spec.get("params"))
+
+
+def scale_runtime(wildcards):
+    from cellquery.bench.knn import estimate_runtime_min
+
+    spec = SCALE["indexes"][wildcards.scale_index]
+    return estimate_runtime_min(spec["preset"], int(wildcards.n_ref), SCALE.get("threads", 2),
+                                len(spec.get("search_sweep") or [{}]))
+
 
 rule scale_knn:
     output:

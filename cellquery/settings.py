@@ -1,0 +1,86 @@
+"""Typed settings, built once from the config and passed to the library's entry points.
+
+The config is checked by its JSON schema (config/schema.yaml) and by
+:func:`cellquery.config.check_config`; the dataclasses here give its entries
+names and defaults, so that library functions take ``group.label_key`` instead
+of ``group["label_key"]`` and a default is written in one place only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Model j of a run with seed s (consensus significance trains several models of
+# one method, Cell BLAST's multi-model rule) is seeded s + MODEL_SEED_STRIDE * j;
+# model 0 is the run's own model. The stride keeps models of nearby seeds apart.
+MODEL_SEED_STRIDE = 1000
+
+
+def model_seed(seed: int, model: int) -> int:
+    """The random seed of model ``model`` of the run with seed ``seed``."""
+    return int(seed) + MODEL_SEED_STRIDE * int(model)
+
+
+@dataclass(frozen=True)
+class GroupSettings:
+    """A dataset group's annotation keys (config ``groups.<name>``)."""
+
+    label_key: str
+    batch_keys: tuple[str, ...] = ()
+    ontology_key: str | None = None
+    continuous_keys: tuple[str, ...] = ()
+    expected: str | None = None
+
+    @classmethod
+    def from_config(cls, spec: Mapping) -> "GroupSettings":
+        return cls(
+            label_key=spec["label_key"],
+            batch_keys=tuple(spec.get("batch_keys") or ()),
+            ontology_key=spec.get("ontology_key"),
+            continuous_keys=tuple(spec.get("continuous_keys") or ()),
+            expected=spec.get("expected"),
+        )
+
+    @property
+    def batch_key(self) -> str | None:
+        """The first batch key (used for per-batch HVG and batch-aware models), or None."""
+        return self.batch_keys[0] if self.batch_keys else None
+
+
+@dataclass(frozen=True)
+class SignificanceSettings:
+    """Hits count by empirical P-value (config ``transfers.<name>.significance``)."""
+
+    p_cutoff: float = 0.05
+    models: int = 1
+    shrinkage: float = 0.0
+
+    @classmethod
+    def from_config(cls, spec: Mapping | None) -> "SignificanceSettings | None":
+        return cls(**spec) if spec else None
+
+
+@dataclass(frozen=True)
+class TransferSettings:
+    """One transfer of the config (``transfers.<name>``): a voter and the rule that accepts hits."""
+
+    voter: str = "majority"
+    params: Mapping = field(default_factory=dict)
+    min_hits: int = 2
+    min_fraction: float = 0.5
+    distance_quantile: float | None = 0.95
+    significance: SignificanceSettings | None = None
+    report_as: str | None = None
+
+    @classmethod
+    def from_config(cls, spec: Mapping) -> "TransferSettings":
+        values = dict(spec)
+        values["params"] = dict(values.get("params") or {})
+        values["significance"] = SignificanceSettings.from_config(values.get("significance"))
+        return cls(**values)
+
+    @property
+    def n_models(self) -> int:
+        """How many models' P-values the rule combines (1 without significance)."""
+        return self.significance.models if self.significance else 1
