@@ -90,3 +90,12 @@ def test_fetch_url_verifies_checksum_and_leaves_nothing_on_mismatch(tmp_path):
 def test_url_source_needs_checksum():
     with pytest.raises(InputError, match="needs a sha256"):
         load_dataset("d", {"source": "https://example.org/x.h5ad", "values": "counts"})
+
+
+def test_local_checksum_is_verified(tmp_path):
+    path = tmp_path / "d.h5ad"
+    small_counts().write_h5ad(path)
+    good = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert load_dataset("d", {"source": str(path), "values": "counts", "sha256": good.upper()}).n_obs == 60
+    with pytest.raises(InputError, match="sha256 mismatch for dataset d"):
+        load_dataset("d", {"source": str(path), "values": "counts", "sha256": "0" * 64})

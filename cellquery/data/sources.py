@@ -32,13 +32,10 @@ from cellquery.io import atomic_path, read_h5ad
 VALUE_KINDS = ("counts", "log-normalised")
 
 
-def sha256sum(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """Hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
+def sha256sum(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file (:func:`hashlib.file_digest` reads it in blocks)."""
     with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(chunk), b""):
-            digest.update(block)
-    return digest.hexdigest()
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fetch_url(url: str, sha256: str, dest: str | os.PathLike) -> Path:
