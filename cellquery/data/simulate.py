@@ -318,6 +318,107 @@ def _check_int(field: str, value, minimum: int) -> int:
     return int(value)
 
 
+def _check_studies(studies: Sequence[str]) -> list[str]:
+    if isinstance(studies, str) or len(studies) == 0:
+        raise InputError(f"simulate.studies: expected a non-empty list of study names, got {studies!r}")
+    studies = [str(s) for s in studies]
+    if len(set(studies)) != len(studies) or any(not s for s in studies):
+        raise InputError(f"simulate.studies: study names must be non-empty and unique, got {studies}")
+    return studies
+
+
+def _check_effects(**effects) -> None:
+    for field, value in effects.items():
+        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value) or value < 0:
+            raise InputError(f"simulate.{field}: expected a finite number >= 0, got {value!r}")
+
+
+def _donors(studies: Sequence[str], donors_per_study: int, n_cells: int) -> list[tuple[str, str, int]]:
+    """(study, donor, number of cells) of every donor; cells split evenly, the first donors take the remainder."""
+    donors = [(study, f"{study}_donor{j + 1}") for study in studies for j in range(donors_per_study)]
+    per_donor = np.full(len(donors), n_cells // len(donors))
+    per_donor[: n_cells % len(donors)] += 1
+    return [(study, donor, int(n_d)) for (study, donor), n_d in zip(donors, per_donor)]
+
+
+@dataclass
+class _DonorCells:
+    type_idx: np.ndarray  # (cells,) index into CELL_TYPES
+    weights: np.ndarray  # (cells, programs) jittered program weights
+    fates: np.ndarray  # (cells, lineages)
+    library: np.ndarray  # (cells,) library sizes
+    offset: np.ndarray  # (genes,) base profile plus the study and donor shifts
+
+
+def _draw_donor_cells(
+    world: _World, study: str, donor: str, n_d: int, types: np.ndarray, *, seed: int, world_seed: int,
+    study_effect: float, donor_effect: float,
+) -> _DonorCells:
+    """Types, positions and library sizes of one donor's cells (module docstring, "Cells")."""
+    n_genes = world.base.size
+    study_shift, study_lib = _batch_shift(world_seed, n_genes, "study:" + study, study_effect)
+    donor_shift, donor_lib = _batch_shift(world_seed, n_genes, "donor:" + donor, donor_effect)
+    log_library = np.log(LIBRARY_MEDIAN) + 0.5 * study_effect * study_lib + 0.5 * donor_effect * donor_lib
+    offset = world.base + study_shift + donor_shift
+
+    rng = np.random.default_rng([seed, _crc("cells"), _crc(donor)])
+    type_idx = types[rng.choice(len(types), size=n_d, p=_donor_composition(world_seed, donor, types))]
+    weights, fates = _place_cells(type_idx, world.recipes, rng)
+    weights *= np.exp(rng.normal(0.0, JITTER_SD, weights.shape))
+    library = np.exp(log_library + rng.normal(0.0, LIBRARY_SD, n_d)) * world.type_library[type_idx]
+    return _DonorCells(type_idx, weights, fates, library, offset)
+
+
+def _chunk_counts(world: _World, weights: np.ndarray, library: np.ndarray, offset: np.ndarray, gamma_rng, poisson_rng):
+    """Negative-binomial counts of a chunk of cells as (data, column indices, row nnz)."""
+    logmean = weights @ world.programs + offset
+    logmean -= logmean.max(axis=1, keepdims=True)
+    prop = np.exp(logmean)
+    prop /= prop.sum(axis=1, keepdims=True)
+    mean = prop * library[:, None]
+    gamma = gamma_rng.gamma(world.shape, world.scale, size=mean.shape)
+    counts = poisson_rng.poisson(mean * gamma)
+    nonzero = counts > 0
+    return counts[nonzero].astype(np.float32), np.nonzero(nonzero)[1].astype(np.int32), nonzero.sum(axis=1)
+
+
+def _donor_counts(world: _World, cells: _DonorCells, donor: str, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """One donor's counts, drawn in chunks of :data:`CHUNK_CELLS` cells (the result does not depend on the chunk size)."""
+    gamma_rng = np.random.default_rng([seed, _crc("gamma"), _crc(donor)])
+    poisson_rng = np.random.default_rng([seed, _crc("poisson"), _crc(donor)])
+    n_d = len(cells.type_idx)
+    blocks = []
+    for start in range(0, n_d, CHUNK_CELLS):
+        rows = slice(start, min(start + CHUNK_CELLS, n_d))
+        blocks.append(_chunk_counts(world, cells.weights[rows], cells.library[rows], cells.offset, gamma_rng, poisson_rng))
+    return blocks
+
+
+def _donor_obs(cells: _DonorCells, study: str, donor: str, seed: int) -> pd.DataFrame:
+    n_d = len(cells.type_idx)
+    return pd.DataFrame(
+        {
+            "cell_type": np.array(TYPE_NAMES, dtype=object)[cells.type_idx],
+            "cell_ontology_id": np.array([t.ontology_id for t in CELL_TYPES], dtype=object)[cells.type_idx],
+            "study": study,
+            "donor": donor,
+            **{f"fate_{lin}": cells.fates[:, i] for i, lin in enumerate(LINEAGES)},
+        },
+        index=[f"{donor}_s{seed}_c{i + 1:06d}" for i in range(n_d)],
+    )
+
+
+def _assemble(blocks: list, obs_parts: list[pd.DataFrame], present: list[str], n_genes: int) -> ad.AnnData:
+    """The AnnData of all donors' cells: CSR counts, categorical type, study and donor columns."""
+    obs = pd.concat(obs_parts)
+    obs["cell_type"] = pd.Categorical(obs["cell_type"], categories=present)
+    for col in ("study", "donor"):
+        obs[col] = pd.Categorical(obs[col], categories=list(dict.fromkeys(obs[col])))
+    x = _stack_csr(blocks, n_genes)
+    var = pd.DataFrame(index=[f"gene{g + 1:05d}" for g in range(n_genes)])
+    return ad.AnnData(X=x, obs=obs, var=var)
+
+
 def simulate_dataset(
     n_cells: int,
     *,
@@ -364,73 +465,23 @@ def simulate_dataset(
     n_genes = _check_int("n_genes", n_genes, MIN_GENES)
     seed = _check_int("seed", seed, 0)
     world_seed = _check_int("world_seed", world_seed, 0)
-    if isinstance(studies, str) or len(studies) == 0:
-        raise InputError(f"simulate.studies: expected a non-empty list of study names, got {studies!r}")
-    studies = [str(s) for s in studies]
-    if len(set(studies)) != len(studies) or any(not s for s in studies):
-        raise InputError(f"simulate.studies: study names must be non-empty and unique, got {studies}")
-    for field, value in (("study_effect", study_effect), ("donor_effect", donor_effect)):
-        if isinstance(value, bool) or not isinstance(value, (int, float, np.floating)) or not np.isfinite(value) or value < 0:
-            raise InputError(f"simulate.{field}: expected a finite number >= 0, got {value!r}")
+    studies = _check_studies(studies)
+    _check_effects(study_effect=study_effect, donor_effect=donor_effect)
     types = _resolve_types(exclude_types, include_types)
 
     world = _build_world(world_seed, n_genes)
-    donors = [(study, f"{study}_donor{j + 1}") for study in studies for j in range(donors_per_study)]
-    per_donor = np.full(len(donors), n_cells // len(donors))
-    per_donor[: n_cells % len(donors)] += 1
-
     blocks, obs_parts = [], []
-    for (study, donor), n_d in zip(donors, per_donor):
+    for study, donor, n_d in _donors(studies, donors_per_study, n_cells):
         if n_d == 0:
             continue
-        study_shift, study_lib = _batch_shift(world_seed, n_genes, "study:" + study, study_effect)
-        donor_shift, donor_lib = _batch_shift(world_seed, n_genes, "donor:" + donor, donor_effect)
-        log_library = np.log(LIBRARY_MEDIAN) + 0.5 * study_effect * study_lib + 0.5 * donor_effect * donor_lib
-        offset = world.base + study_shift + donor_shift
-
-        rng = np.random.default_rng([seed, _crc("cells"), _crc(donor)])
-        type_idx = types[rng.choice(len(types), size=n_d, p=_donor_composition(world_seed, donor, types))]
-        weights, fates = _place_cells(type_idx, world.recipes, rng)
-        weights *= np.exp(rng.normal(0.0, JITTER_SD, weights.shape))
-        library = np.exp(log_library + rng.normal(0.0, LIBRARY_SD, n_d)) * world.type_library[type_idx]
-
-        gamma_rng = np.random.default_rng([seed, _crc("gamma"), _crc(donor)])
-        poisson_rng = np.random.default_rng([seed, _crc("poisson"), _crc(donor)])
-        for start in range(0, n_d, CHUNK_CELLS):
-            rows = slice(start, min(start + CHUNK_CELLS, n_d))
-            logmean = weights[rows] @ world.programs + offset
-            logmean -= logmean.max(axis=1, keepdims=True)
-            prop = np.exp(logmean)
-            prop /= prop.sum(axis=1, keepdims=True)
-            mean = prop * library[rows, None]
-            gamma = gamma_rng.gamma(world.shape, world.scale, size=mean.shape)
-            counts = poisson_rng.poisson(mean * gamma)
-            nonzero = counts > 0
-            blocks.append(
-                (counts[nonzero].astype(np.float32), np.nonzero(nonzero)[1].astype(np.int32), nonzero.sum(axis=1))
-            )
-            del logmean, prop, mean, gamma, counts, nonzero
-
-        part = pd.DataFrame(
-            {
-                "cell_type": np.array(TYPE_NAMES, dtype=object)[type_idx],
-                "cell_ontology_id": np.array([t.ontology_id for t in CELL_TYPES], dtype=object)[type_idx],
-                "study": study,
-                "donor": donor,
-                **{f"fate_{lin}": fates[:, i] for i, lin in enumerate(LINEAGES)},
-            },
-            index=[f"{donor}_s{seed}_c{i + 1:06d}" for i in range(n_d)],
+        cells = _draw_donor_cells(
+            world, study, donor, n_d, types, seed=seed, world_seed=world_seed, study_effect=study_effect, donor_effect=donor_effect
         )
-        obs_parts.append(part)
+        blocks.extend(_donor_counts(world, cells, donor, seed))
+        obs_parts.append(_donor_obs(cells, study, donor, seed))
 
-    obs = pd.concat(obs_parts)
     present = [TYPE_NAMES[t] for t in types]
-    obs["cell_type"] = pd.Categorical(obs["cell_type"], categories=present)
-    for col in ("study", "donor"):
-        obs[col] = pd.Categorical(obs[col], categories=list(dict.fromkeys(obs[col])))
-    x = _stack_csr(blocks, n_genes)
-    var = pd.DataFrame(index=[f"gene{g + 1:05d}" for g in range(n_genes)])
-    adata = ad.AnnData(X=x, obs=obs, var=var)
+    adata = _assemble(blocks, obs_parts, present, n_genes)
     adata.uns["simulation"] = {
         "n_cells": n_cells,
         "studies": list(studies),
