@@ -28,21 +28,28 @@ def method_kind(config: dict, method: str) -> str:
     return kinds[0]
 
 
+def method_plugins(kind: str):
+    """The registry of a method kind: embeddings or predictors."""
+    if kind == "embedding":
+        from cellquery.embed import EMBEDDINGS
+
+        return EMBEDDINGS
+    from cellquery.predictors import PREDICTORS
+
+    return PREDICTORS
+
+
 def method_skip_reason(config: dict, group: str, method: str) -> str | None:
     """Why ``method`` cannot run on ``group`` (e.g. it needs counts), or None."""
-    from cellquery.embed import skip_reason as embedding_skip
-    from cellquery.methods import skip_reason as predictor_skip
+    from cellquery.registry import skip_reason
 
     kind = method_kind(config, method)
-    check = embedding_skip if kind == "embedding" else predictor_skip
-    return check(config["methods"][method][kind], group_values(config, group))
+    return skip_reason(method_plugins(kind)[config["methods"][method][kind]], group_values(config, group))
 
 
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` naming the first key that refers to something undeclared."""
-    from cellquery.embed import EMBEDDINGS
     from cellquery.index import BACKENDS
-    from cellquery.methods import PREDICTORS
     from cellquery.transfer import VOTERS
 
     for group, spec in config["groups"].items():
@@ -53,7 +60,7 @@ def check_config(config: dict) -> None:
         group_values(config, group)
     for method, spec in config["methods"].items():
         kind = method_kind(config, method)
-        known = EMBEDDINGS if kind == "embedding" else PREDICTORS
+        known = method_plugins(kind)
         if spec[kind] not in known:
             raise InputError(f"config: methods.{method}.{kind}: unknown {spec[kind]!r} (known: {', '.join(known)})")
         for key in ("indexes", "transfers"):

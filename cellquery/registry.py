@@ -51,3 +51,10 @@ class Registry(Mapping):
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def skip_reason(plugin, values: str) -> str | None:
+    """Why a plug-in (a module with ``REQUIRES``) cannot run on data whose values are ``values``, or None."""
+    if "counts" in getattr(plugin, "REQUIRES", ()) and values != "counts":
+        return f"needs raw counts but the group's values are {values}"
+    return None

@@ -5,21 +5,22 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from cellquery.settings import GroupSettings
 from cellquery.summary import SWEEP_COLUMNS, metric_rows
-from cellquery.transfer import AMBIGUOUS, REJECTED
+from cellquery.transfer import AMBIGUOUS, REJECTED, sweep_column
 
 
-def expected_matrix(predictions: pd.DataFrame, reference_obs: pd.DataFrame, group: dict):
+def expected_matrix(predictions: pd.DataFrame, reference_obs: pd.DataFrame, group: GroupSettings):
     """The group's expected-prediction matrix: its CSV, else derived from the Cell Ontology, else None."""
     from cellquery.metrics import expected_from_csv, expected_from_ontology
     from cellquery.ontology import load_cell_ontology
 
-    if group.get("expected"):
-        return expected_from_csv(group["expected"])
-    ontology_key = group.get("ontology_key")
+    if group.expected:
+        return expected_from_csv(group.expected)
+    ontology_key = group.ontology_key
     if not ontology_key:
         return None
-    label_key = group["label_key"]
+    label_key = group.label_key
     type_to_cl = dict(zip(predictions["true_label"], predictions["true_cl"]))
     type_to_cl.update(dict(zip(reference_obs[label_key].astype(str), reference_obs[ontology_key].astype(str))))
     ref_types = sorted(set(reference_obs[label_key].astype(str)))
@@ -30,7 +31,7 @@ def score_predictions(
     predictions: pd.DataFrame,
     *,
     reference_obs: pd.DataFrame,
-    group: dict,
+    group: GroupSettings,
     run: dict,
     embedding_scores: pd.DataFrame | None = None,
 ) -> pd.DataFrame:
@@ -42,8 +43,7 @@ def score_predictions(
     """
     from cellquery import metrics as m
 
-    label_key = group["label_key"]
-    ref_types = sorted(set(reference_obs[label_key].astype(str)))
+    ref_types = sorted(set(reference_obs[group.label_key].astype(str)))
     true = predictions["true_label"].astype(str).to_numpy()
     pred = predictions["prediction"].astype(str).to_numpy()
     mba = m.mean_balanced_accuracy(true, pred, ref_types, expected=expected_matrix(predictions, reference_obs, group))
@@ -55,18 +55,18 @@ def score_predictions(
         "rejected_fraction": float(np.mean(pred == REJECTED)),
         "ambiguous_fraction": float(np.mean(pred == AMBIGUOUS)),
     }
-    keys = list(group.get("continuous_keys", []))
+    keys = list(group.continuous_keys)
     if keys:
         true_fates = predictions[[f"true_{k}" for k in keys]].to_numpy(float)
         pred_fates = predictions[[f"pred_{k}" for k in keys]].to_numpy(float)
         made = ~np.isnan(pred_fates).any(axis=1)
         # JSD over the cells that received a fate prediction (rejected cells get none).
         scores["jsd"] = float(np.mean(m.jensen_shannon_divergence(true_fates[made], pred_fates[made]))) if made.any() else np.nan
-    if group.get("ontology_key"):
+    if group.ontology_key:
         from cellquery.ontology import load_cell_ontology
 
         ontology = load_cell_ontology()
-        ref_cls = sorted(set(reference_obs[group["ontology_key"]].astype(str)))
+        ref_cls = sorted(set(reference_obs[group.ontology_key].astype(str)))
         true_cl = predictions["true_cl"].astype(str).to_numpy()
         pred_cl = predictions["pred_cl"].astype(str).to_numpy()
         per_term = m.cl_accuracy(true_cl, pred_cl, ref_cls, ontology)
@@ -81,23 +81,25 @@ def sweep_scores(
     predictions: pd.DataFrame,
     *,
     reference_obs: pd.DataFrame,
-    group: dict,
+    group: GroupSettings,
     run: dict,
+    thresholds: list[float] | tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """MBA on positive and negative types at each rejection threshold of a run (Supp. Fig. 9c of Cell BLAST).
 
-    One row per ``sweep_<t>`` column of ``predictions`` (threshold t) and one
-    for the run's own ``prediction`` (threshold NaN), with the run's keys
-    (group, method, index, transfer, seed) in front. MBA is the same
-    ontology-aware mean balanced accuracy as in :func:`score_predictions`.
+    One row per threshold t in ``thresholds`` whose column
+    :func:`cellquery.transfer.sweep_column` the run's predictions hold, and one
+    for the run's own ``prediction`` (threshold NaN), with the run's keys in
+    front. MBA is the same ontology-aware mean balanced accuracy as in
+    :func:`score_predictions`.
     """
     from cellquery import metrics as m
 
-    ref_types = sorted(set(reference_obs[group["label_key"]].astype(str)))
+    ref_types = sorted(set(reference_obs[group.label_key].astype(str)))
     true = predictions["true_label"].astype(str).to_numpy()
     expected = expected_matrix(predictions, reference_obs, group)
     columns = {float("nan"): "prediction"}
-    columns.update({float(c[len("sweep_"):]): c for c in predictions.columns if c.startswith("sweep_")})
+    columns.update({float(t): sweep_column(t) for t in thresholds if sweep_column(t) in predictions.columns})
     rows = []
     for threshold, column in columns.items():
         mba = m.mean_balanced_accuracy(true, predictions[column].astype(str).to_numpy(), ref_types, expected=expected)
@@ -105,10 +107,9 @@ def sweep_scores(
     return pd.DataFrame(rows)[SWEEP_COLUMNS]
 
 
-def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: dict) -> np.ndarray:
+def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: GroupSettings) -> np.ndarray:
     """Batches whose mixing is scored: the group's first batch key, else the dataset of origin."""
-    keys = group.get("batch_keys") or []
-    key = keys[0] if keys else "dataset"
+    key = group.batch_key or "dataset"
     return np.concatenate([reference_obs[key].astype(str).to_numpy(), query_obs[key].astype(str).to_numpy()])
 
 
@@ -118,7 +119,7 @@ def score_embedding(
     *,
     reference_obs: pd.DataFrame,
     query_obs: pd.DataFrame,
-    group: dict,
+    group: GroupSettings,
     integration: bool = True,
 ) -> dict[str, float]:
     """Embedding metrics on the joint reference + query embedding.
@@ -132,7 +133,7 @@ def score_embedding(
     if reference_embedding.shape[1] == 0:  # a predictor without an embedding
         return {}
     X = np.concatenate([reference_embedding, query_embedding]).astype(np.float32)
-    label_key = group["label_key"]
+    label_key = group.label_key
     labels = np.concatenate([reference_obs[label_key].astype(str).to_numpy(), query_obs[label_key].astype(str).to_numpy()])
     batches = mixing_batches(reference_obs, query_obs, group)
     scores = {"map": m.map_from_embedding(X, labels, k_frac=0.01)}

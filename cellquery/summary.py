@@ -1,4 +1,11 @@
-"""The run's tidy tables: results/summary.tsv and results/benchmarks.tsv."""
+"""The run's tidy tables: results/summary.tsv, results/rejection_sweep.tsv and results/benchmarks.tsv.
+
+Their columns are defined here once (and described in docs/formats.md). A run
+is keyed by the names of its result folder, ``results/{group}/.../{method}/
+seed{seed}/{index}/{transfer}``; ``reported_as`` is the name it is shown
+under in tables and figures: the method, or ``<report_as>-<method>`` for a
+transfer that the config reports as its own method (e.g. ``calibrated-pca``).
+"""
 
 from __future__ import annotations
 
@@ -11,12 +18,18 @@ import pandas as pd
 
 from cellquery.io import read_table
 
-SUMMARY_COLUMNS = ["group", "method", "index", "transfer", "seed", "metric", "value"]
-RUN_COLUMNS = SUMMARY_COLUMNS[:5]
+RUN_COLUMNS = ["group", "method", "index", "transfer", "seed", "reported_as"]
+SUMMARY_COLUMNS = RUN_COLUMNS + ["metric", "value"]
+BENCHMARK_COLUMNS = ["rule", "job", "wall_s", "max_rss_mb", "cpu_s", "mean_load"]
+
+
+def reported_as(method: str, report_as: str | None) -> str:
+    """The name a run is shown under: ``<report_as>-<method>``, or the method itself."""
+    return f"{report_as}-{method}" if report_as else method
 
 
 def metric_rows(run: dict, metrics: dict[str, float]) -> pd.DataFrame:
-    """Tidy rows (one per metric) for one run (group, method, index, transfer, seed)."""
+    """Tidy rows (one per metric) for one run (its RUN_COLUMNS keys)."""
     rows = [{**{c: run[c] for c in RUN_COLUMNS}, "metric": name, "value": float(value)} for name, value in metrics.items()]
     return pd.DataFrame(rows, columns=SUMMARY_COLUMNS)
 
@@ -60,4 +73,4 @@ def gather_benchmarks(paths: Iterable[str | os.PathLike], root: str | os.PathLik
                     "mean_load": bench.get("mean_load", np.nan),
                 }
             )
-    return pd.DataFrame(rows, columns=["rule", "job", "wall_s", "max_rss_mb", "cpu_s", "mean_load"])
+    return pd.DataFrame(rows, columns=BENCHMARK_COLUMNS)

@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from cellquery.index import build_index
+from cellquery.index.calibration import Calibration, calibrate, local_scales, null_distances
+from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import predict_table, transfer_labels
-from cellquery.transfer.calibration import Calibration, calibrate, exact_distances, local_scales, null_distances, p_values
-from cellquery.transfer.consensus import Model, candidate_hits, significant_by_consensus
+from cellquery.transfer.acceptance import Model, candidate_hits, exact_distances, p_values, significant_by_consensus
 
 
 def mixture(n, seed, centres=None, dim=8):
@@ -66,7 +67,7 @@ def test_p_values_are_uniform_on_held_out_reference_cells():
 
 
 def settings(**extra):
-    return {"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "significance": {"p_cutoff": 0.05}, **extra}
+    return TransferSettings.from_config({"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "significance": {"p_cutoff": 0.05}, **extra})
 
 
 def run(models, ref_types, query_n):
@@ -75,7 +76,7 @@ def run(models, ref_types, query_n):
     m = models[0]
     return predict_table(
         reference_obs=reference_obs, query_obs=query_obs, distances=np.zeros(m.indices.shape), indices=m.indices,
-        self_distances=np.ones((1, 1)), group={"label_key": "cell_type"}, settings=settings(), models=models,
+        self_distances=np.ones((1, 1)), group=GroupSettings("cell_type"), settings=settings(), models=models,
     )
 
 
@@ -142,7 +143,7 @@ def test_sweep_columns_equal_runs_with_those_cut_offs():
     for n_models in (1, 3):
         common = dict(
             reference_obs=reference_obs, query_obs=query_obs, distances=np.zeros(models[0].indices.shape),
-            indices=models[0].indices, self_distances=np.ones((1, 1)), group={"label_key": "cell_type"}, models=models[:n_models],
+            indices=models[0].indices, self_distances=np.ones((1, 1)), group=GroupSettings("cell_type"), models=models[:n_models],
         )
         swept = predict_table(settings=settings(), sweep=[0.01, 0.2], **common)
         rejected = []
@@ -201,7 +202,7 @@ def test_shrinkage_reaches_predict_table():
     query_obs = pd.DataFrame({"cell_type": ["?"] * len(query)}, index=[f"q{i}" for i in range(len(query))])
     table = predict_table(
         reference_obs=reference_obs, query_obs=query_obs, distances=np.zeros(indices.shape), indices=indices,
-        self_distances=np.ones((1, 1)), group={"label_key": "cell_type"},
+        self_distances=np.ones((1, 1)), group=GroupSettings("cell_type"),
         settings=settings(significance={"p_cutoff": 0.05, "shrinkage": 0.5}), models=[Model(x, query, indices, cal)],
     )
     d = exact_distances(query, x, indices)

@@ -4,8 +4,7 @@ import numpy as np
 
 from cellquery.index import build_index
 from cellquery.index.sharded import build_shard, merge_shards, search_shard, shard_rows
-from cellquery.transfer.calibration import local_scales
-from cellquery.transfer.cutoff import reference_self_distances
+from cellquery.index.calibration import local_scales, reference_self_distances
 
 
 def test_merged_shards_equal_a_single_exact_index():

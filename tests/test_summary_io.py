@@ -8,7 +8,7 @@ from cellquery.errors import InputError
 from cellquery.io import atomic_path, embedding_adata, read_embedding, read_obs, read_table, write_h5ad
 from cellquery.summary import SUMMARY_COLUMNS, combine_metrics, gather_benchmarks, metric_rows, skipped_rows
 
-RUN = {"group": "g", "method": "pca", "index": "flat", "transfer": "majority", "seed": 0}
+RUN = {"group": "g", "method": "pca", "index": "flat", "transfer": "majority", "seed": 0, "reported_as": "pca"}
 
 
 def test_metric_rows_and_combine(tmp_path):

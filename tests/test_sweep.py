@@ -7,9 +7,11 @@ import pytest
 from cellquery.errors import InputError
 from cellquery.plots.rejection_sweep import plot_rejection_sweep, sweep_curves
 from cellquery.scoring import sweep_scores
+from cellquery.settings import GroupSettings
 from cellquery.summary import SWEEP_COLUMNS, combine_sweeps
 
-RUN = {"group": "g", "method": "m", "index": "flat", "transfer": "calibrated", "seed": 0}
+RUN = {"group": "g", "method": "m", "index": "flat", "transfer": "calibrated", "seed": 0, "reported_as": "calibrated-m"}
+THRESHOLDS = [0.01, 0.2]
 
 
 def predictions():
@@ -25,7 +27,7 @@ def predictions():
 
 def test_sweep_scores_by_hand():
     reference_obs = pd.DataFrame({"cell_type": ["A", "B"]})
-    table = sweep_scores(predictions(), reference_obs=reference_obs, group={"label_key": "cell_type"}, run=RUN)
+    table = sweep_scores(predictions(), reference_obs=reference_obs, group=GroupSettings("cell_type"), run=RUN, thresholds=THRESHOLDS)
     assert list(table.columns) == SWEEP_COLUMNS
     assert np.isnan(table["threshold"].iloc[0]) and table["threshold"].iloc[1:].tolist() == [0.01, 0.2]
     # own setting: A 1/2, B 2/2 -> positive 0.75; X 1/2 -> negative 0.5; mba = mean of the two
@@ -40,7 +42,7 @@ def test_combine_sweeps_and_curves(tmp_path):
     reference_obs = pd.DataFrame({"cell_type": ["A", "B"]})
     paths = []
     for seed in (0, 1):
-        table = sweep_scores(predictions(), reference_obs=reference_obs, group={"label_key": "cell_type"}, run={**RUN, "seed": seed})
+        table = sweep_scores(predictions(), reference_obs=reference_obs, group=GroupSettings("cell_type"), run={**RUN, "seed": seed}, thresholds=THRESHOLDS)
         if seed == 1:
             table["mba_negative"] = table["mba_negative"] / 2
         paths.append(tmp_path / f"s{seed}.tsv")

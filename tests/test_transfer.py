@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from cellquery.errors import InputError
+from cellquery.index.calibration import reference_self_distances
+from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import predict_table, transfer_continuous, transfer_labels
-from cellquery.transfer.cutoff import reference_self_distances
-from cellquery.transfer.rules import decide, distance_cutoff
+from cellquery.transfer.acceptance import decide, distance_cutoff
 
 REF = np.array(["A", "A", "B", "B", "C"])
 
@@ -116,8 +117,8 @@ def test_predict_table_maps_terms_and_fates():
         distances=d,
         indices=i,
         self_distances=np.array([1.0, 1.0]),
-        group={"label_key": "cell_type", "ontology_key": "cl", "continuous_keys": ["f1", "f2"]},
-        settings={"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 1.0},
+        group=GroupSettings("cell_type", ontology_key="cl", continuous_keys=("f1", "f2")),
+        settings=TransferSettings("majority", min_hits=2, min_fraction=0.5, distance_quantile=1.0),
     )
     assert table["prediction"].tolist() == ["A", "rejected"]
     assert table["pred_cl"].tolist() == ["CL:1", "rejected"]
@@ -141,8 +142,8 @@ def test_sweep_of_a_distance_cut_off_uses_quantile_one_minus_t():
     d, i = hits([[(0, 50.0), (1, 60.0)], [(1, 85.0), (2, 95.0)], [(4, 95.0), (4, 99.0)]])
     table = predict_table(
         reference_obs=ref_obs, query_obs=qry_obs, distances=d, indices=i, self_distances=self_d,
-        group={"label_key": "cell_type"}, sweep=[0.01, 0.1, 0.2],
-        settings={"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 0.95},
+        group=GroupSettings("cell_type"), sweep=[0.01, 0.1, 0.2],
+        settings=TransferSettings("majority", min_hits=2, min_fraction=0.5, distance_quantile=0.95),
     )
     # 0.95 quantile = 95.05: q2 keeps both hits (labels differ -> ambiguous), q3 keeps one (rejected)
     assert table["prediction"].tolist() == ["A", "ambiguous", "rejected"]

@@ -4,9 +4,10 @@ The reference is split into S contiguous shards. Each shard is indexed and
 searched as its own job (scatter): for the query cells (k hits) and for the
 reference cells themselves (k + 1 hits, for local scales and the distance
 cut-off). The gather step merges the shards' top-k lists exactly
-(:func:`cellquery.index.merge.merge_topk`), as the heaps of the
-distributed k-NN graph build are merged (seed 002), so that for exact indexes
-the result equals one index over the whole reference.
+(:func:`cellquery.index.merge.merge_topk`), as distributed NN-descent
+(PyNNDescent on Spark) merges the per-partition heaps of its k-NN graph, so
+that for exact indexes the result equals one index over the whole reference.
+An unsharded index is the one-shard case of the same three steps.
 """
 
 from __future__ import annotations
@@ -15,8 +16,7 @@ import numpy as np
 
 from cellquery.index import build_index
 from cellquery.index.merge import merge_topk, split_shards
-from cellquery.transfer.calibration import calibration_from_scales, floor_scales, scales_from_hits
-from cellquery.transfer.cutoff import sample_rows, self_distances_from_hits
+from cellquery.index.calibration import calibrate_from_reference_hits
 
 
 def shard_rows(n: int, n_shards: int, shard: int) -> tuple[int, int]:
@@ -42,10 +42,5 @@ def merge_shards(parts: list[dict], offsets: list[int], reference: np.ndarray, *
     distances, indices = merge_topk([(p["distances"], p["indices"]) for p in parts], offsets, k)
     k_self = min(k + 1, len(reference))
     rd, ri = merge_topk([(p["reference_distances"], p["reference_indices"]) for p in parts], offsets, k_self)
-    rows = np.arange(len(reference))
-    k_other = max(1, min(k, len(reference) - 1))
-    scale = floor_scales(scales_from_hits(rd, ri, rows, k_other))
-    calibration = calibration_from_scales(reference, scale, seed=seed)
-    sample = sample_rows(len(reference), seed=seed)
-    self_distances = self_distances_from_hits(rd[sample], ri[sample], sample, k_other)
+    calibration, self_distances = calibrate_from_reference_hits(reference, rd, ri, k=k, seed=seed)
     return distances, indices, self_distances, calibration

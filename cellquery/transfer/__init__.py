@@ -1,36 +1,42 @@
 """Annotation transfer from a query cell's reference hits.
 
 A voter turns hits into per-label votes (one module per voter, registered in
-:data:`VOTERS`); the shared rule in :mod:`cellquery.transfer.rules` turns votes
-into a label, ``ambiguous`` or ``rejected``.
+:data:`VOTERS`); the hit-acceptance rule of :mod:`cellquery.transfer.acceptance` decides which
+hits count and turns votes into a label, ``ambiguous`` or ``rejected``.
 """
 
 from __future__ import annotations
-
-from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.transfer import balanced, distance_weighted, kernel, majority
-from cellquery.transfer.rules import AMBIGUOUS, REJECTED, decide, distance_cutoff, significant_hits
+from cellquery.registry import Registry
+from cellquery.settings import GroupSettings, TransferSettings
+from cellquery.transfer.acceptance import AMBIGUOUS, REJECTED, Model, accept_hits, decide, distance_cutoff, significant_hits
+from cellquery.transfer.kernel import mapping_matrix
 
 # name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
-VOTERS = {
-    "majority": majority.weights,
-    "distance_weighted": distance_weighted.weights,
-    "kernel": kernel.weights,
-    "balanced": balanced.weights,
-}
+VOTERS = Registry(
+    "voter",
+    "transfers.<name>.voter",
+    {
+        "majority": "cellquery.transfer.majority:weights",
+        "distance_weighted": "cellquery.transfer.distance_weighted:weights",
+        "kernel": "cellquery.transfer.kernel:weights",
+        "balanced": "cellquery.transfer.balanced:weights",
+    },
+)
 CHUNK = 100_000
 
-__all__ = ["VOTERS", "transfer_labels", "transfer_continuous", "REJECTED", "AMBIGUOUS", "distance_cutoff"]
+__all__ = [
+    "VOTERS", "Model", "transfer_labels", "transfer_continuous", "predict_table", "prediction_table",
+    "label_to_term", "sweep_column", "REJECTED", "AMBIGUOUS", "distance_cutoff",
+]
 
 
 def _check(voter: str, distances: np.ndarray, indices: np.ndarray, mask: np.ndarray | None) -> None:
-    if voter not in VOTERS:
-        raise InputError(f"config: transfers: unknown voter {voter!r} (known: {', '.join(VOTERS)})")
+    VOTERS[voter]  # an unknown voter is an InputError naming the config key
     if distances.shape != indices.shape or (mask is not None and mask.shape != indices.shape):
         raise InputError(f"hits: distances {distances.shape} and indices {indices.shape} differ in shape")
 
@@ -111,7 +117,7 @@ def transfer_continuous(
     out = np.full((len(indices), reference_values.shape[1]), np.nan)
     for start, d, i, m in _chunks(distances, indices, mask, max_distance):
         w = VOTERS[voter](codes_ref[np.where(i >= 0, i, 0)], m, d, frequency, **(voter_params or {}))
-        M = kernel.mapping_matrix(i, w, len(reference_values))
+        M = mapping_matrix(i, w, len(reference_values))
         total = np.asarray(M.sum(axis=1)).ravel()
         block = (M @ reference_values) / np.where(total > 0, total, 1.0)[:, None]
         block[m.sum(axis=1) < min_hits] = np.nan
@@ -128,8 +134,10 @@ def label_to_term(reference_obs: pd.DataFrame, label_key: str, ontology_key: str
     return mapping
 
 
-def prediction_table(query_obs: pd.DataFrame, group: dict, predicted: pd.DataFrame, to_term: dict | None = None) -> pd.DataFrame:
-    """The per-cell predictions file: truth beside prediction.
+def prediction_table(
+    query_obs: pd.DataFrame, group: GroupSettings, predicted: pd.DataFrame, to_term: dict | None = None
+) -> pd.DataFrame:
+    """The per-cell predictions file: truth beside prediction (columns: docs/formats.md).
 
     ``predicted`` holds ``prediction`` and any ``pred_<continuous key>`` and
     extra columns, one row per query cell in query order. Where the group has
@@ -139,15 +147,13 @@ def prediction_table(query_obs: pd.DataFrame, group: dict, predicted: pd.DataFra
     """
     if len(predicted) != len(query_obs):
         raise InputError(f"predictions: {len(predicted)} rows but the query has {len(query_obs)} cells")
-    label_key = group["label_key"]
-    table = pd.DataFrame({"cell": query_obs.index.astype(str), "true_label": query_obs[label_key].astype(str).to_numpy()})
+    table = pd.DataFrame({"cell": query_obs.index.astype(str), "true_label": query_obs[group.label_key].astype(str).to_numpy()})
     table = pd.concat([table, predicted.reset_index(drop=True)], axis=1)
-    ontology_key = group.get("ontology_key")
-    if ontology_key:
-        table["true_cl"] = query_obs[ontology_key].astype(str).to_numpy()
+    if group.ontology_key:
+        table["true_cl"] = query_obs[group.ontology_key].astype(str).to_numpy()
         if "pred_cl" not in table:
             table["pred_cl"] = [(to_term or {}).get(p, p) for p in table["prediction"]]
-    for key in group.get("continuous_keys", []):
+    for key in group.continuous_keys:
         table[f"true_{key}"] = query_obs[key].to_numpy(float)
     return table
 
@@ -164,68 +170,40 @@ def predict_table(
     distances: np.ndarray,
     indices: np.ndarray,
     self_distances: np.ndarray,
-    group: dict,
-    settings: dict,
-    models: list | None = None,
+    group: GroupSettings,
+    settings: TransferSettings,
+    models: list[Model] | None = None,
     sweep: list[float] | tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
 
-    ``settings`` is a transfer entry of the config (voter, min_hits,
-    min_fraction, distance_quantile, significance); ``group`` a group entry
-    (label_key, ontology_key, continuous_keys). With ``significance`` a hit
-    counts when its empirical P-value is below ``p_cutoff`` (in a majority of
-    ``models``, :mod:`cellquery.transfer.consensus`) instead of when it lies
-    within the distance cut-off.
-
-    ``sweep`` lists rejection thresholds t (e.g. 0.01-0.2, the Cell BLAST
-    paper's Supp. Fig. 9c); for each one a column :func:`sweep_column` holds the
-    labels predicted with the P-value cut-off t, or, for distance cut-offs, with
-    the cut-off at quantile 1 - t of the reference's own hit distances (a hit is
-    then as far as the farthest fraction t of reference-to-reference hits).
+    Which hits count is decided by :func:`cellquery.transfer.acceptance.accept_hits`
+    (distance cut-off, or empirical P-values over ``models``). ``sweep`` lists
+    rejection thresholds t (e.g. 0.01-0.2, the Cell BLAST paper's Supp. Fig.
+    9c); for each one a column :func:`sweep_column` holds the labels predicted
+    with the P-value cut-off t, or, for distance cut-offs, with the cut-off at
+    quantile 1 - t of the reference's own hit distances.
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
-    min_hits = settings.get("min_hits", 2)
-    label_key = group["label_key"]
-    reference_labels = reference_obs[label_key].astype(str).to_numpy()
-    label_settings = dict(
-        voter=settings["voter"], voter_params=settings.get("params"), min_hits=min_hits,
-        min_fraction=settings.get("min_fraction", 0.5),
-    )
-    mask, extra = None, {}
-    if settings.get("significance"):
-        from cellquery.transfer.consensus import significant_by_consensus, significant_mask
-
-        if not models:
-            raise InputError("transfer: significance needs the models' embeddings and calibration")
-        significance = settings["significance"]
-        shrinkage = significance.get("shrinkage", 0.0)
-        models = [replace(m, calibration=m.calibration.shrunk(shrinkage)) for m in models]
-        distances, indices, mask, p = significant_by_consensus(models, p_cutoff=significance.get("p_cutoff", 0.05))
-        max_distance = np.inf
-        extra["best_hit_p"] = np.where(indices >= 0, p.max(axis=0), 1.0).min(axis=1)
-        for t in sweep:
-            extra[sweep_column(t)] = transfer_labels(
-                reference_labels, distances, indices, mask=significant_mask(p, indices, t), **label_settings
-            )["prediction"].to_numpy()
-    else:
-        max_distance = distance_cutoff(self_distances, settings.get("distance_quantile", 0.95))
-        for t in sweep:
-            extra[sweep_column(t)] = transfer_labels(
-                reference_labels, distances, indices, max_distance=distance_cutoff(self_distances, 1.0 - t), **label_settings
-            )["prediction"].to_numpy()
-    predicted = transfer_labels(reference_labels, distances, indices, max_distance=max_distance, mask=mask, **label_settings)
-    keys = list(group.get("continuous_keys", []))
+    reference_labels = reference_obs[group.label_key].astype(str).to_numpy()
+    hits = accept_hits(settings, distances=distances, indices=indices, self_distances=self_distances, models=models, sweep=sweep)
+    vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
+    labels = dict(vote, min_fraction=settings.min_fraction)
+    predicted = transfer_labels(reference_labels, hits.distances, hits.indices, mask=hits.mask, **labels)
+    keys = list(group.continuous_keys)
     if keys:
         fates = transfer_continuous(
-            reference_obs[keys].to_numpy(float), distances, indices, min_hits=min_hits, reference_labels=reference_labels,
-            max_distance=max_distance, mask=mask, voter=settings["voter"], voter_params=settings.get("params"),
+            reference_obs[keys].to_numpy(float), hits.distances, hits.indices, mask=hits.mask,
+            reference_labels=reference_labels, **vote,
         )
         for j, key in enumerate(keys):
             predicted[f"pred_{key}"] = fates[:, j]
-    for name, values in extra.items():
-        predicted[name] = values
-    ontology_key = group.get("ontology_key")
-    to_term = label_to_term(reference_obs, label_key, ontology_key) if ontology_key else None
+    if hits.best_hit_p is not None:
+        predicted["best_hit_p"] = hits.best_hit_p
+    for t, mask in hits.sweep.items():
+        predicted[sweep_column(t)] = transfer_labels(reference_labels, hits.distances, hits.indices, mask=mask, **labels)[
+            "prediction"
+        ].to_numpy()
+    to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
     return prediction_table(query_obs, group, predicted, to_term)

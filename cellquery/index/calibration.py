@@ -1,4 +1,10 @@
-"""Calibrated hit significance: local scales and empirical P-values at index speed.
+"""Calibration of a reference index: local scales, the empirical null and leave-one-out hit distances.
+
+Built once by the index stage with the same index that answers the queries,
+stored beside it (``calibration.npz``, ``self_distances.npy``) and read by
+the transfer stage, whose hit-acceptance rule
+(:mod:`cellquery.transfer.acceptance`) turns a hit into a P-value or compares
+it with a distance cut-off.
 
 Cell BLAST (Methods, "Posterior distance estimation" and "Cell querying using
 posterior distance") judges a hit by its normalised projection distance (NPD),
@@ -10,24 +16,20 @@ cells (the empirical NULL). Sampling posteriors makes that slow. Here:
   other reference cell, computed once when the index is built, with that index;
 - a hit (q, r) at Euclidean distance d has **normalised distance** d / scale(r);
 - the **empirical null** is the normalised distance of random reference pairs
-  (a, b), a != b: ||x_a - x_b|| / scale(b);
-- the hit's **P-value** is the fraction of the null at or below its normalised
-  distance. A hit counts when P < cut-off (0.05 by default).
+  (a, b), a != b: ||x_a - x_b|| / scale(b).
 
 **Shrinkage** (``shrinkage`` = a in [0, 1], chosen per transfer setting): the
 scale used is scale(r)^(1 - a) * m^a, m the median scale. a = 0 is the purely
 local scale above; a = 1 a global one (P-values then follow raw distances).
 Purely local scales forgive far hits in sparse regions: a cell of a type the
 reference lacks often lands next to sparse reference cells (rare or diffuse
-types), whose large scale makes its hit look ordinary. Measured on the default
-run's embeddings (AUROC of the median normalised hit distance for telling
-negative-type query cells from positive ones): a = 0 gives 0.61 (simulated,
-PCA) and 0.59 (pbmc68k, PCA); a = 0.5 gives 0.66 and 0.82. The null keeps the
-raw pair distances and the pairs' reference cells, so any shrinkage is applied
-at transfer time from the one stored calibration.
+types), whose large scale makes its hit look ordinary. The null keeps the raw
+pair distances and the pairs' reference cells, so any shrinkage is applied at
+transfer time from the one stored calibration.
 
-Hit distances are recomputed exactly from the embeddings, so hits found by a
-compressed index (IVF-PQ) are judged on the same scale as the null.
+The **leave-one-out hit distances** of a sample of reference cells (the hits
+a query cell would get if it were that reference cell) set the plain distance
+cut-off.
 """
 
 from __future__ import annotations
@@ -143,24 +145,56 @@ def calibration_from_scales(embedding: np.ndarray, scale: np.ndarray, *, n_pairs
     return Calibration.from_pairs(scale, d, b)
 
 
+def calibrate_from_reference_hits(
+    reference: np.ndarray, distances: np.ndarray, indices: np.ndarray, *, k: int, seed: int = 0
+) -> tuple[Calibration, np.ndarray]:
+    """Calibration and leave-one-out self distances from every reference cell's hits in its own index.
+
+    ``distances``/``indices`` hold the min(k + 1, n) nearest reference cells of
+    every reference cell (row r is cell r), as the index stage searches them.
+    The local scale of a cell is its distance to its k-th nearest other cell;
+    the self distances are the hit lists of :func:`sample_rows` without the
+    cell itself.
+    """
+    rows = np.arange(len(reference))
+    k_other = max(1, min(k, len(reference) - 1))
+    calibration = calibration_from_scales(reference, floor_scales(scales_from_hits(distances, indices, rows, k_other)), seed=seed)
+    sample = sample_rows(len(reference), seed=seed)
+    return calibration, self_distances_from_hits(distances[sample], indices[sample], sample, k_other)
+
+
 def calibrate(index, embedding: np.ndarray, *, k: int, n_pairs: int = 100_000, seed: int = 0) -> Calibration:
     """Local scales (with ``index``) and the empirical null of one reference."""
     return calibration_from_scales(embedding, local_scales(index, embedding, k=k), n_pairs=n_pairs, seed=seed)
 
 
-def exact_distances(query: np.ndarray, reference: np.ndarray, indices: np.ndarray, chunk: int = 100_000) -> np.ndarray:
-    """Euclidean distance of every hit (q, indices[q, j]) from the embeddings; inf where the index is -1."""
-    out = np.full(indices.shape, np.inf, dtype=np.float64)
-    for start in range(0, len(indices), chunk):
-        i = indices[start : start + chunk]
-        diff = reference[np.where(i >= 0, i, 0)].astype(np.float64) - query[start : start + chunk, None, :]
-        out[start : start + chunk] = np.where(i >= 0, np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)), np.inf)
+def reference_self_distances(index, embedding: np.ndarray, *, k: int, seed: int = 0, n_sample: int = 2000) -> np.ndarray:
+    """Leave-one-out hit distances of up to ``n_sample`` reference cells: (n_sample, k).
+
+    Row r holds the distances from a sampled reference cell to its k nearest
+    *other* reference cells: the hits a query cell would get if it were that
+    reference cell. They are searched with the same index that answers the
+    queries, so approximate indexes judge queries on their own distance scale.
+    A cell's own entry is removed from its hit list wherever it appears
+    (compressed indexes need not return it first, or at distance 0).
+    """
+    rows = sample_rows(len(embedding), n_sample, seed)
+    k = min(k, len(embedding) - 1)
+    if k < 1:
+        return np.full((len(rows), 1), np.inf, dtype=np.float32)
+    distances, indices = index.search(embedding[rows], k + 1)
+    return self_distances_from_hits(distances, indices, rows, k)
+
+
+def sample_rows(n: int, n_sample: int = 2000, seed: int = 0) -> np.ndarray:
+    """The reference rows whose leave-one-out hits set the distance cut-off (sorted)."""
+    return np.sort(np.random.default_rng(seed).choice(n, size=min(n_sample, n), replace=False))
+
+
+def self_distances_from_hits(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray, k: int) -> np.ndarray:
+    """(len(rows), k) distances to the k nearest hits that are not the row itself (inf-padded)."""
+    out = np.full((len(rows), k), np.inf, dtype=np.float32)
+    for r, (d, i) in enumerate(zip(distances, indices)):
+        others = d[(i != rows[r]) & (i >= 0)][:k]
+        out[r, : len(others)] = others
     return out
-
-
-def p_values(distances: np.ndarray, indices: np.ndarray, calibration: Calibration) -> np.ndarray:
-    """Empirical P-value of each hit: fraction of the null at or below its normalised distance (1 for -1 hits)."""
-    scale = calibration.scale[np.where(indices >= 0, indices, 0)]
-    normalised = distances / scale
-    p = np.searchsorted(calibration.null, normalised, side="right") / len(calibration.null)
-    return np.where(indices >= 0, p, 1.0)

@@ -1,0 +1,191 @@
+"""Which hits count, and what a query cell's counted hits decide: the hit-acceptance rule.
+
+Cell BLAST (Methods, "Hit-based predictions"): a query cell needs at least
+``min_hits`` (default 2) significant hits, otherwise it is ``rejected``; the
+winning label's share of the (weighted) votes must exceed ``min_fraction``
+(default 50 %), otherwise the cell is ``ambiguous``; continuous annotations are
+the mean over significant hits.
+
+A hit is **significant** in one of two ways (config ``transfers.<name>``):
+
+- **distance cut-off** (``distance_quantile``, 0.95): it exists (index >= 0)
+  and lies within the quantile of the leave-one-out hit distances that
+  reference cells get among themselves (stored by the index stage,
+  :func:`cellquery.index.calibration.reference_self_distances`);
+- **empirical P-value** (``significance: {p_cutoff, models, shrinkage}``):
+  its distance, divided by the local scale of the reference cell it hits, is
+  compared with the same ratio for random reference pairs (the calibration of
+  :mod:`cellquery.index.calibration`); it counts when P < ``p_cutoff``. With
+  several models (Cell BLAST, Methods, "Cell querying using posterior
+  distance": models trained from different random starting points) the
+  candidate hits of a query cell are the union of every model's hits, each
+  gets a P-value in every model, and it counts when significant in a strict
+  majority of the models. Cells of types a model never saw land near reference
+  cells by chance, and by different chance in each model.
+
+Hit distances for P-values are recomputed exactly from the embeddings, so hits
+found by a compressed index (IVF-PQ) are judged on the same scale as the null.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from cellquery.errors import InputError
+from cellquery.index.calibration import Calibration
+from cellquery.settings import TransferSettings
+
+REJECTED = "rejected"
+AMBIGUOUS = "ambiguous"
+
+
+def significant_hits(distances: np.ndarray, indices: np.ndarray, max_distance: float = np.inf) -> np.ndarray:
+    """Boolean mask of hits that count: present (index >= 0) and within ``max_distance``."""
+    return (indices >= 0) & (distances <= max_distance)
+
+
+def decide(
+    votes: np.ndarray, n_hits: np.ndarray, labels: np.ndarray, *, min_hits: int = 2, min_fraction: float = 0.5
+) -> tuple[np.ndarray, np.ndarray]:
+    """Turn per-label vote totals into predictions with the rejection/ambiguity rule.
+
+    ``votes`` is (n_query, n_labels), ``n_hits`` the number of significant hits
+    per query cell and ``labels`` the label name of each column. A cell with
+    fewer than ``min_hits`` hits is ``rejected``; a cell whose top label holds
+    no more than ``min_fraction`` of the votes is ``ambiguous``. Returns the
+    predictions and the top label's share of the votes.
+    """
+    total = votes.sum(axis=1)
+    top = votes.argmax(axis=1)
+    share = np.divide(votes[np.arange(len(votes)), top], total, out=np.zeros(len(votes)), where=total > 0)
+    pred = np.asarray(labels, dtype=object)[top]
+    pred[share <= min_fraction] = AMBIGUOUS
+    pred[n_hits < min_hits] = REJECTED
+    return pred, share
+
+
+def distance_cutoff(self_distances: np.ndarray, quantile: float | None) -> float:
+    """Cut-off from reference-to-reference hit distances: their ``quantile`` (None: no cut-off).
+
+    A query hit farther away than almost every hit that reference cells get
+    among themselves is not a credible hit.
+    """
+    if quantile is None:
+        return float("inf")
+    finite = self_distances[np.isfinite(self_distances)]
+    return float(np.quantile(finite, quantile)) if finite.size else float("inf")
+
+
+def exact_distances(query: np.ndarray, reference: np.ndarray, indices: np.ndarray, chunk: int = 100_000) -> np.ndarray:
+    """Euclidean distance of every hit (q, indices[q, j]) from the embeddings; inf where the index is -1."""
+    out = np.full(indices.shape, np.inf, dtype=np.float64)
+    for start in range(0, len(indices), chunk):
+        i = indices[start : start + chunk]
+        diff = reference[np.where(i >= 0, i, 0)].astype(np.float64) - query[start : start + chunk, None, :]
+        out[start : start + chunk] = np.where(i >= 0, np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)), np.inf)
+    return out
+
+
+def p_values(distances: np.ndarray, indices: np.ndarray, calibration: Calibration) -> np.ndarray:
+    """Empirical P-value of each hit: fraction of the null at or below its normalised distance (1 for -1 hits)."""
+    scale = calibration.scale[np.where(indices >= 0, indices, 0)]
+    normalised = distances / scale
+    p = np.searchsorted(calibration.null, normalised, side="right") / len(calibration.null)
+    return np.where(indices >= 0, p, 1.0)
+
+
+@dataclass
+class Model:
+    """One model's view of a run: embeddings, its index hits and its calibration."""
+
+    reference: np.ndarray
+    query: np.ndarray
+    indices: np.ndarray
+    calibration: Calibration
+
+
+def candidate_hits(models: list[Model]) -> np.ndarray:
+    """Union of the models' hit lists per query cell (first occurrence kept, repeats set to -1)."""
+    merged = np.concatenate([m.indices for m in models], axis=1)
+    order = np.argsort(merged, axis=1, kind="stable")
+    sorted_ids = np.take_along_axis(merged, order, axis=1)
+    repeat = np.zeros_like(merged, dtype=bool)
+    repeat_sorted = np.zeros_like(sorted_ids, dtype=bool)
+    repeat_sorted[:, 1:] = sorted_ids[:, 1:] == sorted_ids[:, :-1]
+    np.put_along_axis(repeat, order, repeat_sorted, axis=1)
+    return np.where(repeat, -1, merged)
+
+
+def significant_by_consensus(models: list[Model], *, p_cutoff: float = 0.05):
+    """Candidate hits, their distances in the first model, P-values per model and the consensus mask.
+
+    Returns ``(distances, indices, mask, p)``: ``distances`` are exact
+    distances in the first model's embedding, ``p`` has shape
+    (n_models, n_query, n_candidates) and ``mask`` is true where a strict
+    majority of models finds the hit significant (P < ``p_cutoff``).
+    """
+    if not models:
+        raise InputError("consensus: at least one model is needed")
+    n_query = {len(m.query) for m in models}
+    if len(n_query) != 1:
+        raise InputError(f"consensus: the models embed different numbers of query cells {sorted(n_query)}")
+    indices = candidate_hits(models)
+    p = np.empty((len(models), *indices.shape))
+    first_distances = None
+    for j, model in enumerate(models):
+        d = exact_distances(model.query, model.reference, indices)
+        p[j] = p_values(d, indices, model.calibration)
+        if j == 0:
+            first_distances = d
+    return first_distances, indices, significant_mask(p, indices, p_cutoff), p
+
+
+def significant_mask(p: np.ndarray, indices: np.ndarray, p_cutoff: float) -> np.ndarray:
+    """Hits significant (P < ``p_cutoff``) in a strict majority of the models; ``p`` is (n_models, n_query, n)."""
+    votes = (p < p_cutoff).sum(axis=0)
+    return (votes * 2 > len(p)) & (indices >= 0)
+
+
+@dataclass
+class AcceptedHits:
+    """A run's hits and which of them count, at the run's own setting and at each sweep threshold.
+
+    ``distances``/``indices``: the hits the voters see (with P-values, the
+    union of every model's hits and their exact distances in the first model);
+    ``mask``: the significant ones; ``sweep``: threshold -> mask at that
+    threshold (a P-value cut-off t, or for distance cut-offs quantile 1 - t of
+    the reference's own hit distances); ``best_hit_p``: per query cell the
+    smallest P-value (majority over models) of its hits, with P-values only.
+    """
+
+    distances: np.ndarray
+    indices: np.ndarray
+    mask: np.ndarray
+    sweep: dict[float, np.ndarray] = field(default_factory=dict)
+    best_hit_p: np.ndarray | None = None
+
+
+def accept_hits(
+    settings: TransferSettings,
+    *,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    self_distances: np.ndarray,
+    models: list[Model] | None = None,
+    sweep: tuple[float, ...] | list[float] = (),
+) -> AcceptedHits:
+    """Apply the transfer's acceptance rule (distance cut-off, or P-values over ``models``) to a run's hits."""
+    significance = settings.significance
+    if significance is None:
+        max_distance = distance_cutoff(self_distances, settings.distance_quantile)
+        by_threshold = {t: significant_hits(distances, indices, distance_cutoff(self_distances, 1.0 - t)) for t in sweep}
+        return AcceptedHits(distances, indices, significant_hits(distances, indices, max_distance), by_threshold)
+    if not models:
+        raise InputError("transfer: significance needs the models' embeddings and calibration")
+    models = [replace(m, calibration=m.calibration.shrunk(significance.shrinkage)) for m in models]
+    distances, indices, mask, p = significant_by_consensus(models, p_cutoff=significance.p_cutoff)
+    by_threshold = {t: significant_mask(p, indices, t) for t in sweep}
+    best_hit_p = np.where(indices >= 0, p.max(axis=0), 1.0).min(axis=1)
+    return AcceptedHits(distances, indices, mask, by_threshold, best_hit_p)
