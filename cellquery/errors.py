@@ -11,7 +11,3 @@ class InputError(ValueError):
     def __init__(self, message: str):
         super().__init__(" ".join(str(message).split()))
 
-
-def where(path, field=None) -> str:
-    """Format the 'file: field' prefix used in error messages."""
-    return f"{path}: {field}" if field else f"{path}"

@@ -22,14 +22,13 @@ from cellquery.metrics.expected import expected_from_csv, expected_from_ontology
 from cellquery.metrics.integration import integration_metrics
 from cellquery.metrics.jsd import jensen_shannon_divergence
 from cellquery.metrics.map_score import map_from_embedding, mean_average_precision
-from cellquery.metrics.ontology_accuracy import cl_accuracy, cl_mba, cl_pair_score
+from cellquery.metrics.ontology_accuracy import cl_accuracy, cl_mba
 
 __all__ = [
     "REJECTED",
     "accuracy",
     "cl_accuracy",
     "cl_mba",
-    "cl_pair_score",
     "expected_from_csv",
     "expected_from_ontology",
     "integration_metrics",

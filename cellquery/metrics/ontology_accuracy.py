@@ -28,20 +28,13 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cellquery.errors import InputError
-from cellquery.metrics._checks import as_labels, same_length
+from cellquery.metrics._pairs import check_query, count_pairs
 from cellquery.ontology import Ontology
 
 REJECTED_LABELS = frozenset({"rejected", "unassigned"})
 NON_TERM_LABELS = REJECTED_LABELS | {"ambiguous"}
 
-__all__ = ["cl_accuracy", "cl_mba", "cl_pair_score", "REJECTED_LABELS"]
-
-
-def cl_pair_score(true_term: str, pred: str, ref_cls, ontology: Ontology) -> float:
-    """CL accuracy of one prediction ``pred`` for a cell of term ``true_term``."""
-    refs = frozenset(ref_cls)
-    return _pair_score(true_term, pred, refs, _is_positive(true_term, refs, ontology), ontology)
+__all__ = ["cl_accuracy", "cl_mba", "REJECTED_LABELS"]
 
 
 def _is_positive(term: str, refs: frozenset, onto: Ontology) -> bool:
@@ -94,17 +87,10 @@ def cl_accuracy(true_cl, pred_cl, ref_cls, ontology: Ontology) -> pd.DataFrame:
         Columns ``term``, ``n_cells``, ``accuracy`` (mean per-cell score),
         ``positive``; sorted by term.
     """
-    t = as_labels(true_cl, "true_cl")
-    p = as_labels(pred_cl, "pred_cl")
-    same_length(len(t), p, "pred_cl")
-    if len(t) == 0:
-        raise InputError("true_cl: no query cells")
-    refs = frozenset(as_labels(list(ref_cls), "ref_cls").tolist())
+    t, p, refs = check_query(true_cl, pred_cl, ref_cls, ("true_cl", "pred_cl", "ref_cls"))
     for r in sorted(refs):
         ontology.check(r, field="ref_cls term")
-    pairs = (
-        pd.DataFrame({"term": t, "pred": p}).groupby(["term", "pred"], sort=True).size().rename("n").reset_index()
-    )
+    pairs = count_pairs(t, p, "term")
     positive = {}
     for term in pairs["term"].unique():
         ontology.check(term, field="true_cl term")
