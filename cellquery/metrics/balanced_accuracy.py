@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.metrics._checks import as_labels, same_length
+from cellquery.metrics._pairs import check_query, count_pairs
 
 REJECTED = "rejected"
 
@@ -49,19 +49,8 @@ def _check_expected(expected: pd.DataFrame) -> pd.DataFrame:
 
 def _cell_table(true, pred, ref_types, expected) -> pd.DataFrame:
     """One row per (true, pred) pair: count, positive flag, correct flag."""
-    t = as_labels(true, "true")
-    p = as_labels(pred, "pred")
-    same_length(len(t), p, "pred")
-    if len(t) == 0:
-        raise InputError("true: no query cells")
-    refs = set(as_labels(list(ref_types), "ref_types").tolist())
-    pairs = (
-        pd.DataFrame({"type": t, "pred": p})
-        .groupby(["type", "pred"], sort=True, observed=True)
-        .size()
-        .rename("n")
-        .reset_index()
-    )
+    t, p, refs = check_query(true, pred, ref_types, ("true", "pred", "ref_types"))
+    pairs = count_pairs(t, p, "type")
     pairs["positive"] = pairs["type"].map(lambda x: x in refs).astype(bool)
     if expected is None:
         pos_ok = pairs["pred"].to_numpy() == pairs["type"].to_numpy()
