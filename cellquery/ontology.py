@@ -193,11 +193,7 @@ class Ontology:
     # ------------------------------------------------------- derived (lazy)
     @functools.cached_property
     def _desc(self) -> Mapping[str, frozenset[str]]:
-        desc: dict[str, set[str]] = {t: set() for t in self._anc}
-        for t, anc in self._anc.items():
-            for a in anc:
-                desc[a].add(t)
-        return MappingProxyType({t: frozenset(d) for t, d in desc.items()})
+        return _inverse(self._anc)
 
     @functools.cached_property
     def _parents(self) -> Mapping[str, frozenset[str]]:
@@ -211,11 +207,7 @@ class Ontology:
 
     @functools.cached_property
     def _children(self) -> Mapping[str, frozenset[str]]:
-        ch: dict[str, set[str]] = {t: set() for t in self._anc}
-        for t, ps in self._parents.items():
-            for p in ps:
-                ch[p].add(t)
-        return MappingProxyType({t: frozenset(c) for t, c in ch.items()})
+        return _inverse(self._parents)
 
     @functools.cached_property
     def _depth(self) -> Mapping[str, int]:
@@ -234,6 +226,18 @@ class Ontology:
         for t in self._sorted_terms:
             by.setdefault(self._labels[t], []).append(t)
         return MappingProxyType({k: tuple(v) for k, v in by.items()})
+
+
+def _inverse(links: Mapping[str, frozenset[str]]) -> Mapping[str, frozenset[str]]:
+    """Reverse a term -> linked terms map (ancestors -> descendants, parents -> children).
+
+    Every term of ``links`` is a key of the result, with no links if none point to it.
+    """
+    inverse: dict[str, set[str]] = {t: set() for t in links}
+    for t, targets in links.items():
+        for target in targets:
+            inverse[target].add(t)
+    return MappingProxyType({t: frozenset(s) for t, s in inverse.items()})
 
 
 # ---------------------------------------------------------------- loading

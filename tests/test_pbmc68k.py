@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-import glob
-import json
-import os
 import socket
 import warnings
 
@@ -14,6 +11,7 @@ import pytest
 import scipy.sparse as sp
 
 from cellquery.data.pbmc68k import BULK_LABEL_TO_CL, load_pbmc68k_reduced, pbmc68k_path
+from cellquery.ontology import load_cell_ontology
 
 # the Cell Ontology label each bulk label is meant to map to, written out by hand
 EXPECTED_LABELS = {
@@ -28,17 +26,6 @@ EXPECTED_LABELS = {
     "CD8+/CD45RA+ Naive Cytotoxic": "naive thymus-derived CD8-positive, alpha-beta T cell",
     "Dendritic": "dendritic cell",
 }
-
-
-def load_cell_ontology() -> dict:
-    """Newest CL release shipped by cellxgene-ontology-guide: id -> term."""
-    import cellxgene_ontology_guide
-    import zstandard
-
-    folder = os.path.join(os.path.dirname(cellxgene_ontology_guide.__file__), "data")
-    path = sorted(glob.glob(os.path.join(folder, "CL-ontology-*.json.zst")))[-1]
-    with open(path, "rb") as handle:
-        return json.loads(zstandard.ZstdDecompressor().stream_reader(handle).read())
 
 
 @pytest.fixture(scope="module")
@@ -88,11 +75,11 @@ def test_every_label_mapped(pbmc, source):
 def test_ontology_ids_exist():
     cl = load_cell_ontology()
     for label, cid in BULK_LABEL_TO_CL.items():
-        assert cid in cl and not cl[cid]["deprecated"], cid
-        assert cl[cid]["label"] == EXPECTED_LABELS[label]
+        assert cid in cl and not cl.is_deprecated(cid), cid
+        assert cl.label(cid) == EXPECTED_LABELS[label]
     t_cells = ["CD4+/CD25 T Reg", "CD4+/CD45RA+/CD25- Naive T", "CD4+/CD45RO+ Memory", "CD8+ Cytotoxic T",
                "CD8+/CD45RA+ Naive Cytotoxic"]
-    assert all("CL:0000084" in cl[BULK_LABEL_TO_CL[k]]["ancestors"] for k in t_cells)
+    assert all("CL:0000084" in cl.ancestors(BULK_LABEL_TO_CL[k]) for k in t_cells)
 
 
 def test_values_are_log_normalised(pbmc, source):
