@@ -13,56 +13,40 @@ Examples
 
 from __future__ import annotations
 
-import importlib
 import os
-from collections.abc import Mapping
 
 import numpy as np
 
 from cellquery.errors import InputError
 from cellquery.index.base import Index, as_matrix, read_header
 from cellquery.index.merge import merge_topk, split_shards
+from cellquery.registry import Registry
 
-class _Registry(Mapping):
-    """Backend name -> Index class, imported on first use (graph libraries are slow to import)."""
-
-    def __init__(self, entries: dict[str, str]):
-        self._entries = entries
-        self._loaded: dict[str, type[Index]] = {}
-
-    def __getitem__(self, name: str) -> type[Index]:
-        if name not in self._loaded:
-            module, cls = self._entries[name].split(":")
-            try:
-                self._loaded[name] = getattr(importlib.import_module(module), cls)
-            except ImportError as err:
-                raise InputError(f"index: backend {name!r} cannot be imported ({err})") from err
-        return self._loaded[name]
-
-    def __iter__(self):
-        return iter(self._entries)
-
-    def __len__(self) -> int:
-        return len(self._entries)
-
-
-BACKENDS: Mapping[str, type[Index]] = _Registry(
+# Backend name -> Index class, imported on first use (graph libraries are slow to import).
+BACKENDS = Registry(
+    "index backend",
+    "indexes.<name>.backend",
     {
         "faiss": "cellquery.index.faiss_backend:FaissIndex",
         "hnswlib": "cellquery.index.hnswlib_backend:HnswlibIndex",
         "pynndescent": "cellquery.index.pynndescent_backend:PynndescentIndex",
         "gemm": "cellquery.index.gemm_backend:GemmIndex",
-    }
+    },
 )
 
 __all__ = ["BACKENDS", "Index", "build_index", "load_index", "make_index", "merge_topk", "split_shards"]
 
 
+def _backend(name: str, where: str = "index") -> type[Index]:
+    """The Index class registered as ``name``; ``where`` starts the error message."""
+    if name not in BACKENDS:
+        raise InputError(f"{where}: unknown backend '{name}'; known: {sorted(BACKENDS)}")
+    return BACKENDS[name]
+
+
 def make_index(backend: str, dim: int, params: dict | None = None, seed: int = 0) -> Index:
     """Create an empty, untrained index (for chunked builds: ``train`` then ``add`` per chunk)."""
-    if backend not in BACKENDS:
-        raise InputError(f"index: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
-    return BACKENDS[backend](dim, params, seed)
+    return _backend(backend)(dim, params, seed)
 
 
 def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: int = 0) -> Index:
@@ -84,8 +68,7 @@ def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: i
     InputError
         Unknown backend, empty X, NaN/inf in X, bad params or factory string.
     """
-    if backend not in BACKENDS:
-        raise InputError(f"index: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
+    _backend(backend)  # an unknown name is reported before the data are checked
     X = as_matrix(X, "reference X")
     index = make_index(backend, X.shape[1], params, seed)
     index.train(X)
@@ -99,7 +82,4 @@ def load_index(path: str | os.PathLike) -> Index:
         raise InputError(f"{path}: index file does not exist")
     with open(path, "rb") as f:
         header = read_header(f, path)
-        backend = header.get("backend")
-        if backend not in BACKENDS:
-            raise InputError(f"{path}: unknown backend '{backend}'; known: {sorted(BACKENDS)}")
-        return BACKENDS[backend]._read_payload(f, header)
+        return _backend(header.get("backend"), str(path))._read_payload(f, header)
