@@ -205,6 +205,14 @@ def test_split_shards():
         split_shards(3, 4)
     with pytest.raises(InputError, match="n_shards"):
         split_shards(3, 0)
+    # every n, S: contiguous ranges covering 0..n-1, sizes n // S or one more, larger first
+    for n in range(1, 60):
+        for n_shards in range(1, n + 1):
+            bounds = split_shards(n, n_shards)
+            assert len(bounds) == n_shards and bounds[0][0] == 0 and bounds[-1][1] == n
+            assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:]))
+            sizes = [stop - start for start, stop in bounds]
+            assert sizes == sorted(sizes, reverse=True) and set(sizes) <= {n // n_shards, n // n_shards + 1}
 
 
 def test_merge_topk_hand_made():

@@ -17,7 +17,7 @@ _ID_LAST = np.iinfo(np.int64).max
 def split_shards(n: int, n_shards: int) -> list[tuple[int, int]]:
     """Split rows ``0..n-1`` into ``n_shards`` contiguous ranges ``(start, stop)``.
 
-    Sizes differ by at most one (larger shards first), as :func:`numpy.array_split`.
+    The ranges of :func:`numpy.array_split`: sizes differ by at most one, larger shards first.
 
     Raises
     ------
@@ -29,13 +29,7 @@ def split_shards(n: int, n_shards: int) -> list[tuple[int, int]]:
             raise InputError(f"index: split_shards {name} must be an integer >= 1, got {v!r}")
     if n_shards > n:
         raise InputError(f"index: split_shards n_shards={n_shards} exceeds n={n} rows")
-    base, extra = divmod(int(n), int(n_shards))
-    bounds, start = [], 0
-    for s in range(int(n_shards)):
-        stop = start + base + (1 if s < extra else 0)
-        bounds.append((start, stop))
-        start = stop
-    return bounds
+    return [(int(part[0]), int(part[-1]) + 1) for part in np.array_split(np.arange(n), n_shards)]
 
 
 def merge_topk(
