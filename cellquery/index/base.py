@@ -19,8 +19,18 @@ from cellquery.errors import InputError
 MAGIC = b"CQINDEX1\n"
 
 
-def as_matrix(X: Any, name: str, dim: int | None = None, allow_empty: bool = False) -> np.ndarray:
-    """Return ``X`` as a C-contiguous float32 2-D array after checking it.
+def as_matrix(
+    X: Any,
+    name: str,
+    dim: int | None = None,
+    allow_empty: bool = False,
+    *,
+    dtype: type = np.float32,
+    context: str | None = "index",
+) -> np.ndarray:
+    """Return ``X`` as a C-contiguous 2-D array of ``dtype`` after checking it.
+
+    The one validator of numeric matrices (index inputs, embeddings given to metrics).
 
     Parameters
     ----------
@@ -32,27 +42,33 @@ def as_matrix(X: Any, name: str, dim: int | None = None, allow_empty: bool = Fal
         Required number of columns, if known.
     allow_empty
         Accept zero rows.
+    dtype
+        Element type of the result (float32 for indexes, float64 for metrics).
+    context
+        Prefix of error messages (``"index: reference X is empty"``); None for none.
 
     Raises
     ------
     InputError
-        Not 2-D, no rows (unless ``allow_empty``), wrong dimension, NaN or inf values.
+        Not numeric, not 2-D, no rows (unless ``allow_empty``), no columns, wrong
+        dimension, NaN or inf values.
     """
+    what = f"{context}: {name}" if context else name
     try:
-        A = np.ascontiguousarray(X, dtype=np.float32)
+        A = np.ascontiguousarray(X, dtype=dtype)
     except (TypeError, ValueError) as exc:
-        raise InputError(f"index: {name} is not a numeric matrix ({exc})") from exc
+        raise InputError(f"{what} is not a numeric matrix ({exc})") from exc
     if A.ndim != 2:
-        raise InputError(f"index: {name} must be 2-D (n, d), got shape {A.shape}")
+        raise InputError(f"{what} must be 2-D (n, d), got shape {A.shape}")
     if A.shape[0] == 0 and not allow_empty:
-        raise InputError(f"index: {name} is empty (0 rows)")
+        raise InputError(f"{what} is empty (0 rows)")
     if A.shape[1] == 0:
-        raise InputError(f"index: {name} has 0 columns")
+        raise InputError(f"{what} has 0 columns")
     if dim is not None and A.shape[1] != dim:
-        raise InputError(f"index: {name} has dimension {A.shape[1]}, index has dimension {dim}")
+        raise InputError(f"{what} has dimension {A.shape[1]}, index has dimension {dim}")
     if not np.isfinite(A).all():
         bad = int((~np.isfinite(A).all(axis=1)).sum())
-        raise InputError(f"index: {name} contains NaN or inf values in {bad} row(s)")
+        raise InputError(f"{what} contains NaN or inf values in {bad} row(s)")
     return A
 
 

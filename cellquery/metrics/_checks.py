@@ -6,6 +6,7 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
+from cellquery.index.base import as_matrix
 
 
 def as_labels(values, field: str) -> np.ndarray:
@@ -19,16 +20,8 @@ def as_labels(values, field: str) -> np.ndarray:
 
 
 def as_embedding(X, field: str = "X") -> np.ndarray:
-    """2-D finite float array."""
-    try:
-        arr = np.asarray(X, dtype=np.float64)
-    except (TypeError, ValueError) as exc:
-        raise InputError(f"{field}: not numeric ({exc})") from exc
-    if arr.ndim != 2:
-        raise InputError(f"{field}: expected a 2-D (cells x dims) array, got shape {arr.shape}")
-    if not np.isfinite(arr).all():
-        raise InputError(f"{field}: contains NaN or infinite values")
-    return arr
+    """2-D finite float64 array (cells x dims), checked by :func:`cellquery.index.base.as_matrix`."""
+    return as_matrix(X, field, allow_empty=True, dtype=np.float64, context=None)
 
 
 def same_length(n: int, other, field: str) -> None:
