@@ -1,6 +1,7 @@
 """Exact k-nearest-neighbour search over one point set, streamed in query chunks.
 
-faiss ``IndexFlatL2`` (exact brute force, float32) finds a few more candidates than needed;
+The exact faiss ``Flat`` index of :mod:`cellquery.index` (brute force, float32) finds a
+few more candidates than needed;
 the candidates are then re-ranked by float64 Euclidean distance computed from
 coordinate differences, with ties broken by the lower cell index. This makes the
 result exact and deterministic up to float32 rounding that moves a true
@@ -15,6 +16,7 @@ from collections.abc import Iterator
 import numpy as np
 
 from cellquery.errors import InputError
+from cellquery.index import build_index
 
 _BLOCK_ELEMENTS = 1 << 23  # float64 elements gathered per re-ranking block (64 MiB)
 _QUERY_ELEMENTS = 1 << 22  # query rows * candidates per faiss call
@@ -50,8 +52,7 @@ def iter_exact_knn(
     # Centring keeps float32 norms small, which makes faiss's distances tighter.
     Xc = X - X.mean(axis=0, keepdims=True)
     X32 = np.ascontiguousarray(Xc, dtype=np.float32)
-    index = faiss.IndexFlatL2(d)
-    index.add(X32)
+    index = build_index("faiss", X32, {"factory": "Flat", "gpu": False})
     margin = min(n - need, max(16, int(np.ceil(0.05 * need))))
     n_cand = need + margin
     chunk = int(max(1, min(n, _QUERY_ELEMENTS // n_cand)))
@@ -63,7 +64,7 @@ def iter_exact_knn(
         chunk = min(chunk, blas_threshold - 1)
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
-        _, cand = index.search(X32[start:stop], n_cand)
+        _, cand = index.search(X32[start:stop], n_cand, batch_size=chunk)
         idx_out = np.empty((stop - start, k), dtype=np.int64)
         dist_out = np.empty((stop - start, k), dtype=np.float64)
         block = int(max(1, _BLOCK_ELEMENTS // (n_cand * max(d, 1))))
