@@ -1,12 +1,14 @@
-"""Metric plots: PNG written for data and for an empty summary."""
+"""Metric plots: PNG written for data and for an empty summary; shared run names and colours."""
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from cellquery.plots import distinct_colours, shown_names
 from cellquery.plots.cl_accuracy import plot_cl_accuracy
 from cellquery.plots.jsd import plot_jsd
 from cellquery.plots.map_alignment import plot_map_vs_alignment
+from cellquery.plots.mba import plot_mba_pos_neg
 
 COLUMNS = ["group", "method", "index", "transfer", "seed", "metric", "value"]
 PNG = b"\x89PNG\r\n\x1a\n"
@@ -18,12 +20,15 @@ def _summary():
     for g in ("g1", "g2"):
         for m in ("pca", "cellblast"):
             for s in range(3):
-                for met in ("map", "seurat_alignment", "jsd", "cl_accuracy", "cl_mba", "mba"):
+                for met in ("map", "seurat_alignment", "jsd", "cl_accuracy", "cl_mba", "mba", "mba_positive", "mba_negative"):
                     rows.append((g, m, "flat", "majority", s, met, float(rng.uniform())))
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-@pytest.mark.parametrize("plot", [plot_map_vs_alignment, plot_jsd, plot_cl_accuracy])
+PLOTS = [plot_map_vs_alignment, plot_jsd, plot_cl_accuracy, plot_mba_pos_neg]
+
+
+@pytest.mark.parametrize("plot", PLOTS)
 @pytest.mark.parametrize("empty", [False, True])
 def test_plot_writes_png(tmp_path, plot, empty):
     summary = _summary()
@@ -34,10 +39,36 @@ def test_plot_writes_png(tmp_path, plot, empty):
     assert out.read_bytes()[:8] == PNG
 
 
-@pytest.mark.parametrize("plot", [plot_map_vs_alignment, plot_jsd, plot_cl_accuracy])
+@pytest.mark.parametrize("plot", PLOTS)
 def test_plot_without_its_metrics(tmp_path, plot):
     summary = _summary()
     summary = summary[summary["metric"] == "mba"]
     out = tmp_path / "fig.png"
     plot(summary, out)
     assert out.read_bytes()[:8] == PNG
+
+
+@pytest.mark.parametrize("plot", PLOTS)
+def test_plot_with_reported_as(tmp_path, plot):
+    summary = _summary()
+    summary["reported_as"] = np.where(summary["method"] == "pca", "calibrated-pca", summary["method"])
+    out = tmp_path / "fig.png"
+    plot(summary, out)
+    assert out.read_bytes()[:8] == PNG
+
+
+def test_shown_names_prefer_reported_as():
+    summary = _summary()
+    assert shown_names(summary).equals(summary["method"])  # a table without the column
+    summary["reported_as"] = np.where(summary["method"] == "pca", "calibrated-pca", None)
+    assert set(shown_names(summary)) == {"calibrated-pca", "cellblast"}  # empty entries fall back to the method
+
+
+def test_distinct_colours():
+    names = [f"method{i:02d}" for i in range(20)]
+    colours = distinct_colours(names)
+    assert len(set(colours.values())) == 20
+    assert distinct_colours(reversed(names)) == colours  # stable for a given set of names
+    assert distinct_colours(names + names[:3]) == colours
+    many = distinct_colours(f"m{i}" for i in range(45))  # beyond the qualitative palettes
+    assert len(set(many.values())) == 45

@@ -1,4 +1,4 @@
-"""Figure: MBA on positive vs negative query types, one point per method x seed."""
+"""Figure: MBA on positive vs negative query types, one point per run (method, index, transfer, seed)."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")

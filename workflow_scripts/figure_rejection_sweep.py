@@ -1,4 +1,4 @@
-"""Supp. Fig. 9c of Cell BLAST: positive vs negative MBA as the rejection threshold is swept."""
+"""Figure: positive vs negative MBA as the rejection threshold is swept (Cell BLAST paper, Supplementary Fig. 9c)."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -6,4 +6,4 @@ sys.stderr = open(snakemake.log[0], "w")
 from cellquery.io import read_table
 from cellquery.plots.rejection_sweep import plot_rejection_sweep
 
-plot_rejection_sweep(read_table(snakemake.input[0], required=["group", "method", "threshold", "mba_positive", "mba_negative"]), snakemake.output[0])
+plot_rejection_sweep(read_table(snakemake.input[0], required=["group", "method", "index", "transfer", "threshold", "mba_positive", "mba_negative"]), snakemake.output[0])
