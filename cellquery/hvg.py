@@ -1,9 +1,10 @@
 """Highly variable genes chosen on the reference only.
 
-As in the Cell BLAST Methods, genes are selected within every batch and a gene
-is kept when it is selected in at least ``min_batch_fraction`` of the batches.
-Each batch is passed to scanpy's ``highly_variable_genes`` on its own (flavor
-``seurat``, the top ``n_top_genes`` by normalised dispersion). scanpy's own
+As in the Cell BLAST paper (Cao et al. 2020), Methods, genes are selected within
+every batch and a gene is kept when it is selected in at least
+``min_batch_fraction`` of the batches. Each batch is passed to scanpy's
+``highly_variable_genes`` on its own (flavor ``seurat``, the top
+``n_top_genes`` by normalised dispersion). scanpy's own
 ``batch_key`` mode is not used: it drops genes unexpressed in a batch before
 binning, so its per-batch choice differs from running the batch alone.
 """

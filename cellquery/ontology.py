@@ -162,7 +162,7 @@ class Ontology:
         return self._desc[self.check(term)]
 
     def n_descendants(self, term: str) -> int:
-        """Number of descendants of ``term`` including itself (|∇c| in the paper)."""
+        """Number of descendants of ``term`` including itself (|∇c| of the Cell BLAST paper's CL accuracy)."""
         return len(self._desc[self.check(term)]) + 1
 
     def parents(self, term: str) -> frozenset[str]:

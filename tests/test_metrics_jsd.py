@@ -25,7 +25,7 @@ def naive_jsd(p, q):
 
 
 def rel_entr_jsd(p, q):
-    """The divergence written out with scipy.special.rel_entr, row-wise (the implementation before scipy's)."""
+    """The divergence written out with scipy.special.rel_entr, row by row."""
     P = p / p.sum(axis=-1, keepdims=True)
     Q = q / q.sum(axis=-1, keepdims=True)
     M = 0.5 * (P + Q)

@@ -1,4 +1,8 @@
-"""Benchmark metrics (Cell BLAST paper, Methods) and scIB integration metrics.
+"""Benchmark metrics of the Cell BLAST paper and scIB integration metrics.
+
+The Cell BLAST paper: Cao et al. 2020, "Searching large-scale scRNA-seq
+databases via unbiased cell embedding with Cell BLAST", Nat. Commun. 11, 3458;
+its metrics are defined in the Methods section named in each module.
 
 One module per metric:
 

@@ -1,13 +1,13 @@
 """Seurat alignment score (batch mixing).
 
-Cell BLAST paper, Methods, "Benchmarking batch-effect correction" (after Butler et
-al. 2018): score = 1 - (x̄ - k/N) / (k - k/N), where x̄ is the mean number of
-same-batch cells among each cell's k nearest neighbours after subsampling every
-batch to the smallest batch's size, and N is the number of batches. As in the
-Cell BLAST code, k = round(k_frac * total subsampled cells) (at least 1) and the
-score is averaged over repeated subsamples. The score is 0 for fully separated
-batches, about 1 for uniform mixing, and can exceed 1 when neighbours are
-systematically from other batches.
+The Cell BLAST paper (Cao et al. 2020), Methods, "Benchmarking batch-effect
+correction" (after Butler et al. 2018): score = 1 - (x̄ - k/N) / (k - k/N),
+where x̄ is the mean number of same-batch cells among each cell's k nearest
+neighbours after subsampling every batch to the smallest batch's size, and N is
+the number of batches. As in the Cell BLAST code, k = round(k_frac * total
+subsampled cells) (at least 1) and the score is averaged over repeated
+subsamples. The score is 0 for fully separated batches, about 1 for uniform
+mixing, and can exceed 1 when neighbours are systematically from other batches.
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Query-based cell typing: per-type accuracy and mean balanced accuracy (MBA).
 
-Cell BLAST paper, Methods, "Benchmarking query-based cell typing":
+The Cell BLAST paper (Cao et al. 2020), Methods, "Benchmarking query-based cell typing":
 Accuracy(t) = |{q : f(q) = t, M[f(q), g(q)] = 1}| / |{q : f(q) = t}|,
 MBA(T) = (1/|T|) Σ_{t∈T} Accuracy(t), reported for positive types T+ (present in
 the reference) and negative types T- (absent), and their average

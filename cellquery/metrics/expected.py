@@ -1,7 +1,8 @@
 """Expected-prediction matrices M for query-based cell typing.
 
-Cell BLAST paper, Methods, "Benchmarking query-based cell typing": rows of M are
-actual cell types, columns predictions; a prediction is correct when M is 1.
+The Cell BLAST paper (Cao et al. 2020), Methods, "Benchmarking query-based cell
+typing": rows of M are actual cell types, columns predictions; a prediction is
+correct when M is 1.
 The paper compiled M by hand (Supplementary Data 3); :func:`expected_from_csv`
 reads such a matrix and :func:`expected_from_ontology` derives one from the Cell
 Ontology (a prediction is acceptable when its term is the true term or one of

@@ -1,6 +1,6 @@
 """Cell-type nearest-neighbour mean average precision (MAP).
 
-Cell BLAST paper, Methods, "Benchmarking dimension reduction":
+The Cell BLAST paper (Cao et al. 2020), Methods, "Benchmarking dimension reduction":
 AP = Σ_k 1[y = y_k] · (Σ_{k' ≤ k} 1[y = y_k'] / k) / Σ_k 1[y = y_k]  (0 if no y_k = y),
 MAP = (1/N) Σ_i AP(i), with K = 1 % of the cells and Euclidean neighbours.
 """

@@ -1,7 +1,7 @@
 """Ontology-aware accuracy of Cell Ontology (CL) predictions: CL accuracy and CL MBA.
 
-Cell BLAST paper, Methods, "Cell Ontology inference". With ≼ "is a descendant of or
-equal to" and ∇c = {c' : c' ≼ c} (c included):
+The Cell BLAST paper (Cao et al. 2020), Methods, "Cell Ontology inference". With ≼
+"is a descendant of or equal to" and ∇c = {c' : c' ≼ c} (c included):
 
 * a query term c_i is positive when c_i ≼ r or r ≼ c_i for some reference term r,
   negative otherwise;
