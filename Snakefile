@@ -5,12 +5,15 @@
 #   snakemake --profile slurm                       # on a Slurm cluster
 #   snakemake -c2 scale --configfile config/config.yaml config/scale.yaml   # index scale sweep
 #
-# One wildcard path runs from config to figure:
+# One wildcard path runs from config to figure (README: "What comes out where"):
 #   datasets -> results/data/{dataset}.h5ad -> results/{group}/preprocessed/*.h5ad
-#   -> results/{group}/hvg.tsv -> results/{group}/{method}/seed{seed}/*_embedding.h5ad
-#   -> .../{index}/index.bin -> .../{index}/hits.npz -> .../{index}/{transfer}/predictions.tsv
-#   -> .../{transfer}/metrics.tsv -> results/summary.tsv -> results/figures/*.png
-#   (and .../{transfer}/sweep.tsv -> results/rejection_sweep.tsv -> results/figures/rejection_sweep.png)
+#   -> results/{group}/hvg.tsv
+#   -> results/{group}/embeddings/{method}/seed{seed}/model{model}/*_embedding.h5ad
+#   -> .../model{model}/{index}/shard{shard}/{index.bin,hits.npz} -> .../model{model}/{index}/hits.npz
+#   -> results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/predictions.tsv
+#      (peer tools: results/{group}/predictors/{method}/seed{seed}/native/native/predictions.tsv)
+#   -> .../{index}/{transfer}/{metrics,sweep}.tsv -> results/summary.tsv, results/rejection_sweep.tsv
+#   -> results/figures/*.png
 
 from snakemake.utils import min_version, validate
 

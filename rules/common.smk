@@ -1,75 +1,74 @@
-# Helpers shared by the rules: config checks, target lists, input functions.
+# Helpers shared by the rules: config checks, the runs the config asks for, input functions.
+#
+# Result folders carry the names of the config, one level per name:
+#   results/{group}/embeddings/{method}/seed{seed}/model{model}/   embedding of one model
+#     .../model{model}/{index}/shard{shard}/   index and hits of one reference shard
+#     .../model{model}/{index}/                merged hits, calibration (every index is
+#                                              searched as `shards` shards, 1 by default)
+#   results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/   predictions, metrics
+#   results/{group}/predictors/{method}/seed{seed}/native/native/       a peer tool's run
+# A run's summary rows carry the same names (group, method, index, transfer, seed).
 import itertools
-import re
 
-from cellquery.config import check_config, group_values, method_kind, method_skip_reason as _skip
+from cellquery.config import check_config, method_kind
+from cellquery.config import method_skip_reason as config_skip_reason
+from cellquery.settings import TransferSettings, model_seed
+from cellquery.summary import reported_as
 
 check_config(config)
 
 NAME = "[A-Za-z0-9_-]+"
-# Methods come in two kinds: an `embedding` feeds the project's own index and
-# transfer stages; a `predictor` (a peer tool) embeds, searches and transfers
-# by itself and reports under index and transfer "native".
+# A predictor (a peer tool) embeds, searches and transfers by itself; its runs
+# have index and transfer "native".
 NATIVE = "native"
-EMBEDDING_METHODS = [m for m in config["methods"] if method_kind(config, m) == "embedding"]
-PREDICTOR_METHODS = [m for m in config["methods"] if method_kind(config, m) == "predictor"]
-# An index with `shards: S` is built and searched as S jobs whose hits are merged (scatter/gather).
-SHARDED_INDEXES = [i for i, spec in config["indexes"].items() if spec.get("shards", 1) > 1]
-SINGLE_INDEXES = [i for i in config["indexes"] if i not in SHARDED_INDEXES]
-
-
-def one_of(names):
-    """A wildcard pattern matching exactly these names (none: matches nothing)."""
-    return "|".join(map(re.escape, names)) if names else "(?!)"
+# config kind of a method -> the results folder of its runs
+KIND_FOLDER = {"embedding": "embeddings", "predictor": "predictors"}
 
 
 wildcard_constraints:
     dataset=NAME,
     group=NAME,
+    kind="embeddings|predictors",
     method=NAME,
     index=NAME,
     transfer=NAME,
     seed=r"\d+",
-    scale_index=NAME,
-    n_ref=r"\d+",
+    model=r"\d+",
+    shard=r"\d+",
 
 
-def combinations():
-    """Every (group, method, index, transfer, seed) the config asks for."""
+def runs():
+    """Every run the config asks for: dict(group, kind, method, index, transfer, seed)."""
     for group, method, seed in itertools.product(config["groups"], config["methods"], config["seeds"]):
-        if method in PREDICTOR_METHODS:
-            yield dict(group=group, method=method, index=NATIVE, transfer=NATIVE, seed=seed)
+        kind = method_kind(config, method)
+        run = dict(group=group, kind=KIND_FOLDER[kind], method=method, seed=seed)
+        if kind == "predictor":
+            yield dict(run, index=NATIVE, transfer=NATIVE)
             continue
         spec = config["methods"][method]
         indexes = spec.get("indexes", list(config["indexes"]))
         transfers = spec.get("transfers", list(config["transfers"]))
         for index, transfer in itertools.product(indexes, transfers):
-            yield dict(group=group, method=method, index=index, transfer=transfer, seed=seed)
+            yield dict(run, index=index, transfer=transfer)
 
 
-def method_skip_reason(group, method):
-    """Why a method cannot run on a group (None when it can)."""
-    return _skip(config, group, method)
+def skip_reason(run):
+    """Why a run's method cannot run on its group (None when it can)."""
+    return config_skip_reason(config, run["group"], run["method"])
+
+
+RUN = "results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}"
+SKIPPED = "results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
 
 
 def metrics_files(wildcards=None):
-    """One tidy metrics file per combination: computed, or a record of the skip."""
-    files = []
-    for c in combinations():
-        if method_skip_reason(c["group"], c["method"]):
-            files.append("results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv".format(**c))
-        else:
-            files.append(("results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv").format(**c))
-    return files
+    """One tidy metrics file per run: computed, or the record of its skip."""
+    return [SKIPPED.format(**r) if skip_reason(r) else f"{RUN}/metrics.tsv".format(**r) for r in runs()]
 
 
 def sweep_files(wildcards=None):
-    """The rejection sweep of every combination that runs (skipped ones have none)."""
-    return [
-        "results/{group}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv".format(**c)
-        for c in combinations()
-        if not method_skip_reason(c["group"], c["method"])
-    ]
+    """The rejection sweep of every run that is not skipped."""
+    return [f"{RUN}/sweep.tsv".format(**r) for r in runs() if not skip_reason(r)]
 
 
 def group_datasets(role):
@@ -97,6 +96,22 @@ def transfer_spec(wildcards):
     return config["transfers"][wildcards.transfer]
 
 
+def shards(index):
+    """How many shards an index is built and searched as."""
+    return config["indexes"][index].get("shards", 1)
+
+
+def random_seed(wildcards):
+    """The random seed of one model of a run (model 0 is the run's own)."""
+    return model_seed(wildcards.seed, wildcards.model)
+
+
+def reported_name(wildcards):
+    """The name a run is shown under in tables and figures."""
+    report_as = config["transfers"].get(wildcards.transfer, {}).get("report_as")
+    return reported_as(wildcards.method, report_as)
+
+
 def method_resource(wildcards, name, default):
     """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
     return config["methods"][wildcards.method].get("resources", {}).get(name, default)
@@ -107,74 +122,69 @@ def gpu_request():
     return config.get("gpu", 0)
 
 
+MODEL = "results/{group}/embeddings/{method}/seed{seed}/model{model}"
+
+
+def shard_hits(wildcards):
+    """The per-shard hit files that merge_hits gathers."""
+    base = f"{MODEL}/{{index}}".format(**wildcards)
+    return [f"{base}/shard{shard}/hits.npz" for shard in range(shards(wildcards.index))]
+
+
+def transfer_inputs(wildcards):
+    """Named inputs of a transfer: the run's hits and embeddings, and every model its P-values combine.
+
+    A transfer with ``significance: {models: M}`` combines model 0 (the run's
+    own) with models 1 .. M - 1 of the same method; without significance the
+    model lists hold model 0 only and are not read.
+    """
+    n_models = TransferSettings.from_config(config["transfers"][wildcards.transfer]).n_models
+    models = [f"{MODEL}".format(**wildcards, model=j) for j in range(n_models)]
+    own = models[0]
+    return dict(
+        hits=f"{own}/{wildcards.index}/hits.npz",
+        self_distances=f"{own}/{wildcards.index}/self_distances.npy",
+        reference=f"{own}/reference_embedding.h5ad",
+        query=f"{own}/query_embedding.h5ad",
+        model_references=[f"{m}/reference_embedding.h5ad" for m in models],
+        model_queries=[f"{m}/query_embedding.h5ad" for m in models],
+        model_hits=[f"{m}/{wildcards.index}/hits.npz" for m in models],
+        model_calibrations=[f"{m}/{wildcards.index}/calibration.npz" for m in models],
+    )
+
+
+def run_embeddings(wildcards):
+    """The reference and query embedding of a run: model 0 of an embedding, or a predictor's own."""
+    base = "results/{group}/{kind}/{method}/seed{seed}".format(**wildcards)
+    if wildcards.kind == "embeddings":
+        base += "/model0"
+    return dict(reference=f"{base}/reference_embedding.h5ad", query=f"{base}/query_embedding.h5ad")
+
+
 def benchmark_files(wildcards):
     """Every benchmark file of the run (rule benchmarks are ordinary files to depend on).
 
     gather_benchmarks cannot list its own; every other job's is here, the
     extra models of consensus transfers included.
     """
-    files = [rules.aggregate.benchmark, rules.aggregate_sweep.benchmark]
-    figures = (rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy, rules.figure_rejection_sweep)
-    files += [r.benchmark for r in figures]
+    files = [r.benchmark for r in (rules.aggregate, rules.aggregate_sweep, *FIGURE_RULES)]
     datasets = {d for g in config["groups"].values() for d in g["reference"] + g["query"]}
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     for group in config["groups"]:
         files += [rules.preprocess.benchmark.format(group=group), rules.hvg.benchmark.format(group=group)]
-    for c in combinations():
-        if method_skip_reason(c["group"], c["method"]):
-            files.append(rules.record_skip.benchmark.format(**c))
+    for run in runs():
+        if skip_reason(run):
+            files.append(rules.record_skip.benchmark.format(**run))
             continue
-        if c["method"] in PREDICTOR_METHODS:
-            files += [rules.predict.benchmark.format(**c), rules.embedding_metrics.benchmark.format(**c)]
-        else:
-            significance = config["transfers"][c["transfer"]].get("significance") or {}
-            for j in range(significance.get("models", 1)):
-                model = {**c, "seed": c["seed"] + 1000 * j}
-                files.append(rules.embed.benchmark.format(**model))
-                if c["index"] in SHARDED_INDEXES:
-                    for shard in range(config["indexes"][c["index"]]["shards"]):
-                        files += [r.benchmark.format(**model, shard=shard) for r in (rules.build_shard, rules.query_shard)]
-                    files.append(rules.merge_shards.benchmark.format(**model))
-                else:
-                    files += [r.benchmark.format(**model) for r in (rules.build_index, rules.query_index)]
-            files += [r.benchmark.format(**c) for r in (rules.embedding_metrics, rules.transfer)]
-        files.append(rules.metrics.benchmark.format(**c))
+        files += [r.benchmark.format(**run) for r in (rules.embedding_metrics, rules.metrics)]
+        if run["kind"] == "predictors":
+            files.append(rules.predict.benchmark.format(**run))
+            continue
+        files.append(rules.transfer.benchmark.format(**run))
+        settings = TransferSettings.from_config(config["transfers"][run["transfer"]])
+        for model in range(settings.n_models):
+            files.append(rules.embed.benchmark.format(**run, model=model))
+            files.append(rules.merge_hits.benchmark.format(**run, model=model))
+            for shard in range(shards(run["index"])):
+                files += [r.benchmark.format(**run, model=model, shard=shard) for r in (rules.build_index, rules.query_index)]
     return list(dict.fromkeys(files))
-
-
-def consensus_models(wildcards):
-    """Files of the models whose P-values a significance transfer combines.
-
-    A transfer with ``significance: {models: M}`` uses the run's own model
-    (seed s) and M - 1 more of the same method, seeds s + 1000 j; each model
-    contributes (reference embedding, query embedding, hits, calibration).
-    Transfers without significance need none.
-    """
-    spec = config["transfers"][wildcards.transfer].get("significance")
-    if not spec:
-        return []
-    run = "results/{group}/{method}/seed{seed}"
-    files = []
-    for j in range(spec.get("models", 1)):
-        seed = int(wildcards.seed) + 1000 * j
-        base = run.format(group=wildcards.group, method=wildcards.method, seed=seed)
-        files += [
-            f"{base}/reference_embedding.h5ad",
-            f"{base}/query_embedding.h5ad",
-            f"{base}/{wildcards.index}/hits.npz",
-            f"{base}/{wildcards.index}/calibration.npz",
-        ]
-    return files
-
-
-def reported_method(wildcards):
-    """The method name in the summary: a transfer with ``report_as`` names its own method."""
-    report_as = config["transfers"].get(wildcards.transfer, {}).get("report_as")
-    return f"{report_as}-{wildcards.method}" if report_as else wildcards.method
-
-
-def shard_hits(wildcards):
-    """The per-shard hit files that merge_shards gathers."""
-    n_shards = config["indexes"][wildcards.index]["shards"]
-    base = "results/{group}/{method}/seed{seed}/{index}".format(**wildcards)
-    return [f"{base}/shard{shard}/hits.npz" for shard in range(n_shards)]

@@ -4,17 +4,15 @@ rule embed:
         query="results/{group}/preprocessed/query.h5ad",
         hvg="results/{group}/hvg.tsv",
     output:
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
-    wildcard_constraints:
-        method=one_of(EMBEDDING_METHODS),
+        reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
+        query="results/{group}/embeddings/{method}/seed{seed}/model{model}/query_embedding.h5ad",
     params:
         method=method_spec,
-        group=group_spec,
+        random_seed=random_seed,
     log:
-        "results/logs/embed/{group}/{method}/seed{seed}.log",
+        "results/logs/embed/{group}/{method}/seed{seed}/model{model}.log",
     benchmark:
-        "results/benchmarks/embed/{group}/{method}/seed{seed}.tsv"
+        "results/benchmarks/embed/{group}/{method}/seed{seed}/model{model}.tsv"
     threads: 1
     resources:
         mem_mb=8000,

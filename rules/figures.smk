@@ -111,3 +111,6 @@ rule figure_rejection_sweep:
         "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_rejection_sweep.py"
+
+
+FIGURE_RULES = [rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy, rules.figure_rejection_sweep]

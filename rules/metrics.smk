@@ -1,18 +1,17 @@
 rule embedding_metrics:
     input:
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
+        unpack(run_embeddings),
     output:
-        "results/{group}/{method}/seed{seed}/embedding_metrics.tsv",
+        "results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
     params:
         group=group_spec,
         integration=config.get("integration_metrics", True),
         # JAX's compiled metric kernels, shared by all embedding_metrics jobs
         jax_cache="results/cache/jax",
     log:
-        "results/logs/embedding_metrics/{group}/{method}/seed{seed}.log",
+        "results/logs/embedding_metrics/{group}/{kind}/{method}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/embedding_metrics/{group}/{method}/seed{seed}.tsv"
+        "results/benchmarks/embedding_metrics/{group}/{kind}/{method}/seed{seed}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -25,19 +24,20 @@ rule embedding_metrics:
 
 rule metrics:
     input:
-        predictions="results/{group}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-        embedding_scores="results/{group}/{method}/seed{seed}/embedding_metrics.tsv",
+        predictions="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
+        reference=lambda wildcards: run_embeddings(wildcards)["reference"],
+        embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
     output:
-        metrics="results/{group}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
-        sweep="results/{group}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
+        metrics="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
+        sweep="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
     params:
         group=group_spec,
-        method=reported_method,
+        reported_as=reported_name,
+        sweep=config["rejection_sweep"],
     log:
-        "results/logs/metrics/{group}/{method}/seed{seed}/{index}/{transfer}.log",
+        "results/logs/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:
-        "results/benchmarks/metrics/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
+        "results/benchmarks/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.tsv"
     threads: 1
     resources:
         mem_mb=4000,
@@ -52,7 +52,8 @@ rule record_skip:
     output:
         "results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv",
     params:
-        reason=lambda wildcards: method_skip_reason(wildcards.group, wildcards.method),
+        reason=lambda wildcards: config_skip_reason(config, wildcards.group, wildcards.method),
+        reported_as=reported_name,
     log:
         "results/logs/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:

@@ -1,5 +1,5 @@
 # Predictor methods (peer tools): embed, search and transfer in one job.
-# Their runs are reported under index and transfer "native".
+# Their runs have index and transfer "native".
 
 
 rule predict:
@@ -8,12 +8,10 @@ rule predict:
         query="results/{group}/preprocessed/query.h5ad",
         hvg="results/{group}/hvg.tsv",
     output:
-        predictions="results/{group}/{method}/seed{seed}/native/native/predictions.tsv",
-        timings="results/{group}/{method}/seed{seed}/native/native/timings.tsv",
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
-    wildcard_constraints:
-        method=one_of(PREDICTOR_METHODS),
+        predictions="results/{group}/predictors/{method}/seed{seed}/native/native/predictions.tsv",
+        timings="results/{group}/predictors/{method}/seed{seed}/native/native/timings.tsv",
+        reference="results/{group}/predictors/{method}/seed{seed}/reference_embedding.h5ad",
+        query="results/{group}/predictors/{method}/seed{seed}/query_embedding.h5ad",
     params:
         method=method_spec,
         group=group_spec,

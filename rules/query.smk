@@ -1,18 +1,21 @@
+# Each shard is searched by the query cells (k hits) and by the reference cells
+# (k + 1 hits: local scales and leave-one-out distances); merge_hits merges the
+# shards' top-k lists exactly and calibrates the reference from its own hits.
+
+
 rule query_index:
     input:
-        index="results/{group}/{method}/seed{seed}/{index}/index.bin",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
+        index="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/shard{shard}/index.bin",
+        query="results/{group}/embeddings/{method}/seed{seed}/model{model}/query_embedding.h5ad",
+        reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
     output:
-        hits="results/{group}/{method}/seed{seed}/{index}/hits.npz",
-    wildcard_constraints:
-        method=one_of(EMBEDDING_METHODS),
-        index=one_of(SINGLE_INDEXES),
+        hits="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/shard{shard}/hits.npz",
     params:
         k=config["k"],
     log:
-        "results/logs/query_index/{group}/{method}/seed{seed}/{index}.log",
+        "results/logs/query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.log",
     benchmark:
-        "results/benchmarks/query_index/{group}/{method}/seed{seed}/{index}.tsv"
+        "results/benchmarks/query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.tsv"
     threads: 2
     resources:
         mem_mb=8000,
@@ -24,52 +27,21 @@ rule query_index:
         "../workflow_scripts/query_index.py"
 
 
-rule query_shard:
-    input:
-        index="results/{group}/{method}/seed{seed}/{index}/shard{shard}/index.bin",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-    output:
-        hits="results/{group}/{method}/seed{seed}/{index}/shard{shard}/hits.npz",
-    wildcard_constraints:
-        method=one_of(EMBEDDING_METHODS),
-        index=one_of(SHARDED_INDEXES),
-        shard=r"\d+",
-    params:
-        k=config["k"],
-    log:
-        "results/logs/query_shard/{group}/{method}/seed{seed}/{index}/shard{shard}.log",
-    benchmark:
-        "results/benchmarks/query_shard/{group}/{method}/seed{seed}/{index}/shard{shard}.tsv"
-    threads: 2
-    resources:
-        mem_mb=8000,
-        runtime=120,
-        gpu=gpu_request(),
-    conda:
-        "../envs/cellquery-cpu.yaml"
-    script:
-        "../workflow_scripts/query_shard.py"
-
-
-rule merge_shards:
+rule merge_hits:
     input:
         hits=shard_hits,
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
+        reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
     output:
-        hits="results/{group}/{method}/seed{seed}/{index}/hits.npz",
-        self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
-        calibration="results/{group}/{method}/seed{seed}/{index}/calibration.npz",
-    wildcard_constraints:
-        method=one_of(EMBEDDING_METHODS),
-        index=one_of(SHARDED_INDEXES),
+        hits="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/hits.npz",
+        self_distances="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/self_distances.npy",
+        calibration="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/calibration.npz",
     params:
         k=config["k"],
-        shards=lambda wildcards: config["indexes"][wildcards.index]["shards"],
+        random_seed=random_seed,
     log:
-        "results/logs/merge_shards/{group}/{method}/seed{seed}/{index}.log",
+        "results/logs/merge_hits/{group}/{method}/seed{seed}/model{model}/{index}.log",
     benchmark:
-        "results/benchmarks/merge_shards/{group}/{method}/seed{seed}/{index}.tsv"
+        "results/benchmarks/merge_hits/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
     threads: 1
     resources:
         mem_mb=8000,
@@ -77,4 +49,4 @@ rule merge_shards:
     conda:
         "../envs/cellquery-cpu.yaml"
     script:
-        "../workflow_scripts/merge_shards.py"
+        "../workflow_scripts/merge_hits.py"

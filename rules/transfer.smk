@@ -1,14 +1,8 @@
 rule transfer:
     input:
-        hits="results/{group}/{method}/seed{seed}/{index}/hits.npz",
-        self_distances="results/{group}/{method}/seed{seed}/{index}/self_distances.npy",
-        reference="results/{group}/{method}/seed{seed}/reference_embedding.h5ad",
-        query="results/{group}/{method}/seed{seed}/query_embedding.h5ad",
-        models=consensus_models,
+        unpack(transfer_inputs),
     output:
-        predictions="results/{group}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
-    wildcard_constraints:
-        method=one_of(EMBEDDING_METHODS),
+        predictions="results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
     params:
         transfer=transfer_spec,
         group=group_spec,

@@ -25,7 +25,7 @@ REPO = Path(__file__).resolve().parents[1]
 PROFILE = REPO / "slurm"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TOY = REPO / "config/toy.yaml"
-KEYS = ["group", "method", "index", "transfer", "seed", "metric"]
+KEYS = ["group", "method", "index", "transfer", "seed", "reported_as", "metric"]
 SLURM_TIMEOUT_S = 1500
 LOCAL_TIMEOUT_S = 900
 # Node states in which a node can run jobs now or soon.

@@ -32,7 +32,7 @@ def toy_run(tmp_path_factory):
 
 
 def expected_runs(config):
-    """(group, reported method, index, transfer, seed, skip reason) of every run the config asks for."""
+    """(group, method, index, transfer, seed, reported_as, skip reason) of every run the config asks for."""
     from cellquery.config import method_kind, method_skip_reason
 
     for group in config["groups"]:
@@ -44,22 +44,23 @@ def expected_runs(config):
                 pairs = [(i, t) for i in spec.get("indexes", config["indexes"]) for t in spec.get("transfers", config["transfers"])]
             for index, transfer in pairs:
                 report_as = config["transfers"].get(transfer, {}).get("report_as")
-                name = f"{report_as}-{method}" if report_as and not reason else method
+                name = f"{report_as}-{method}" if report_as else method
                 for seed in config["seeds"]:
-                    yield group, name, index, transfer, seed, reason
+                    yield group, method, index, transfer, seed, name, reason
 
 
 def test_summary_has_every_expected_row(toy_run):
     workdir, config = toy_run
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
-    assert list(summary.columns) == ["group", "method", "index", "transfer", "seed", "metric", "value"]
+    assert list(summary.columns) == ["group", "method", "index", "transfer", "seed", "reported_as", "metric", "value"]
     runs = list(expected_runs(config))
-    assert any(r[5] for r in runs) and any(not r[5] for r in runs)
-    for group, method, index, transfer, seed, reason in runs:
+    assert any(r[6] for r in runs) and any(not r[6] for r in runs)
+    for group, method, index, transfer, seed, name, reason in runs:
         rows = summary[
             (summary.group == group) & (summary.method == method) & (summary["index"] == index)
             & (summary.transfer == transfer) & (summary.seed == seed)
         ]
+        assert (rows.reported_as == name).all()
         if reason:
             assert rows["metric"].tolist() == [f"skipped: {reason}"]
             assert reason == "needs raw counts but the group's values are log-normalised"
@@ -70,21 +71,23 @@ def test_summary_has_every_expected_row(toy_run):
             assert 0.0 <= values[name] <= 1.0, (name, values[name])
         assert values["mba"] == pytest.approx((values["mba_positive"] + values["mba_negative"]) / 2)
     # nothing else: every summary row belongs to an expected run
-    keys = {(g, m, i, t, s) for g, m, i, t, s, _ in runs}
-    assert set(map(tuple, summary[["group", "method", "index", "transfer", "seed"]].values.tolist())) == keys
+    keys = {run[:6] for run in runs}
+    assert set(map(tuple, summary[["group", "method", "index", "transfer", "seed", "reported_as"]].values.tolist())) == keys
 
 
 def test_mba_negative_is_computed_from_rejected_cells(toy_run):
     workdir, _ = toy_run
-    run = workdir / "results/simulated/pca/seed0/flat/majority"
+    run = workdir / "results/simulated/embeddings/pca/seed0/flat/majority"
     predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
-    reference_types = set(ad.read_h5ad(workdir / "results/simulated/pca/seed0/reference_embedding.h5ad").obs["cell_type"].astype(str))
+    embedding = workdir / "results/simulated/embeddings/pca/seed0/model0/reference_embedding.h5ad"
+    reference_types = set(ad.read_h5ad(embedding).obs["cell_type"].astype(str))
     negative = sorted(set(predictions.true_label) - reference_types)
     assert negative, "the simulated query must hold types absent from the reference"
     per_type = [np.mean(predictions.prediction[predictions.true_label == t] == "rejected") for t in negative]
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
     row = summary[
-        (summary.group == "simulated") & (summary.method == "pca") & (summary["index"] == "flat") & (summary.metric == "mba_negative")
+        (summary.group == "simulated") & (summary.method == "pca") & (summary["index"] == "flat")
+        & (summary.transfer == "majority") & (summary.metric == "mba_negative")
     ]
     assert row.value.iloc[0] == pytest.approx(np.mean(per_type))
 
@@ -92,12 +95,12 @@ def test_mba_negative_is_computed_from_rejected_cells(toy_run):
 def test_sharded_flat_equals_flat(toy_run):
     workdir, _ = toy_run
     for group in ("simulated", "pbmc68k"):
-        base = workdir / f"results/{group}/pca/seed0"
+        base = workdir / f"results/{group}/embeddings/pca/seed0/model0"
         flat, sharded = np.load(base / "flat/hits.npz"), np.load(base / "flat_sharded/hits.npz")
         np.testing.assert_array_equal(sharded["indices"], flat["indices"])
         np.testing.assert_allclose(sharded["distances"], flat["distances"], rtol=1e-5)
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
-    pca = summary[summary.method.isin(["pca", "calibrated-pca"])].set_index(["group", "method", "transfer", "metric", "index"]).value
+    pca = summary[summary.method == "pca"].set_index(["group", "method", "transfer", "metric", "index"]).value
     assert pca.xs("flat", level="index").round(12).equals(pca.xs("flat_sharded", level="index").round(12))
 
 
@@ -106,8 +109,8 @@ def test_benchmarks_and_figure(toy_run):
     bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
-                      "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "build_shard", "query_shard",
-                      "merge_shards", "aggregate_sweep", "figure_rejection_sweep"}
+                      "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "merge_hits",
+                      "aggregate_sweep", "figure_rejection_sweep"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
     png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
@@ -119,12 +122,13 @@ def test_rejection_sweep(toy_run):
     sweep = pd.read_csv(workdir / "results/rejection_sweep.tsv", sep="\t")
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
     thresholds = sorted(config.get("rejection_sweep", [0.01, 0.02, 0.05, 0.1, 0.2]))
-    ran = {r[:5] for r in expected_runs(config) if not r[5]}
-    assert set(map(tuple, sweep[["group", "method", "index", "transfer", "seed"]].values.tolist())) == ran
-    for run, rows in sweep.groupby(["group", "method", "index", "transfer", "seed"]):
+    ran = {r[:6] for r in expected_runs(config) if not r[6]}
+    keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
+    assert set(map(tuple, sweep[keys].values.tolist())) == ran
+    for run, rows in sweep.groupby(keys):
         own = rows[rows.threshold.isna()]
         assert len(own) == 1  # the run's own setting equals its summary rows
-        values = summary.set_index(["group", "method", "index", "transfer", "seed", "metric"]).value
+        values = summary.set_index(keys + ["metric"]).value
         for metric in ("mba_positive", "mba_negative"):
             assert own[metric].iloc[0] == pytest.approx(values[(*run, metric)])
         swept = rows[rows.threshold.notna()].sort_values("threshold")
@@ -156,7 +160,7 @@ def test_default_and_paper_configs_plan(tmp_path, name):
     result = snakemake(tmp_path, "-n", "--configfile", str(REPO / "config" / name))
     config = yaml.safe_load((REPO / "config" / name).read_text())
     runs = list(expected_runs(config))
-    computed = sum(1 for r in runs if not r[5])
+    computed = sum(1 for r in runs if not r[6])
     # one metrics job per computed run, one skip record per skipped run, every figure
     import re
 

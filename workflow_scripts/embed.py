@@ -13,7 +13,7 @@ reference, query = embed_group(
     read_table(snakemake.input.hvg, required=["gene"])["gene"].tolist(),
     embedding=method["embedding"],
     params=method.get("params", {}),
-    seed=int(snakemake.wildcards.seed),
+    seed=snakemake.params.random_seed,
 )
 write_h5ad(reference, snakemake.output.reference)
 write_h5ad(query, snakemake.output.query)

@@ -5,11 +5,11 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.hvg import select_hvg
 from cellquery.io import read_h5ad, write_table
+from cellquery.settings import GroupSettings
 
-batch_keys = snakemake.params.group.get("batch_keys", [])
 table = select_hvg(
     read_h5ad(snakemake.input.reference),
-    batch_key=batch_keys[0] if batch_keys else None,
+    batch_key=GroupSettings.from_config(snakemake.params.group).batch_key,
     **snakemake.params.settings,
 )
 write_table(table, snakemake.output[0])

@@ -5,17 +5,19 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.io import read_obs, read_table, write_table
 from cellquery.scoring import score_predictions, sweep_scores
+from cellquery.settings import GroupSettings
 
 predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"])
 reference_obs = read_obs(snakemake.input.reference)
-run = {**dict(snakemake.wildcards), "method": snakemake.params.method}
+group = GroupSettings.from_config(snakemake.params.group)
+run = {**dict(snakemake.wildcards), "reported_as": snakemake.params.reported_as}
 table = score_predictions(
     predictions,
     reference_obs=reference_obs,
-    group=snakemake.params.group,
+    group=group,
     run=run,
     embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
 )
-sweep = sweep_scores(predictions, reference_obs=reference_obs, group=snakemake.params.group, run=run)
+sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run, thresholds=snakemake.params.sweep)
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)

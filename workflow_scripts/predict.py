@@ -4,7 +4,8 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.io import read_h5ad, read_table, write_h5ad, write_table
-from cellquery.methods import run_predictor
+from cellquery.settings import GroupSettings
+from cellquery.predictors import run_predictor
 
 method = snakemake.params.method
 predictions, reference, query, timings = run_predictor(
@@ -13,7 +14,7 @@ predictions, reference, query, timings = run_predictor(
     read_table(snakemake.input.hvg, required=["gene"])["gene"].tolist(),
     predictor=method["predictor"],
     params=method.get("params", {}),
-    group=snakemake.params.group,
+    group=GroupSettings.from_config(snakemake.params.group),
     seed=int(snakemake.wildcards.seed),
     sweep=snakemake.params.sweep,
 )

@@ -5,17 +5,18 @@ sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.io import read_h5ad, write_h5ad
 from cellquery.preprocess import prepare_group
+from cellquery.settings import GroupSettings
 
-group = snakemake.params.group
+group = GroupSettings.from_config(snakemake.params.group)
 reference, query = prepare_group(
     [read_h5ad(p) for p in snakemake.input.reference],
     [read_h5ad(p) for p in snakemake.input.query],
     reference_sources=list(snakemake.input.reference),
     query_sources=list(snakemake.input.query),
-    label_key=group["label_key"],
-    batch_keys=group.get("batch_keys", []),
-    ontology_key=group.get("ontology_key"),
-    continuous_keys=group.get("continuous_keys", []),
+    label_key=group.label_key,
+    batch_keys=list(group.batch_keys),
+    ontology_key=group.ontology_key,
+    continuous_keys=list(group.continuous_keys),
     **snakemake.params.settings,
 )
 write_h5ad(reference, snakemake.output.reference)

@@ -1,4 +1,4 @@
-"""Search the query embedding against the reference index: k hits per query cell."""
+"""Scatter: search one shard with the query cells (k hits) and the reference cells (k + 1 hits)."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -6,9 +6,14 @@ sys.stderr = open(snakemake.log[0], "w")
 import numpy as np
 
 from cellquery.index import load_index
+from cellquery.index.sharded import search_shard
 from cellquery.io import atomic_path, read_embedding
 
-index = load_index(snakemake.input.index)
-distances, indices = index.search(read_embedding(snakemake.input.query), snakemake.params.k)
+hits = search_shard(
+    load_index(snakemake.input.index),
+    read_embedding(snakemake.input.query),
+    read_embedding(snakemake.input.reference),
+    snakemake.params.k,
+)
 with atomic_path(snakemake.output.hits) as tmp:
-    np.savez(tmp, distances=distances, indices=indices)
+    np.savez(tmp, **hits)

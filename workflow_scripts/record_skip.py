@@ -6,4 +6,5 @@ sys.stderr = open(snakemake.log[0], "w")
 from cellquery.io import write_table
 from cellquery.summary import skipped_rows
 
-write_table(skipped_rows(dict(snakemake.wildcards), snakemake.params.reason), snakemake.output[0])
+run = {**dict(snakemake.wildcards), "reported_as": snakemake.params.reported_as}
+write_table(skipped_rows(run, snakemake.params.reason), snakemake.output[0])

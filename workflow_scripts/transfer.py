@@ -5,26 +5,28 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import numpy as np
 
+from cellquery.index.calibration import Calibration
 from cellquery.io import read_embedding, read_obs, write_table
-from cellquery.transfer import predict_table
-from cellquery.transfer.calibration import Calibration
-from cellquery.transfer.consensus import Model
+from cellquery.settings import GroupSettings, TransferSettings
+from cellquery.transfer import Model, predict_table
 
-# models for significance: the run's own, then any consensus models, as (reference, query, hits, calibration)
-paths = list(snakemake.input.models)
+settings = TransferSettings.from_config(snakemake.params.transfer)
+inputs = snakemake.input
 models = [
-    Model(read_embedding(r), read_embedding(q), np.load(h)["indices"], Calibration.load(c))
-    for r, q, h, c in zip(paths[0::4], paths[1::4], paths[2::4], paths[3::4])
-]
-hits = np.load(snakemake.input.hits)
+    Model(read_embedding(reference), read_embedding(query), np.load(hits)["indices"], Calibration.load(calibration))
+    for reference, query, hits, calibration in zip(
+        inputs.model_references, inputs.model_queries, inputs.model_hits, inputs.model_calibrations
+    )
+] if settings.significance else None
+hits = np.load(inputs.hits)
 table = predict_table(
-    reference_obs=read_obs(snakemake.input.reference),
-    query_obs=read_obs(snakemake.input.query),
+    reference_obs=read_obs(inputs.reference),
+    query_obs=read_obs(inputs.query),
     distances=hits["distances"],
     indices=hits["indices"],
-    self_distances=np.load(snakemake.input.self_distances),
-    group=snakemake.params.group,
-    settings=snakemake.params.transfer,
+    self_distances=np.load(inputs.self_distances),
+    group=GroupSettings.from_config(snakemake.params.group),
+    settings=settings,
     models=models,
     sweep=snakemake.params.sweep,
 )

@@ -1,4 +1,4 @@
-"""Gather: exact top-k merge of the shards' hits; leave-one-out distances and calibration."""
+"""Gather: exact top-k merge of the shards' hits; the reference's calibration and leave-one-out distances."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
@@ -9,11 +9,11 @@ from cellquery.index.sharded import merge_shards, shard_rows
 from cellquery.io import atomic_path, read_embedding
 
 reference = read_embedding(snakemake.input.reference)
-n_shards = snakemake.params.shards
+n_shards = len(snakemake.input.hits)
 offsets = [shard_rows(len(reference), n_shards, s)[0] for s in range(n_shards)]
 parts = [dict(np.load(path)) for path in snakemake.input.hits]
 distances, indices, self_distances, calibration = merge_shards(
-    parts, offsets, reference, k=snakemake.params.k, seed=int(snakemake.wildcards.seed)
+    parts, offsets, reference, k=snakemake.params.k, seed=snakemake.params.random_seed
 )
 with atomic_path(snakemake.output.hits) as tmp:
     np.savez(tmp, distances=distances, indices=indices)
