@@ -7,10 +7,11 @@ import pytest
 import scanpy as sc
 import scipy.sparse as sp
 
-from cellquery.embed import embed_group, skip_reason
+from cellquery.embed import EMBEDDINGS, embed_group
 from cellquery.errors import InputError
 from cellquery.hvg import select_hvg
 from cellquery.preprocess import prepare_group
+from cellquery.registry import skip_reason
 
 
 def counts(n=120, genes=200, seed=0, values="counts", prefix="g"):
@@ -93,8 +94,9 @@ def test_pearson_residuals_by_hand():
 
 
 def test_counts_method_is_skipped_on_log_normalised_data():
-    assert skip_reason("pearson_pca", "log-normalised") == "needs raw counts but the group's values are log-normalised"
-    assert skip_reason("pearson_pca", "counts") is None and skip_reason("pca", "log-normalised") is None
+    pearson_pca, pca = EMBEDDINGS["pearson_pca"], EMBEDDINGS["pca"]
+    assert skip_reason(pearson_pca, "log-normalised") == "needs raw counts but the group's values are log-normalised"
+    assert skip_reason(pearson_pca, "counts") is None and skip_reason(pca, "log-normalised") is None
     ref, _ = prepare(counts(seed=0, values="log-normalised"), counts(seed=1, values="log-normalised"), min_genes=1)
     with pytest.raises(InputError, match="needs raw counts"):
         embed_group(ref, ref, list(ref.var_names), embedding="pearson_pca", params={}, seed=0)

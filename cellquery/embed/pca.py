@@ -19,7 +19,8 @@ REQUIRES: tuple[str, ...] = ()
 CHUNK = 50_000
 
 
-def _dense(x) -> np.ndarray:
+def dense(x) -> np.ndarray:
+    """``x`` (dense or sparse) as a dense float32 array."""
     return np.asarray(x.toarray() if sp.issparse(x) else x, dtype=np.float32)
 
 
@@ -36,7 +37,7 @@ def transform_chunks(x, fn, n_out: int) -> np.ndarray:
     """Apply ``fn(block, start)`` to dense row chunks of ``x`` (memory stays one chunk wide)."""
     out = np.empty((x.shape[0], n_out), dtype=np.float32)
     for start in range(0, x.shape[0], CHUNK):
-        out[start : start + CHUNK] = fn(_dense(x[start : start + CHUNK]), start)
+        out[start : start + CHUNK] = fn(dense(x[start : start + CHUNK]), start)
     return out
 
 
@@ -48,7 +49,7 @@ def fit_project(fit_x, targets, n_comps: int) -> list[np.ndarray]:
         return np.clip((block - mean) / std, -10, 10)
 
     n_comps = min(n_comps, fit_x.shape[1] - 1, fit_x.shape[0] - 1)
-    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(_dense(fit_x)))
+    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(fit_x)))
     # every matrix, the reference included, is projected the same way (transform, not fit_transform)
     return [transform_chunks(x, lambda block, _: model.transform(scale(block)), n_comps) for x in targets]
 

@@ -17,8 +17,8 @@ import anndata as ad
 import numpy as np
 from sklearn.decomposition import PCA
 
-from cellquery.embed.pca import _dense, transform_chunks
-from cellquery.errors import InputError
+from cellquery.embed.pca import dense, transform_chunks
+from cellquery.peer_tools import require_counts
 
 REQUIRES: tuple[str, ...] = ("counts",)
 
@@ -34,8 +34,7 @@ def embed(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Embed reference and query with a PCA of reference-parameterised Pearson residuals."""
     for part, name in ((reference, "reference"), (query, "query")):
-        if "counts" not in part.layers:
-            raise InputError(f"{name}: layers['counts'] is missing; pearson_pca needs raw counts")
+        require_counts(part, name, "pearson_pca needs raw counts")
     genes = list(genes)
     ref_counts = reference.layers["counts"]
     ref_total = np.asarray(ref_counts.sum(axis=1), dtype=np.float64).ravel()
@@ -50,7 +49,7 @@ def embed(
 
     n_comps = min(n_comps, len(genes) - 1, reference.n_obs - 1)
     model = PCA(n_components=n_comps, svd_solver="covariance_eigh")
-    ref_res = residuals(_dense(reference[:, genes].layers["counts"]), ref_total)
+    ref_res = residuals(dense(reference[:, genes].layers["counts"]), ref_total)
     # transform (not fit_transform): the reference is projected exactly as the query is
     ref_emb = model.fit(ref_res).transform(ref_res).astype(np.float32)
 

@@ -19,13 +19,12 @@ Training runs on a GPU when torch sees one (``accelerator="auto"``), with
 more threads were slower on shared CPUs). ``scvi.settings.seed`` is set from
 the run seed, so a run is reproducible on the same hardware.
 
-:func:`reference_model` and :func:`query_adata` are shared with the scANVI
-predictor (:mod:`cellquery.methods.scanvi`).
+:func:`reference_model` and :func:`map_query` are shared with the scANVI
+predictor (:mod:`cellquery.predictors.scanvi`).
 """
 
 from __future__ import annotations
 
-import contextlib
 from typing import Sequence
 
 import anndata as ad
@@ -33,35 +32,14 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
+from cellquery.peer_tools import limited_torch_threads, raw_counts
 
 REQUIRES: tuple[str, ...] = ("counts",)
 
 
-@contextlib.contextmanager
-def limited_torch_threads(n: int | None):
-    """Run the block with ``n`` torch intra-op threads (None: leave as is), then restore."""
-    import torch
-
-    before = torch.get_num_threads()
-    if n:
-        torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def counts_adata(adata: ad.AnnData, genes: Sequence[str], obs: dict[str, np.ndarray], source: str) -> ad.AnnData:
     """Raw counts of ``genes`` (CSR float32) with the given obs columns: scvi-tools' input."""
-    import scipy.sparse as sp
-
-    if "counts" not in adata.layers:
-        raise InputError(f"{source}: layers['counts'] (raw counts) is missing; scVI models raw counts")
-    missing = [g for g in genes if g not in adata.var_names]
-    if missing:
-        raise InputError(f"{source}: gene {missing[0]!r} of the HVGs is missing ({len(missing)} missing)")
-    x = adata[:, list(genes)].layers["counts"]
-    x = x.astype(np.float32).tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    x = raw_counts(adata, source, "scVI", genes)
     frame = pd.DataFrame({k: pd.Categorical(np.asarray(v).astype(str)) for k, v in obs.items()}, index=adata.obs_names.astype(str))
     return ad.AnnData(X=x, obs=frame, var=pd.DataFrame(index=list(genes)))
 
@@ -136,23 +114,29 @@ def query_adata(query: ad.AnnData, genes: Sequence[str], *, batch_key: str | Non
     return counts_adata(query, genes, obs, "query")
 
 
-def map_query(model_class, model, adata: ad.AnnData, *, batch_key: str | None, query_epochs: int, batch_size: int, seed: int):
-    """The model that maps the query: scArches surgery of ``model`` with a batch key, ``model`` itself without.
+def map_query(
+    model_class, model, query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, labels: str | None = None,
+    query_epochs: int, batch_size: int, seed: int,
+):
+    """scArches surgery of ``model`` on the query's counts (:func:`query_adata`); returns (query model, query AnnData).
 
-    Without a batch covariate the query has no new parameters to fit, and the
-    reference model encodes it directly (its setup is transferred to ``adata``).
-    Pass ``adata`` to the returned model's ``get_latent_representation``/``predict``.
+    With a batch key, the query's new batch categories get new weights, fitted
+    for ``query_epochs``. Without a batch covariate the query has no new
+    parameters to fit, and ``model`` itself encodes it (its setup is
+    transferred to the query's AnnData). Pass the AnnData to the returned
+    model's ``get_latent_representation``/``predict``.
     """
     import scvi
 
+    adata = query_adata(query, genes, batch_key=batch_key, labels=labels)
     if batch_key is None:
-        return model
+        return model, adata
     if query_epochs < 1:
         raise InputError("config: methods: query_epochs must be >= 1 when a batch key is given (scArches surgery)")
     scvi.settings.seed = int(seed)
     query_model = model_class.load_query_data(adata, model)
     query_model.train(**train_kwargs(query_epochs, batch_size), plan_kwargs={"weight_decay": 0.0})
-    return query_model
+    return query_model, adata
 
 
 def embed(
@@ -197,9 +181,8 @@ def embed(
             n_hidden=n_hidden, max_epochs=max_epochs, batch_size=batch_size,
         )
         ref_emb = model.get_latent_representation()
-        qry = query_adata(query, genes, batch_key=batch_key)
-        query_model = map_query(
-            scvi.model.SCVI, model, qry, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
+        query_model, qry = map_query(
+            scvi.model.SCVI, model, query, genes, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
         )
         qry_emb = query_model.get_latent_representation(qry)
     return np.asarray(ref_emb, dtype=np.float32), np.asarray(qry_emb, dtype=np.float32)

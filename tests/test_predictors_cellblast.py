@@ -9,17 +9,15 @@ import pytest
 from scipy.stats import gmean
 
 from cellquery.errors import InputError
-from cellquery.methods import cellblast, run_predictor
 from cellquery.ontology import load_cell_ontology
-from method_data import FATES, tiny_group
+from cellquery.predictors import cellblast, run_predictor
 
 ABSENT = "natural killer cell"  # held out of the reference: a negative type of the query
-GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "ontology_key": "cell_ontology_id", "continuous_keys": FATES}
 
 
 @pytest.fixture(scope="module")
-def data():
-    return tiny_group(ABSENT, ontology_key="cell_ontology_id")
+def data(small_group):
+    return small_group(ABSENT)
 
 
 def test_reconcile_matches_definitions_on_rectangular_hits():
@@ -106,16 +104,16 @@ def test_blast2co_matches_hand_computation():
     np.testing.assert_array_equal(pred, expected)
 
 
-def test_run_rejects_absent_type_and_follows_interface(data):
+def test_run_rejects_absent_type_and_follows_interface(data, group, fates):
     ref, qry, genes = data
     params = dict(n_models=2, epochs=60, learning_rate=3e-3, adversarial_delay=5, n_empirical=1000)
-    table, ref_emb, qry_emb, timings = run_predictor(ref, qry, genes, predictor="cellblast", params=params, group=GROUP, seed=0)
+    table, ref_emb, qry_emb, timings = run_predictor(ref, qry, genes, predictor="cellblast", params=params, group=group, seed=0)
     assert len(table) == qry.n_obs and list(table["cell"]) == list(qry.obs_names)
     assert set(table["prediction"]) <= set(ref.obs["cell_type"].astype(str)) | {"rejected", "ambiguous"}
     assert set(table["pred_cl"]) <= set(load_cell_ontology().terms) | {"rejected", "ambiguous"}
     made = table["n_hits"] >= 2
-    np.testing.assert_allclose(table.loc[made, [f"pred_{k}" for k in FATES]].sum(axis=1), 1.0, atol=1e-6)
-    assert table.loc[~made, f"pred_{FATES[0]}"].isna().all()
+    np.testing.assert_allclose(table.loc[made, [f"pred_{k}" for k in fates]].sum(axis=1), 1.0, atol=1e-6)
+    assert table.loc[~made, f"pred_{fates[0]}"].isna().all()
     assert (table.loc[table["prediction"] == "rejected", "n_hits"] < 2).all()
     assert ref_emb.obsm["X_emb"].shape == (ref.n_obs, 10) and qry_emb.obsm["X_emb"].shape == (qry.n_obs, 10)
     assert {"train_s", "index_s", "query_s", "annotate_s"} <= set(timings["phase"])
@@ -141,12 +139,10 @@ def test_single_model_run_is_deterministic(data):
     assert (first.predictions["sweep_0.2"] == "rejected").sum() <= (first.predictions["sweep_0.05"] == "rejected").sum()
 
 
-def test_needs_counts(data):
+def test_needs_counts_and_checks_params(data):
+    # log-normalised groups are refused by the runner: tests/test_predictors_runner.py
     ref, qry, genes = data
-    ref_log, qry_log = ref.copy(), qry.copy()
-    ref_log.uns["values"] = qry_log.uns["values"] = "log-normalised"
-    with pytest.raises(InputError, match="needs raw counts"):
-        run_predictor(ref_log, qry_log, genes, predictor="cellblast", params={}, group=GROUP, seed=0)
+    ref_log = ref.copy()
     del ref_log.layers["counts"]
     with pytest.raises(InputError, match=r"layers\['counts'\]"):
         cellblast.predict(ref_log, qry, genes, label_key="cell_type")

@@ -19,7 +19,7 @@ Neighbour search: scanpy's ``Ingest`` indexes the reference with pynndescent.
 With scanpy 1.11.5 and pynndescent 0.7.0 that path fails (``Ingest`` rebuilds
 the forest with ``n_trees = NNDescent.n_search_trees``, which pynndescent 0.7
 leaves at None), and where it is patched, NN-descent's numba compilation
-alone took ~60 s per process here, longer than the whole method on
+alone takes about 60 s per process, longer than the whole method on
 benchmark-sized data. :class:`_Ingest` therefore overrides the two methods that
 touch pynndescent, ``_init_pynndescent`` and ``neighbors``, with an exact
 Euclidean search (scikit-learn) on the same representation; the reference
@@ -32,15 +32,15 @@ else (choice of representation, query projection, the label vote,
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 
+from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.methods import MethodResult
+from cellquery.predictors import MethodResult, neighbour_fates, timed
 
 REQUIRES: tuple[str, ...] = ()
 
@@ -62,8 +62,28 @@ def _ingest_class():
     return _Ingest
 
 
-def _dense(x) -> np.ndarray:
-    return np.asarray(x.toarray() if hasattr(x, "toarray") else x, dtype=np.float32)
+def reference_ingest(reference: ad.AnnData, genes: list[str], label_key: str, *, n_comps: int, n_neighbors: int, seed: int):
+    """The reference AnnData with its PCA and k-NN graph (scanpy), and the ``Ingest`` that maps query cells onto it."""
+    import scanpy as sc
+
+    ref = ad.AnnData(
+        X=dense(reference[:, genes].X),
+        obs=pd.DataFrame({label_key: pd.Categorical(reference.obs[label_key].astype(str))}, index=reference.obs_names),
+        var=pd.DataFrame(index=genes),
+    )
+    sc.pp.pca(ref, n_comps=n_comps, random_state=seed)
+    sc.pp.neighbors(ref, n_neighbors=n_neighbors, n_pcs=n_comps, transformer="sklearn", method="gauss", random_state=seed)
+    return ref, _ingest_class()(ref)
+
+
+def map_query(ingest, query: ad.AnnData, genes: list[str], label_key: str, *, n_neighbors: int) -> ad.AnnData:
+    """The query projected onto the reference PCs and labelled by its ``n_neighbors`` reference neighbours."""
+    qry = ad.AnnData(X=dense(query[:, genes].X), obs=pd.DataFrame(index=query.obs_names), var=pd.DataFrame(index=genes))
+    ingest.fit(qry)
+    ingest.map_embedding("pca")
+    ingest.neighbors(k=n_neighbors)
+    ingest.map_labels(label_key, "knn")
+    return ingest.to_adata()
 
 
 def predict(
@@ -98,47 +118,18 @@ def predict(
     n_neighbors
         Neighbours of the reference graph and of each query cell (scanpy's default 15).
     """
-    import scanpy as sc
-
-    keys = list(continuous_keys)
-    for key in [label_key, *keys]:
-        if key not in reference.obs:
-            raise InputError(f"reference: obs column {key!r} is missing")
-    missing = [g for g in genes if g not in reference.var_names or g not in query.var_names]
-    if missing:
-        raise InputError(f"hvg: gene {missing[0]!r} is not in both reference and query ({len(missing)} missing)")
     n_comps = min(n_comps, len(genes) - 1, reference.n_obs - 1)
     if n_comps < 1 or not 1 <= n_neighbors < reference.n_obs:
         raise InputError(f"config: methods: ingest needs n_comps >= 1 and 1 <= n_neighbors < {reference.n_obs}")
-
+    keys, genes = list(continuous_keys), list(genes)
     timings: dict[str, float] = {}
-    start = time.perf_counter()
-    genes = list(genes)
-    ref = ad.AnnData(
-        X=_dense(reference[:, genes].X),
-        obs=pd.DataFrame({label_key: pd.Categorical(reference.obs[label_key].astype(str))}, index=reference.obs_names),
-        var=pd.DataFrame(index=genes),
-    )
-    qry = ad.AnnData(X=_dense(query[:, genes].X), obs=pd.DataFrame(index=query.obs_names), var=pd.DataFrame(index=genes))
-    sc.pp.pca(ref, n_comps=n_comps, random_state=seed)
-    sc.pp.neighbors(ref, n_neighbors=n_neighbors, n_pcs=n_comps, transformer="sklearn", method="gauss", random_state=seed)
-    ingest = _ingest_class()(ref)
-    timings["train_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    ingest.fit(qry)
-    ingest.map_embedding("pca")
-    ingest.neighbors(k=n_neighbors)
-    ingest.map_labels(label_key, "knn")
-    mapped = ingest.to_adata()
-    predictions = pd.DataFrame({"prediction": mapped.obs[label_key].astype(str).to_numpy()})
-    if keys:
-        neighbours = np.asarray(ingest._indices)  # the k reference neighbours ingest voted with
-        values = reference.obs[keys].to_numpy(float)
-        fates = values[neighbours].mean(axis=1)
-        for j, key in enumerate(keys):
-            predictions[f"pred_{key}"] = fates[:, j]
-    timings["query_s"] = time.perf_counter() - start
+    with timed(timings, "train_s"):
+        ref, ingest = reference_ingest(reference, genes, label_key, n_comps=n_comps, n_neighbors=n_neighbors, seed=seed)
+    with timed(timings, "query_s"):
+        mapped = map_query(ingest, query, genes, label_key, n_neighbors=n_neighbors)
+        # fates: means over the k reference neighbours ingest voted with
+        fates = neighbour_fates(reference.obs, keys, np.asarray(ingest._indices)) if keys else {}
+        predictions = pd.DataFrame({"prediction": mapped.obs[label_key].astype(str).to_numpy(), **fates})
     return MethodResult(
         predictions=predictions,
         reference_embedding=np.asarray(ref.obsm["X_pca"], dtype=np.float32),

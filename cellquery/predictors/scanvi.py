@@ -31,7 +31,6 @@ Training uses a GPU when torch sees one (``accelerator="auto"``).
 
 from __future__ import annotations
 
-import time
 from typing import Sequence
 
 import anndata as ad
@@ -39,10 +38,62 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.methods import MethodResult
+from cellquery.peer_tools import limited_torch_threads
+from cellquery.predictors import MethodResult, neighbour_fates, timed
 
 REQUIRES: tuple[str, ...] = ("counts",)
 UNLABELED = "__unlabelled__"  # scANVI's category for cells without a label (the query)
+
+
+def train_reference(
+    reference: ad.AnnData, genes: Sequence[str], labels: np.ndarray, *, batch_key: str | None, seed: int,
+    scanvi_epochs: int, n_samples_per_label: int, **scvi_options,
+):
+    """Steps 1-2: the scVI model of the reference, then scANVI trained from it with every reference label."""
+    import scvi  # heavy: imported only when the method runs
+
+    from cellquery.embed.scvi import reference_model, train_kwargs
+
+    scvi_model, _ = reference_model(reference, genes, batch_key=batch_key, labels=labels, seed=seed, **scvi_options)
+    model = scvi.model.SCANVI.from_scvi_model(scvi_model, unlabeled_category=UNLABELED)
+    model.train(**train_kwargs(scanvi_epochs, scvi_options["batch_size"]), n_samples_per_label=n_samples_per_label)
+    return model
+
+
+def query_probabilities(
+    model, query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, query_epochs: int, batch_size: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Step 3: the query (all cells unlabelled) mapped by surgery; its class probabilities (cells x labels) and latent space."""
+    import scvi
+
+    from cellquery.embed.scvi import map_query
+
+    query_model, qry = map_query(
+        scvi.model.SCANVI, model, query, genes, batch_key=batch_key, labels=UNLABELED, query_epochs=query_epochs,
+        batch_size=batch_size, seed=seed,
+    )
+    probabilities = query_model.predict(qry, soft=True)
+    return probabilities, np.asarray(query_model.get_latent_representation(qry), dtype=np.float32)
+
+
+def classify(probabilities: pd.DataFrame, min_probability: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The most probable class of each cell (``rejected`` below ``min_probability``), its probability, the rejected mask."""
+    classes = np.asarray(probabilities.columns, dtype=str)
+    prob = probabilities.to_numpy(float)
+    top = prob.argmax(axis=1)
+    best = prob[np.arange(len(prob)), top]
+    prediction = classes[top].astype(object)
+    rejected = best < min_probability
+    prediction[rejected] = "rejected"
+    return prediction, best, rejected
+
+
+def latent_neighbours(ref_emb: np.ndarray, qry_emb: np.ndarray, n_neighbors: int) -> np.ndarray:
+    """Each query cell's ``n_neighbors`` nearest reference cells in the latent space (exact search)."""
+    from cellquery.index import build_index
+
+    _, neighbours = build_index("faiss", ref_emb, {"factory": "Flat"}).search(qry_emb, min(n_neighbors, len(ref_emb)))
+    return neighbours
 
 
 def predict(
@@ -94,59 +145,29 @@ def predict(
     torch_threads
         Torch intra-op threads on CPU while the method runs (restored afterwards).
     """
-    from cellquery.embed.scvi import limited_torch_threads, map_query, query_adata, reference_model, train_kwargs
-
     if not 0 <= min_probability <= 1:
         raise InputError(f"config: methods: scanvi min_probability must be in [0, 1], got {min_probability}")
     if scanvi_epochs < 1 or n_neighbors < 1:
         raise InputError("config: methods: scanvi scanvi_epochs and n_neighbors must be >= 1")
-    keys = list(continuous_keys)
-    for key in [label_key, *keys]:
-        if key not in reference.obs:
-            raise InputError(f"reference: obs column {key!r} is missing")
     labels = reference.obs[label_key].astype(str).to_numpy()
     if UNLABELED in set(labels):
         raise InputError(f"reference: obs column {label_key!r} uses the reserved label {UNLABELED!r}")
-
-    import scvi  # heavy: imported only when the method runs
-
+    keys = list(continuous_keys)
+    architecture = dict(n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden, max_epochs=scvi_epochs, batch_size=batch_size)
     timings: dict[str, float] = {}
     with limited_torch_threads(torch_threads):
-        start = time.perf_counter()
-        scvi_model, _ = reference_model(
-            reference, genes, batch_key=batch_key, labels=labels, seed=seed, n_latent=n_latent,
-            n_layers=n_layers, n_hidden=n_hidden, max_epochs=scvi_epochs, batch_size=batch_size,
-        )
-        model = scvi.model.SCANVI.from_scvi_model(scvi_model, unlabeled_category=UNLABELED)
-        model.train(**train_kwargs(scanvi_epochs, batch_size), n_samples_per_label=n_samples_per_label)
-        ref_emb = np.asarray(model.get_latent_representation(), dtype=np.float32)
-        timings["train_s"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        qry = query_adata(query, genes, batch_key=batch_key, labels=UNLABELED)
-        query_model = map_query(
-            scvi.model.SCANVI, model, qry, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
-        )
-        probabilities = query_model.predict(qry, soft=True)
-        qry_emb = np.asarray(query_model.get_latent_representation(qry), dtype=np.float32)
-        timings["query_s"] = time.perf_counter() - start
-
-    start = time.perf_counter()
-    classes = np.asarray(probabilities.columns, dtype=str)
-    prob = probabilities.to_numpy(float)
-    top = prob.argmax(axis=1)
-    best = prob[np.arange(len(prob)), top]
-    prediction = classes[top].astype(object)
-    rejected = best < min_probability
-    prediction[rejected] = "rejected"
-    predictions = pd.DataFrame({"prediction": prediction, "probability": best})
-    if keys:
-        from cellquery.index import build_index
-
-        _, neighbours = build_index("faiss", ref_emb, {"factory": "Flat"}).search(qry_emb, min(n_neighbors, len(ref_emb)))
-        fates = reference.obs[keys].to_numpy(float)[neighbours].mean(axis=1)
-        fates[rejected] = np.nan
-        for j, key in enumerate(keys):
-            predictions[f"pred_{key}"] = fates[:, j]
-    timings["transfer_s"] = time.perf_counter() - start
+        with timed(timings, "train_s"):
+            model = train_reference(
+                reference, genes, labels, batch_key=batch_key, seed=seed, scanvi_epochs=scanvi_epochs,
+                n_samples_per_label=n_samples_per_label, **architecture,
+            )
+            ref_emb = np.asarray(model.get_latent_representation(), dtype=np.float32)
+        with timed(timings, "query_s"):
+            probabilities, qry_emb = query_probabilities(
+                model, query, genes, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
+            )
+    with timed(timings, "transfer_s"):
+        prediction, best, rejected = classify(probabilities, min_probability)
+        fates = neighbour_fates(reference.obs, keys, latent_neighbours(ref_emb, qry_emb, n_neighbors), rejected) if keys else {}
+        predictions = pd.DataFrame({"prediction": prediction, "probability": best, **fates})
     return MethodResult(predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings)

@@ -1,27 +1,27 @@
 """scANVI predictor: interface, accuracy on separated types, probability rejection, latent k-NN fates."""
 
+import dataclasses
+
 import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
 from cellquery.errors import InputError
-from cellquery.methods import run_predictor, scanvi
-from method_data import FATES, tiny_group
+from cellquery.predictors import run_predictor, scanvi
 
 ABSENT = "natural killer cell"
-GROUP = {"label_key": "cell_type", "batch_keys": ["study"], "ontology_key": "cell_ontology_id", "continuous_keys": FATES}
 FAST = dict(scvi_epochs=20, scanvi_epochs=5, query_epochs=5, n_hidden=32)
 
 
 @pytest.fixture(scope="module")
-def data():
-    return tiny_group(ABSENT, ontology_key="cell_ontology_id")
+def data(small_group):
+    return small_group(ABSENT)
 
 
 @pytest.fixture(scope="module")
-def result(data):
+def result(data, fates):
     ref, qry, genes = data
-    return scanvi.predict(ref, qry, genes, label_key="cell_type", batch_key="study", continuous_keys=FATES, seed=0, min_probability=0.5, **FAST)
+    return scanvi.predict(ref, qry, genes, label_key="cell_type", batch_key="study", continuous_keys=fates, seed=0, min_probability=0.5, **FAST)
 
 
 def test_interface_and_accuracy(data, result):
@@ -39,33 +39,31 @@ def test_interface_and_accuracy(data, result):
     assert ((table["probability"] > 0) & (table["probability"] <= 1 + 1e-6)).all()
 
 
-def test_fates_are_latent_neighbour_means(data, result):
+def test_fates_are_latent_neighbour_means(data, result, fates):
     ref, _, _ = data
     table = result.predictions
     _, indices = NearestNeighbors(n_neighbors=15).fit(result.reference_embedding).kneighbors(result.query_embedding)
-    expected = ref.obs[FATES].to_numpy(float)[indices].mean(axis=1)
+    expected = ref.obs[fates].to_numpy(float)[indices].mean(axis=1)
     kept = (table["prediction"] != "rejected").to_numpy()
-    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in FATES]], expected[kept], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in FATES]].sum(axis=1), 1.0, atol=1e-6)
-    assert table.loc[~kept, f"pred_{FATES[0]}"].isna().all()
+    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in fates]], expected[kept], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in fates]].sum(axis=1), 1.0, atol=1e-6)
+    assert table.loc[~kept, f"pred_{fates[0]}"].isna().all()
 
 
-def test_through_run_predictor_without_batch_key(data):
+def test_through_run_predictor_without_batch_key(data, group):
     ref, qry, genes = data
-    group = {**GROUP, "batch_keys": []}  # no batch covariate: the query is encoded directly
+    group = dataclasses.replace(group, batch_keys=())  # no batch covariate: the query is encoded directly
     table, ref_emb, qry_emb, _ = run_predictor(ref, qry, genes, predictor="scanvi", params={**FAST, "scvi_epochs": 5}, group=group, seed=0)
     assert len(table) == qry.n_obs and qry_emb.obsm["X_emb"].shape == (qry.n_obs, 10)
     assert set(table["pred_cl"]) <= set(ref.obs["cell_ontology_id"].astype(str)) | {"rejected"}
 
 
 def test_needs_counts_and_checks_params(data):
+    # log-normalised groups are refused by the runner: tests/test_predictors_runner.py
     ref, qry, genes = data
-    ref_log, qry_log = ref.copy(), qry.copy()
-    ref_log.uns["values"] = qry_log.uns["values"] = "log-normalised"
-    with pytest.raises(InputError, match="needs raw counts"):
-        run_predictor(ref_log, qry_log, genes, predictor="scanvi", params={}, group=GROUP, seed=0)
     with pytest.raises(InputError, match="min_probability"):
         scanvi.predict(ref, qry, genes, label_key="cell_type", min_probability=2)
+    ref_log = ref.copy()
     del ref_log.layers["counts"]
     with pytest.raises(InputError, match=r"layers\['counts'\]"):
         scanvi.predict(ref_log, qry, genes, label_key="cell_type", **FAST)

@@ -4,24 +4,15 @@ import numpy as np
 import pytest
 from sklearn.neighbors import KNeighborsClassifier
 
-from cellquery.data.simulate import simulate_dataset
 from cellquery.embed import embed_group, scvi
 from cellquery.errors import InputError
-from cellquery.hvg import select_hvg
-from cellquery.preprocess import prepare_group
 
-TYPES = ["CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast"]
 FAST = dict(max_epochs=20, query_epochs=5, n_hidden=32)
 
 
 @pytest.fixture(scope="module")
-def data():
-    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=TYPES)
-    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=TYPES)
-    ref.uns["values"] = qry.uns["values"] = "counts"
-    ref, qry = prepare_group([ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key="cell_type", batch_keys=["study"])
-    genes = select_hvg(ref, batch_key="study", n_top_genes=200)["gene"].tolist()
-    return ref, qry, genes
+def data(small_group):
+    return small_group(None)  # all four types in the reference
 
 
 def knn_accuracy(ref, qry, ref_emb, qry_emb) -> float:

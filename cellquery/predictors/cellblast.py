@@ -40,7 +40,7 @@ Package defects worked around (cell-blast 0.5.1 with numpy 2 / scipy 1.17):
 * ``np.int`` (removed in numpy 1.24) is used by ``Cell_BLAST.metrics``,
   ``Cell_BLAST.weighting`` and ``Cell_BLAST.utils.minibatch``. None of them is
   on the path used here (fit_DIRECTi, BLAST, BLAST.query, Hits.blast2co), so
-  numpy is not patched; ``tests/test_methods_cellblast.py`` runs this path
+  numpy is not patched; ``tests/test_predictors_cellblast.py`` runs this path
   under numpy 2, where ``np.int`` does not exist.
 
 Device: the package picks a GPU through NVML at import, even where torch
@@ -48,7 +48,7 @@ cannot use it (the CPU build of torch on a GPU machine); :func:`use_device`
 sets the device from ``torch.cuda.is_available()`` instead. On CPU, torch runs
 with ``torch_threads`` intra-op threads (default 1): the DIRECTi networks are
 small, and on shared CPUs more threads made training about ten times slower
-here (spin-waiting threads).
+(spin-waiting threads).
 """
 
 from __future__ import annotations
@@ -57,7 +57,6 @@ import contextlib
 import os
 import sys
 import tempfile
-import time
 from typing import Sequence
 
 import anndata as ad
@@ -65,8 +64,8 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.embed.scvi import limited_torch_threads
-from cellquery.methods import MethodResult
+from cellquery.peer_tools import limited_torch_threads, raw_counts
+from cellquery.predictors import MethodResult, fate_columns, timed
 from cellquery.transfer import sweep_column
 
 SWEEPS = True  # P-value cut-off: predictions at several cut-offs come from one query
@@ -89,12 +88,7 @@ def model_seeds(seed: int, n_models: int) -> list[int]:
 
 def counts_adata(adata: ad.AnnData, keys: Sequence[str], source: str) -> ad.AnnData:
     """An AnnData with the raw counts of all genes in ``X`` (Cell BLAST's input) and obs ``keys``."""
-    if "counts" not in adata.layers:
-        raise InputError(f"{source}: layers['counts'] (raw counts) is missing; cellblast models raw counts")
-    import scipy.sparse as sp
-
-    x = adata.layers["counts"]
-    x = x.astype(np.float32).tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x, dtype=np.float32))
+    x = raw_counts(adata, source, "cellblast")
     obs = pd.DataFrame({k: adata.obs[k].to_numpy() for k in keys}, index=adata.obs_names.astype(str))
     return ad.AnnData(X=x, obs=obs, var=pd.DataFrame(index=adata.var_names.astype(str)))
 
@@ -150,7 +144,7 @@ def hit_predictions(
     when ``reference_values`` is given, the mean of the significant hits'
     values (NaN for cells with fewer than ``min_hits`` hits).
     """
-    from cellquery.transfer.rules import decide
+    from cellquery.transfer.acceptance import decide
 
     labels, codes = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
     c, h = cell[significant], hit[significant]
@@ -210,6 +204,73 @@ def blast2co(blast, query_names, cell, hit, p_value, significant, ontology_key: 
     return table[ontology_key].astype(str).to_numpy()
 
 
+def check_params(
+    *, n_models: int, epochs: int, latent_dim: int, n_neighbors: int, n_posterior: int, n_empirical: int,
+    p_cutoff: float, sweep: Sequence[float],
+) -> None:
+    """Raise :class:`InputError` naming the parameter(s) out of range."""
+    if n_models < 1 or epochs < 1 or latent_dim < 1 or n_neighbors < 1 or n_posterior < 2 or n_empirical < 1:
+        raise InputError("config: methods: cellblast: n_models, epochs, latent_dim, n_neighbors, n_empirical must be >= 1 and n_posterior >= 2")
+    if not all(0 < t <= 1 for t in [p_cutoff, *sweep]):
+        raise InputError(f"config: methods: cellblast p_cutoff and sweep must be in (0, 1], got {[p_cutoff, *sweep]}")
+
+
+def blast_inputs(
+    reference: ad.AnnData, query: ad.AnnData, obs_keys: Sequence[str | None], batch_key: str | None
+) -> tuple[ad.AnnData, ad.AnnData, list[str] | None]:
+    """Cell BLAST's reference (with the obs columns ``obs_keys``, None skipped) and query, and the batch effect to align.
+
+    Batch alignment needs at least two batches in the reference; otherwise none.
+    """
+    ref = counts_adata(reference, list(dict.fromkeys(k for k in obs_keys if k)), "reference")
+    qry = counts_adata(query, [], "query")
+    batch_effect = [batch_key] if batch_key and ref.obs[batch_key].nunique() > 1 else None
+    return ref, qry, batch_effect
+
+
+def train_models(cb, ref: ad.AnnData, genes: list[str], batch_effect, seeds: Sequence[int], workdir: str, **directi) -> list:
+    """One DIRECTi model per seed (step 1), saved under ``workdir``; ``directi``: ``fit_DIRECTi`` options."""
+    models = []
+    for i, model_seed in enumerate(seeds):
+        # DIRECTi reports every epoch on stdout; keep it in the job's log (stderr)
+        with contextlib.redirect_stdout(sys.stderr):
+            models.append(
+                cb.directi.fit_DIRECTi(
+                    ref, genes=genes, batch_effect=batch_effect, random_seed=model_seed,
+                    path=os.path.join(workdir, f"model{i}"), **directi,
+                )
+            )
+    return models
+
+
+def annotate(
+    blast, result, query_names, label_key: str, keys: Sequence[str], ontology_key: str | None, *, p_cutoff: float,
+    sweep: Sequence[float], min_hits: int, min_fraction: float, blast2co_threshold: float, blast2co_min_path: int,
+) -> pd.DataFrame:
+    """Steps 3-5: the query's predictions from its BLAST hits ``result``.
+
+    Columns ``prediction``, ``n_hits``, ``top_fraction``, ``pred_<key>`` of
+    the continuous ``keys``, one ``sweep_<cut-off>`` per ``sweep`` cut-off and,
+    with an ontology key, ``pred_cl`` (BLAST2CO).
+    """
+    n_query = len(query_names)
+    cell, hit, _, p_value = reconcile_hits(result.hits, result.dist, result.pval, len(blast.models))
+    significant = p_value < p_cutoff  # "P-value smaller than a specified cutoff" (Methods)
+    labels = blast.ref.obs[label_key].astype(str).to_numpy()
+    values = blast.ref.obs[list(keys)].to_numpy(float) if keys else None
+    rule = dict(min_hits=min_hits, min_fraction=min_fraction)
+    pred, n_hits, share, means = hit_predictions(cell, hit, significant, n_query, labels, values, **rule)
+    predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share, **fate_columns(keys, means)})
+    for t in sweep:
+        predictions[sweep_column(t)] = hit_predictions(cell, hit, p_value < t, n_query, labels, None, **rule)[0]
+    if ontology_key:
+        predictions["pred_cl"] = blast2co(
+            blast, query_names, cell, hit, p_value, significant, ontology_key,
+            min_hits=min_hits, threshold=blast2co_threshold, min_path=blast2co_min_path,
+        )
+    return predictions
+
+
 def predict(
     reference: ad.AnnData,
     query: ad.AnnData,
@@ -221,22 +282,12 @@ def predict(
     ontology_key: str | None = None,
     seed: int = 0,
     n_models: int = 4,
-    epochs: int = 1000,
-    patience: int = 30,
-    latent_dim: int = 10,
-    h_dim: int = 128,
-    batch_size: int = 128,
-    learning_rate: float = 1e-3,
-    lambda_reg: float = 0.01,
-    adversarial_delay: int = 20,
-    n_neighbors: int = 5,
-    n_posterior: int = 50,
-    n_empirical: int = 10000,
-    p_cutoff: float = 0.05,
-    min_hits: int = 2,
-    min_fraction: float = 0.5,
-    blast2co_threshold: float = 0.5,
-    blast2co_min_path: int = 4,
+    epochs: int = 1000, patience: int = 30,
+    latent_dim: int = 10, h_dim: int = 128, batch_size: int = 128, learning_rate: float = 1e-3,
+    lambda_reg: float = 0.01, adversarial_delay: int = 20,
+    n_neighbors: int = 5, n_posterior: int = 50, n_empirical: int = 10000,
+    p_cutoff: float = 0.05, min_hits: int = 2, min_fraction: float = 0.5,
+    blast2co_threshold: float = 0.5, blast2co_min_path: int = 4,
     n_jobs: int = 1,
     torch_threads: int = 1,
     sweep: Sequence[float] = (),
@@ -245,23 +296,19 @@ def predict(
 
     Parameters
     ----------
-    reference, query
-        Preprocessed AnnDatas with raw counts in ``layers["counts"]``.
-    genes
-        Genes the models are fitted on (the group's HVGs).
+    reference, query, genes
+        Preprocessed AnnDatas with raw counts in ``layers["counts"]``; the
+        models are fitted on ``genes`` (the group's HVGs).
     label_key, batch_key, continuous_keys, ontology_key
         The group's reference obs columns (``batch_key`` None: no batch alignment).
     seed
         Run seed; the models' seeds and the posterior sampling derive from it.
-    n_models
-        Models in the ensemble (paper: 4).
-    epochs, patience
-        Maximum epochs and early-stopping patience of each model.
+    n_models, epochs, patience
+        Models in the ensemble (paper: 4), maximum epochs and early-stopping patience of each.
     latent_dim, h_dim, batch_size, learning_rate
         DIRECTi architecture and optimiser (package defaults 10, 128, 128, 1e-3).
     lambda_reg, adversarial_delay
-        Adversarial batch alignment strength (the paper's lambda_b) and the
-        epochs before it starts (package defaults 0.01 and 20).
+        Adversarial batch alignment strength (the paper's lambda_b), epochs before it starts (defaults 0.01, 20).
     n_neighbors, n_posterior, n_empirical
         Initial Euclidean hits per model, posterior samples per cell for NPD,
         random reference pairs of the empirical null distribution.
@@ -269,105 +316,38 @@ def predict(
         Significance cut-off of the empirical P-value and the prediction rule.
     blast2co_threshold, blast2co_min_path
         BLAST2CO confidence threshold and minimal longest path to the root.
-    n_jobs
-        joblib jobs of the BLAST search.
-    torch_threads
-        Torch intra-op threads while the method runs (restored afterwards).
+    n_jobs, torch_threads
+        joblib jobs of the BLAST search; torch intra-op threads while the method runs.
     sweep
-        Further P-value cut-offs; for each, a ``sweep_<cut-off>`` column holds
-        the labels predicted with it (the paper's Supp. Fig. 9c).
+        Further P-value cut-offs, each giving a ``sweep_<cut-off>`` column (the paper's Supp. Fig. 9c).
 
     Returns
     -------
-    MethodResult with ``prediction``, ``pred_<key>``, ``pred_cl`` (with an
-    ontology key), ``n_hits`` and ``top_fraction``; the first model's latent
-    space as the embedding; timings ``train_s``, ``index_s``, ``query_s``,
-    ``annotate_s``.
+    MethodResult with the columns of :func:`annotate`, the first model's latent space as the
+    embedding and timings ``train_s``, ``index_s``, ``query_s``, ``annotate_s``.
     """
-    if n_models < 1 or epochs < 1 or latent_dim < 1 or n_neighbors < 1 or n_posterior < 2 or n_empirical < 1:
-        raise InputError("config: methods: cellblast: n_models, epochs, latent_dim, n_neighbors, n_empirical must be >= 1 and n_posterior >= 2")
-    if not all(0 < t <= 1 for t in [p_cutoff, *sweep]):
-        raise InputError(f"config: methods: cellblast p_cutoff and sweep must be in (0, 1], got {[p_cutoff, *sweep]}")
+    check_params(n_models=n_models, epochs=epochs, latent_dim=latent_dim, n_neighbors=n_neighbors,
+                 n_posterior=n_posterior, n_empirical=n_empirical, p_cutoff=p_cutoff, sweep=sweep)
     keys = list(continuous_keys)
-    for key in [label_key, *keys, *([batch_key] if batch_key else []), *([ontology_key] if ontology_key else [])]:
-        if key not in reference.obs:
-            raise InputError(f"reference: obs column {key!r} is missing")
-    missing = [g for g in genes if g not in reference.var_names or g not in query.var_names]
-    if missing:
-        raise InputError(f"hvg: gene {missing[0]!r} is not in both reference and query ({len(missing)} missing)")
-    obs_keys = [label_key, *keys, *([batch_key] if batch_key else []), *([ontology_key] if ontology_key else [])]
-    ref = counts_adata(reference, list(dict.fromkeys(obs_keys)), "reference")
-    qry = counts_adata(query, [], "query")
-    genes = list(genes)
-    batch_effect = [batch_key] if batch_key and ref.obs[batch_key].nunique() > 1 else None
+    ref, qry, batch_effect = blast_inputs(reference, query, [label_key, *keys, batch_key, ontology_key], batch_key)
+    directi = dict(latent_dim=latent_dim, h_dim=h_dim, batch_size=batch_size, learning_rate=learning_rate, epoch=epochs,
+                   patience=patience, rmbatch_module_kwargs={"lambda_reg": lambda_reg, "delay": adversarial_delay})
+    rule = dict(p_cutoff=p_cutoff, sweep=sweep, min_hits=min_hits, min_fraction=min_fraction,
+                blast2co_threshold=blast2co_threshold, blast2co_min_path=blast2co_min_path)
 
     import Cell_BLAST as cb  # heavy: imported only when the method runs
 
     use_device(cb)
-
     timings: dict[str, float] = {}
     with limited_torch_threads(torch_threads), tempfile.TemporaryDirectory(prefix="cellblast-") as workdir:
-        start = time.perf_counter()
-        models = []
-        for i, model_seed in enumerate(model_seeds(seed, n_models)):
-            # DIRECTi reports every epoch on stdout; keep it in the job's log (stderr)
-            with contextlib.redirect_stdout(sys.stderr):
-                models.append(
-                    cb.directi.fit_DIRECTi(
-                        ref,
-                        genes=genes,
-                        batch_effect=batch_effect,
-                        latent_dim=latent_dim,
-                        h_dim=h_dim,
-                        batch_size=batch_size,
-                        learning_rate=learning_rate,
-                        epoch=epochs,
-                        patience=patience,
-                        rmbatch_module_kwargs={"lambda_reg": lambda_reg, "delay": adversarial_delay},
-                        random_seed=model_seed,
-                        path=os.path.join(workdir, f"model{i}"),
-                    )
-                )
-        timings["train_s"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        blast = cb.blast.BLAST(
-            models, ref, n_posterior=n_posterior, n_empirical=n_empirical, n_jobs=n_jobs, random_seed=seed
-        )
-        timings["index_s"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        result = blast.query(qry, n_neighbors=n_neighbors, n_jobs=n_jobs, random_seed=seed)
-        query_latent = models[0].inference(qry)
-        timings["query_s"] = time.perf_counter() - start
-
-        start = time.perf_counter()
-        cell, hit, _, p_value = reconcile_hits(result.hits, result.dist, result.pval, len(models))
-        significant = p_value < p_cutoff  # "P-value smaller than a specified cutoff" (Methods)
-        values = reference.obs[keys].to_numpy(float) if keys else None
-        labels = ref.obs[label_key].astype(str).to_numpy()
-        pred, n_hits, share, means = hit_predictions(
-            cell, hit, significant, qry.n_obs, labels, values,
-            min_hits=min_hits, min_fraction=min_fraction,
-        )
-        predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share})
-        for j, key in enumerate(keys):
-            predictions[f"pred_{key}"] = means[:, j]
-        for t in sweep:
-            predictions[sweep_column(t)] = hit_predictions(
-                cell, hit, p_value < t, qry.n_obs, labels, None,
-                min_hits=min_hits, min_fraction=min_fraction,
-            )[0]
-        if ontology_key:
-            predictions["pred_cl"] = blast2co(
-                blast, qry.obs_names, cell, hit, p_value, significant, ontology_key,
-                min_hits=min_hits, threshold=blast2co_threshold, min_path=blast2co_min_path,
-            )
-        timings["annotate_s"] = time.perf_counter() - start
+        with timed(timings, "train_s"):
+            models = train_models(cb, ref, list(genes), batch_effect, model_seeds(seed, n_models), workdir, **directi)
+        with timed(timings, "index_s"):
+            blast = cb.blast.BLAST(models, ref, n_posterior=n_posterior, n_empirical=n_empirical, n_jobs=n_jobs, random_seed=seed)
+        with timed(timings, "query_s"):
+            result = blast.query(qry, n_neighbors=n_neighbors, n_jobs=n_jobs, random_seed=seed)
+            query_latent = np.asarray(models[0].inference(qry), dtype=np.float32)
+        with timed(timings, "annotate_s"):
+            predictions = annotate(blast, result, qry.obs_names, label_key, keys, ontology_key, **rule)
         reference_latent = np.asarray(blast.latent[:, 0, :], dtype=np.float32)
-    return MethodResult(
-        predictions=predictions,
-        reference_embedding=reference_latent,
-        query_embedding=np.asarray(query_latent, dtype=np.float32),
-        timings=timings,
-    )
+    return MethodResult(predictions, reference_latent, query_latent, timings)

@@ -1,0 +1,141 @@
+"""Predictors: peer tools that embed, search and transfer by themselves.
+
+One module per predictor. A module defines ``REQUIRES`` (e.g. ``("counts",)``)
+and ``predict(reference, query, genes, *, label_key, batch_key,
+continuous_keys, ontology_key, seed, **params) -> MethodResult``.
+A module whose rejection has a P-value cut-off sets ``SWEEPS = True`` and
+accepts ``sweep`` (cut-offs; one ``sweep_<cut-off>`` prediction column each).
+Registering a predictor is one line in :data:`PREDICTORS`.
+
+:func:`run_predictor` checks the inputs every predictor relies on (raw counts
+where it needs them, the group's obs columns in the reference, the genes in
+both reference and query) before calling ``predict``, so a module checks only
+its own parameters.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+from cellquery.registry import Registry, skip_reason
+from cellquery.settings import GroupSettings
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+# imported on first use: peer tools (torch, scvi-tools, Cell BLAST) are heavy to import
+PREDICTORS = Registry(
+    "predictor",
+    "methods.<name>.predictor",
+    {
+        "cellblast": "cellquery.predictors.cellblast",
+        "cellmapper": "cellquery.predictors.cellmapper",
+        "ingest": "cellquery.predictors.ingest",
+        "scanvi": "cellquery.predictors.scanvi",
+    },
+)
+
+
+@dataclass
+class MethodResult:
+    """What every predictor returns.
+
+    ``predictions``: one row per query cell, in query order, with column
+    ``prediction`` (a reference label, ``ambiguous`` or ``rejected``) and,
+    where the group has them, ``pred_<continuous key>`` columns and
+    ``pred_cl``; further per-cell columns (confidence, presence score...) are
+    kept in the predictions file. Embeddings (reference and query, same space)
+    are optional. ``timings``: seconds per phase (e.g. ``train_s``, ``query_s``).
+    """
+
+    predictions: pd.DataFrame
+    reference_embedding: np.ndarray | None = None
+    query_embedding: np.ndarray | None = None
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+@contextlib.contextmanager
+def timed(timings: dict[str, float], phase: str) -> Iterator[None]:
+    """Record the seconds the block takes as ``timings[phase]``."""
+    start = time.perf_counter()
+    yield
+    timings[phase] = time.perf_counter() - start
+
+
+def fate_columns(keys: Sequence[str], fates: np.ndarray) -> dict[str, np.ndarray]:
+    """The ``pred_<key>`` columns of predicted continuous annotations ``fates`` (cells x keys)."""
+    return {f"pred_{key}": fates[:, j] for j, key in enumerate(keys)}
+
+
+def neighbour_fates(
+    reference_obs: pd.DataFrame, keys: Sequence[str], neighbours: np.ndarray, rejected: np.ndarray | None = None
+) -> dict[str, np.ndarray]:
+    """``pred_<key>`` columns: each key's mean over a query cell's reference ``neighbours`` (NaN where ``rejected``)."""
+    fates = reference_obs[list(keys)].to_numpy(float)[neighbours].mean(axis=1)
+    if rejected is not None:
+        fates[rejected] = np.nan
+    return fate_columns(keys, fates)
+
+
+def check_inputs(reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], group: GroupSettings) -> None:
+    """Raise :class:`InputError` unless the reference has the group's obs columns and both sides have ``genes``."""
+    roles = [(group.label_key, "label key"), *((k, "continuous key") for k in group.continuous_keys)]
+    roles += [(group.batch_key, "batch key"), (group.ontology_key, "ontology key")]
+    for key, role in roles:
+        if key is not None and key not in reference.obs:
+            raise InputError(f"reference: obs column {key!r} ({role}) is missing")
+    missing = [g for g in genes if g not in reference.var_names or g not in query.var_names]
+    if missing:
+        raise InputError(f"hvg: gene {missing[0]!r} is not in both reference and query ({len(missing)} missing)")
+
+
+def run_predictor(
+    reference, query, genes, *, predictor: str, params: dict, group: GroupSettings, seed: int, sweep=()
+):
+    """Run predictor ``predictor`` on a group; return (predictions table, reference AnnData, query AnnData, timings).
+
+    The predictions table has the same columns as the embedding path's
+    (:func:`cellquery.transfer.prediction_table`); the AnnDatas carry the
+    cells' obs and, where the predictor has one, its embedding in ``obsm["X_emb"]``.
+    ``sweep`` (rejection cut-offs) reaches predictors that set ``SWEEPS``; the others ignore it.
+    """
+    module = PREDICTORS[predictor]
+    reason = skip_reason(module, reference.uns.get("values", "counts"))
+    if reason:
+        raise InputError(f"predictor {predictor}: {reason}")
+    check_inputs(reference, query, genes, group)
+    result = module.predict(
+        reference,
+        query,
+        list(genes),
+        label_key=group.label_key,
+        batch_key=group.batch_key,
+        continuous_keys=list(group.continuous_keys),
+        ontology_key=group.ontology_key,
+        seed=seed,
+        **({"sweep": list(sweep)} if getattr(module, "SWEEPS", False) and len(sweep) else {}),
+        **params,
+    )
+    return _outputs(reference, query, group, result, {"embedding": {"method": predictor, "seed": seed}})
+
+
+def _outputs(reference, query, group: GroupSettings, result: MethodResult, uns: dict):
+    """The predictions table, the two embedding AnnDatas and the timings table of a predictor's result."""
+    from cellquery.io import embedding_adata
+    from cellquery.transfer import label_to_term, prediction_table
+
+    ontology_key = group.ontology_key
+    to_term = label_to_term(reference.obs, group.label_key, ontology_key) if ontology_key else None
+    table = prediction_table(query.obs, group, result.predictions, to_term)
+    ref_emb = np.zeros((reference.n_obs, 0), np.float32) if result.reference_embedding is None else result.reference_embedding
+    qry_emb = np.zeros((query.n_obs, 0), np.float32) if result.query_embedding is None else result.query_embedding
+    timings = pd.DataFrame({"phase": list(result.timings), "seconds": list(result.timings.values())})
+    return table, embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns), timings

@@ -1,0 +1,54 @@
+"""Fixtures shared by the test modules: a small simulated group for the predictors and embeddings."""
+
+import pytest
+
+from cellquery.settings import GroupSettings
+
+TYPES = ("CD14-positive monocyte", "naive B cell", "natural killer cell", "erythroblast")
+FATES = ("fate_erythroid", "fate_myeloid", "fate_lymphoid")
+
+
+@pytest.fixture(scope="session")
+def group() -> GroupSettings:
+    """The small group's annotation keys: cell type labels, study batches, Cell Ontology ids, lineage fates."""
+    return GroupSettings(label_key="cell_type", batch_keys=("study",), ontology_key="cell_ontology_id", continuous_keys=FATES)
+
+
+@pytest.fixture(scope="session")
+def fates(group) -> list[str]:
+    """The group's continuous annotations: fate probabilities over the three lineages."""
+    return list(group.continuous_keys)
+
+
+def _build_group(absent: str | None, group: GroupSettings):
+    from cellquery.data.simulate import simulate_dataset
+    from cellquery.hvg import select_hvg
+    from cellquery.preprocess import prepare_group
+
+    ref = simulate_dataset(400, studies=["s1", "s2"], seed=1, n_genes=600, include_types=[t for t in TYPES if t != absent])
+    qry = simulate_dataset(200, studies=["s3"], seed=2, n_genes=600, include_types=list(TYPES))
+    ref.uns["values"] = qry.uns["values"] = "counts"
+    ref, qry = prepare_group(
+        [ref], [qry], reference_sources=["ref"], query_sources=["qry"], label_key=group.label_key,
+        batch_keys=list(group.batch_keys), ontology_key=group.ontology_key, continuous_keys=list(group.continuous_keys),
+    )
+    genes = select_hvg(ref, batch_key=group.batch_key, n_top_genes=200)["gene"].tolist()
+    return ref, qry, genes
+
+
+@pytest.fixture(scope="session")
+def small_group(group):
+    """``small_group(absent)``: preprocessed (reference, query, HVGs) of 400 + 200 simulated cells of four types.
+
+    The cell type ``absent`` (None: none) is held out of the reference, so it
+    is a negative type of the query. Each variant is built once per session;
+    tests that change the AnnDatas change copies.
+    """
+    built = {}
+
+    def get(absent: str | None = None):
+        if absent not in built:
+            built[absent] = _build_group(absent, group)
+        return built[absent]
+
+    return get
