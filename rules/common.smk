@@ -155,10 +155,9 @@ def transfer_inputs(wildcards):
 
 def run_embeddings(wildcards):
     """The reference and query embedding of a run: model 0 of an embedding, or a predictor's own."""
-    base = "results/{group}/{kind}/{method}/seed{seed}".format(**wildcards)
-    if wildcards.kind == "embeddings":
-        base += "/model0"
-    return dict(reference=f"{base}/reference_embedding.h5ad", query=f"{base}/query_embedding.h5ad")
+    model = "model0/" if wildcards.kind == "embeddings" else ""
+    base = "results/{group}/{kind}/{method}/seed{seed}/".format(**wildcards) + model
+    return dict(reference=base + "reference_embedding.h5ad", query=base + "query_embedding.h5ad")
 
 
 def benchmark_files(wildcards):

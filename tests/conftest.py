@@ -1,6 +1,13 @@
-"""Fixtures shared by the test modules: a small simulated group for the predictors and embeddings."""
+"""Fixtures shared by the test modules: a small simulated group for the predictors and embeddings,
+and one run of config/toy.yaml for the end-to-end tests."""
+
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
+import yaml
 
 from cellquery.settings import GroupSettings
 
@@ -52,3 +59,29 @@ def small_group(group):
         return built[absent]
 
     return get
+
+
+REPO = Path(__file__).resolve().parents[1]
+TOY = REPO / "config/toy.yaml"
+TOY_TIMEOUT_S = 1800
+
+
+@dataclass
+class ToyRun:
+    """A finished local run of config/toy.yaml: its working directory, Snakemake's output and the config."""
+
+    workdir: Path
+    output: str
+    config: dict
+
+
+@pytest.fixture(scope="session")
+def toy_run(tmp_path_factory) -> ToyRun:
+    """config/toy.yaml run once with ``snakemake -c2`` and shared by every end-to-end test (workflow, Slurm)."""
+    workdir = tmp_path_factory.mktemp("toy")
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2", "--configfile", str(TOY)]
+    result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=TOY_TIMEOUT_S)
+    output = result.stdout + result.stderr
+    if result.returncode != 0:
+        pytest.fail(f"the toy run failed (exit {result.returncode}):\n{output[-8000:]}")
+    return ToyRun(workdir, output, yaml.safe_load(TOY.read_text()))

@@ -27,7 +27,6 @@ SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TOY = REPO / "config/toy.yaml"
 KEYS = ["group", "method", "index", "transfer", "seed", "reported_as", "metric"]
 SLURM_TIMEOUT_S = 1500
-LOCAL_TIMEOUT_S = 900
 # Node states in which a node can run jobs now or soon.
 USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
 
@@ -112,28 +111,21 @@ def test_job_counts_parser():
 
 
 @pytest.fixture(scope="module")
-def toy_runs(tmp_path_factory):
-    """The toy config run through the Slurm profile and locally, side by side."""
+def toy_runs(tmp_path_factory, toy_run):
+    """The toy config run through the Slurm profile, beside the shared local run (tests/conftest.py)."""
     reason = slurm_unavailable_reason()
     if reason:
         pytest.skip(reason)
     slurm_dir = tmp_path_factory.mktemp("slurm_run")
-    local_dir = tmp_path_factory.mktemp("local_run")
     slurm_log = slurm_dir.parent / f"{slurm_dir.name}.log"
-    local_log = local_dir.parent / f"{local_dir.name}.log"
     t0 = time.monotonic()
     slurm = start(["--profile", str(PROFILE), "--configfile", str(TOY)], slurm_dir, slurm_log)
-    local = None
     try:
-        local = start(["-c2", "--configfile", str(TOY)], local_dir, local_log)
-        local_out = finish(local, local_log, LOCAL_TIMEOUT_S, "local run")
-        slurm_out = finish(slurm, slurm_log, SLURM_TIMEOUT_S - (time.monotonic() - t0), "run through Slurm")
+        slurm_out = finish(slurm, slurm_log, SLURM_TIMEOUT_S, "run through Slurm")
     finally:
-        for proc in (slurm, local):
-            interrupt(proc)
-    elapsed = time.monotonic() - t0
-    print(f"toy config through Slurm and locally, side by side: {elapsed:.0f} s")
-    return dict(slurm_dir=slurm_dir, local_dir=local_dir, slurm_out=slurm_out, local_out=local_out)
+        interrupt(slurm)
+    print(f"toy config through Slurm: {time.monotonic() - t0:.0f} s")
+    return dict(slurm_dir=slurm_dir, local_dir=toy_run.workdir, slurm_out=slurm_out, local_out=toy_run.output)
 
 
 def test_every_job_ran_as_a_slurm_job(toy_runs):

@@ -24,11 +24,9 @@ def snakemake(workdir, *args, check=True):
 
 
 @pytest.fixture(scope="module")
-def toy_run(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("toy")
-    snakemake(workdir, "-c2", "--configfile", str(REPO / "config/toy.yaml"))
-    config = yaml.safe_load((REPO / "config/toy.yaml").read_text())
-    return workdir, config
+def toy(toy):
+    """(working directory, config) of the shared toy run (tests/conftest.py)."""
+    return toy_run.workdir, toy_run.config
 
 
 def expected_runs(config):
@@ -49,8 +47,8 @@ def expected_runs(config):
                     yield group, method, index, transfer, seed, name, reason
 
 
-def test_summary_has_every_expected_row(toy_run):
-    workdir, config = toy_run
+def test_summary_has_every_expected_row(toy):
+    workdir, config = toy
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
     assert list(summary.columns) == ["group", "method", "index", "transfer", "seed", "reported_as", "metric", "value"]
     runs = list(expected_runs(config))
@@ -75,8 +73,8 @@ def test_summary_has_every_expected_row(toy_run):
     assert set(map(tuple, summary[["group", "method", "index", "transfer", "seed", "reported_as"]].values.tolist())) == keys
 
 
-def test_mba_negative_is_computed_from_rejected_cells(toy_run):
-    workdir, _ = toy_run
+def test_mba_negative_is_computed_from_rejected_cells(toy):
+    workdir, _ = toy
     run = workdir / "results/simulated/embeddings/pca/seed0/flat/majority"
     predictions = pd.read_csv(run / "predictions.tsv", sep="\t")
     embedding = workdir / "results/simulated/embeddings/pca/seed0/model0/reference_embedding.h5ad"
@@ -92,8 +90,8 @@ def test_mba_negative_is_computed_from_rejected_cells(toy_run):
     assert row.value.iloc[0] == pytest.approx(np.mean(per_type))
 
 
-def test_sharded_flat_equals_flat(toy_run):
-    workdir, _ = toy_run
+def test_sharded_flat_equals_flat(toy):
+    workdir, _ = toy
     for group in ("simulated", "pbmc68k"):
         base = workdir / f"results/{group}/embeddings/pca/seed0/model0"
         flat, sharded = np.load(base / "flat/hits.npz"), np.load(base / "flat_sharded/hits.npz")
@@ -104,8 +102,8 @@ def test_sharded_flat_equals_flat(toy_run):
     assert pca.xs("flat", level="index").round(12).equals(pca.xs("flat_sharded", level="index").round(12))
 
 
-def test_benchmarks_and_figure(toy_run):
-    workdir, _ = toy_run
+def test_benchmarks_and_figure(toy):
+    workdir, _ = toy
     bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
@@ -117,8 +115,8 @@ def test_benchmarks_and_figure(toy_run):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def test_rejection_sweep(toy_run):
-    workdir, config = toy_run
+def test_rejection_sweep(toy):
+    workdir, config = toy
     sweep = pd.read_csv(workdir / "results/rejection_sweep.tsv", sep="\t")
     summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
     thresholds = sorted(config.get("rejection_sweep", [0.01, 0.02, 0.05, 0.1, 0.2]))
