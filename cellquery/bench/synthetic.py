@@ -83,6 +83,62 @@ def _zipf(n: int, a: float, rng: np.random.Generator) -> np.ndarray:
     return w / w.sum()
 
 
+def _check_world(sizes: dict[str, tuple[int, int]], fractions: dict[str, float]) -> None:
+    """Raise :class:`InputError` for a size below its minimum or a fraction outside [0, 1)."""
+    for name, (v, lo) in sizes.items():
+        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+            raise InputError(f"synthetic: {name} must be an integer >= {lo}, got {v!r}")
+    if sizes["n_unseen"][0] >= sizes["n_types"][0]:
+        raise InputError(f"synthetic: n_unseen={sizes['n_unseen'][0]} must be < n_types={sizes['n_types'][0]}")
+    if sizes["latent_dim"][0] > sizes["dim"][0]:
+        raise InputError(f"synthetic: latent_dim={sizes['latent_dim'][0]} exceeds dim={sizes['dim'][0]}")
+    for name, v in fractions.items():
+        if not 0 <= v < 1:
+            raise InputError(f"synthetic: {name} must be in [0, 1), got {v!r}")
+
+
+def _type_geometry(rng, dim: int, n_types: int, n_lineages: int, n_labels: int, latent_dim: int):
+    """Type centres (lineage centre + subtype offset) and every label's scaled latent axes."""
+    lineage = rng.normal(0.0, LINEAGE_SD, size=(n_lineages, dim))
+    of_type = rng.integers(0, n_lineages, size=n_types)
+    centres = lineage[of_type] + rng.normal(0.0, SUBTYPE_SD, size=(n_types, dim))
+    loadings = np.empty((n_labels, latent_dim, dim))
+    for t in range(n_labels):
+        axes, _ = np.linalg.qr(rng.standard_normal((dim, latent_dim)))
+        scale = np.exp(rng.normal(np.log(AXIS_SD), AXIS_LOG_SD, size=latent_dim))
+        if t >= n_types:
+            scale *= 0.5  # cells along a path vary less across it
+        loadings[t] = scale[:, None] * axes.T
+    return centres, loadings
+
+
+def _trajectory_ends(rng, centres: np.ndarray, seen: np.ndarray, n_trajectories: int) -> np.ndarray:
+    """Start, control point and end of each path; paths run between two seen types."""
+    dim = centres.shape[1]
+    ends = np.empty((n_trajectories, 3, dim))
+    for j in range(n_trajectories):
+        a, b = rng.choice(seen, size=2, replace=False)
+        ends[j, 0], ends[j, 2] = centres[a], centres[b]
+        ends[j, 1] = 0.5 * (centres[a] + centres[b]) + rng.normal(0.0, TRAJECTORY_BEND_SD, size=dim)
+    return ends
+
+
+def _abundances(rng, n_types: int, n_trajectories: int, seen: np.ndarray, unseen: np.ndarray, zipf_a: float,
+                query_zipf_a: float, trajectory_fraction: float, query_unseen_fraction: float):
+    """Label probabilities of reference and query cells (unnormalised)."""
+    n_labels = n_types + n_trajectories
+    ref_p = np.zeros(n_labels)
+    ref_p[seen] = (1.0 - trajectory_fraction) * _zipf(len(seen), zipf_a, rng)
+    q_p = np.zeros(n_labels)
+    q_p[seen] = (1.0 - trajectory_fraction - query_unseen_fraction) * _zipf(len(seen), query_zipf_a, rng)
+    if len(unseen):
+        q_p[unseen] = query_unseen_fraction * _zipf(len(unseen), query_zipf_a, rng)
+    if n_trajectories:
+        ref_p[n_types:] = trajectory_fraction / n_trajectories
+        q_p[n_types:] = trajectory_fraction / n_trajectories
+    return ref_p, q_p
+
+
 def make_world(
     dim: int = 32,
     seed: int = 0,
@@ -104,57 +160,28 @@ def make_world(
         Non-positive sizes, ``n_unseen >= n_types``, ``latent_dim > dim``, fractions
         outside [0, 1).
     """
-    for name, v, lo in (
-        ("dim", dim, 1), ("n_types", n_types, 1), ("n_lineages", n_lineages, 1),
-        ("n_unseen", n_unseen, 0), ("n_trajectories", n_trajectories, 0), ("latent_dim", latent_dim, 1),
-    ):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"synthetic: {name} must be an integer >= {lo}, got {v!r}")
-    if n_unseen >= n_types:
-        raise InputError(f"synthetic: n_unseen={n_unseen} must be < n_types={n_types}")
-    if latent_dim > dim:
-        raise InputError(f"synthetic: latent_dim={latent_dim} exceeds dim={dim}")
-    for name, v in (("trajectory_fraction", trajectory_fraction), ("query_unseen_fraction", query_unseen_fraction)):
-        if not 0 <= v < 1:
-            raise InputError(f"synthetic: {name} must be in [0, 1), got {v!r}")
+    _check_world(
+        dict(dim=(dim, 1), n_types=(n_types, 1), n_lineages=(n_lineages, 1), n_unseen=(n_unseen, 0),
+             n_trajectories=(n_trajectories, 0), latent_dim=(latent_dim, 1)),
+        dict(trajectory_fraction=trajectory_fraction, query_unseen_fraction=query_unseen_fraction),
+    )
     if n_unseen == 0 and query_unseen_fraction > 0:
         query_unseen_fraction = 0.0
     if n_trajectories == 0:
         trajectory_fraction = 0.0
-    rng = np.random.default_rng([int(seed), _WORLD])
-    lineage = rng.normal(0.0, LINEAGE_SD, size=(n_lineages, dim))
-    of_type = rng.integers(0, n_lineages, size=n_types)
-    centres = lineage[of_type] + rng.normal(0.0, SUBTYPE_SD, size=(n_types, dim))
-    n_labels = n_types + n_trajectories
-    loadings = np.empty((n_labels, latent_dim, dim))
-    for t in range(n_labels):
-        axes, _ = np.linalg.qr(rng.standard_normal((dim, latent_dim)))
-        scale = np.exp(rng.normal(np.log(AXIS_SD), AXIS_LOG_SD, size=latent_dim))
-        if t >= n_types:
-            scale *= 0.5  # cells along a path vary less across it
-        loadings[t] = scale[:, None] * axes.T
-    perm = rng.permutation(n_types)
-    seen, unseen = np.sort(perm[: n_types - n_unseen]), np.sort(perm[n_types - n_unseen :])
-    ends = np.empty((n_trajectories, 3, dim))
-    for j in range(n_trajectories):  # paths run between two seen types
-        a, b = rng.choice(seen, size=2, replace=False)
-        ends[j, 0], ends[j, 2] = centres[a], centres[b]
-        ends[j, 1] = 0.5 * (centres[a] + centres[b]) + rng.normal(0.0, TRAJECTORY_BEND_SD, size=dim)
-    ref_p = np.zeros(n_labels)
-    ref_p[seen] = (1.0 - trajectory_fraction) * _zipf(len(seen), zipf_a, rng)
-    q_p = np.zeros(n_labels)
-    q_p[seen] = (1.0 - trajectory_fraction - query_unseen_fraction) * _zipf(len(seen), query_zipf_a, rng)
-    if n_unseen:
-        q_p[unseen] = query_unseen_fraction * _zipf(n_unseen, query_zipf_a, rng)
-    if n_trajectories:
-        ref_p[n_types:] = trajectory_fraction / n_trajectories
-        q_p[n_types:] = trajectory_fraction / n_trajectories
     params = dict(
         dim=dim, seed=seed, n_types=n_types, n_lineages=n_lineages, n_unseen=n_unseen,
         n_trajectories=n_trajectories, latent_dim=latent_dim, zipf_a=zipf_a,
         query_zipf_a=query_zipf_a, trajectory_fraction=trajectory_fraction,
         query_unseen_fraction=query_unseen_fraction,
     )
+    rng = np.random.default_rng([int(seed), _WORLD])  # one stream, drawn in this order:
+    centres, loadings = _type_geometry(rng, dim, n_types, n_lineages, n_types + n_trajectories, latent_dim)
+    perm = rng.permutation(n_types)
+    seen, unseen = np.sort(perm[: n_types - n_unseen]), np.sort(perm[n_types - n_unseen :])
+    ends = _trajectory_ends(rng, centres, seen, n_trajectories)
+    ref_p, q_p = _abundances(rng, n_types, n_trajectories, seen, unseen, zipf_a, query_zipf_a,
+                             trajectory_fraction, query_unseen_fraction)
     return World(
         dim=int(dim), seed=int(seed), n_types=int(n_types), n_trajectories=int(n_trajectories),
         centres=centres.astype(np.float32), loadings=loadings.astype(np.float32),
