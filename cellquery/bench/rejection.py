@@ -20,9 +20,9 @@ import numpy as np
 from cellquery.bench.synthetic import make_queries, make_world, reference_sample
 from cellquery.index import build_index
 from cellquery.metrics import mean_balanced_accuracy
-from cellquery.transfer import distance_cutoff, transfer_labels
-from cellquery.transfer.calibration import calibrate, exact_distances, p_values
-from cellquery.transfer.cutoff import reference_self_distances
+from cellquery.index.calibration import calibrate, reference_self_distances
+from cellquery.transfer import transfer_labels
+from cellquery.transfer.acceptance import distance_cutoff, exact_distances, p_values
 
 INDEXES = {
     "flat": ("faiss", {"factory": "Flat"}),
