@@ -6,43 +6,26 @@
 # One job per (index setting, reference size), each in its own process so that its
 # peak memory is its own; every job writes one table row per search setting.
 # Reads only config["scale"], and nothing when that key is absent.
-SCALE = config.get("scale", {}) or {}
+from cellquery.bench.scale import ScaleSettings, check_scale_config
 
-if SCALE:
-    from cellquery.bench.knn import check_scale_config
-
-    check_scale_config(SCALE)
-
-
-def scale_runs():
-    """(config name, reference size) of every scale job."""
-    runs = []
-    for name, spec in SCALE.get("indexes", {}).items():
-        for n in spec.get("sizes", SCALE.get("sizes", [])):
-            if spec.get("max_size") is None or n <= spec["max_size"]:
-                runs.append((name, int(n)))
-    return runs
+# The section as written (job params, so that editing it reruns the jobs) and, built
+# once from it, the settings with their defaults (cellquery.bench.scale.ScaleSettings).
+SCALE_CONFIG = config.get("scale", {}) or {}
+if SCALE_CONFIG:
+    check_scale_config(SCALE_CONFIG)
+SCALE = ScaleSettings.from_config(SCALE_CONFIG)
 
 
 def scale_spec(wildcards):
-    return SCALE["indexes"][wildcards.scale_index]
+    return SCALE_CONFIG["indexes"][wildcards.scale_index]
 
 
 def scale_mem_mb(wildcards):
-    from cellquery.bench.knn import estimate_mem_mb  # imported only when a scale job is planned
-
-    spec = SCALE["indexes"][wildcards.scale_index]
-    return estimate_mem_mb(spec["preset"], int(wildcards.n_ref), SCALE.get("dim", 32),
-                           SCALE.get("n_query", 10000), SCALE.get("k", 50),
-                           SCALE.get("chunk", 1_000_000), spec.get("params"))
+    return SCALE.mem_mb(wildcards.scale_index, int(wildcards.n_ref))
 
 
 def scale_runtime(wildcards):
-    from cellquery.bench.knn import estimate_runtime_min
-
-    spec = SCALE["indexes"][wildcards.scale_index]
-    return estimate_runtime_min(spec["preset"], int(wildcards.n_ref), SCALE.get("threads", 2),
-                                len(spec.get("search_sweep") or [{}]))
+    return SCALE.runtime_min(wildcards.scale_index, int(wildcards.n_ref))
 
 
 rule scale_knn:
@@ -50,12 +33,12 @@ rule scale_knn:
         "results/scale/runs/{scale_index}/n{n_ref}.tsv",
     params:
         spec=scale_spec,
-        scale=SCALE,
+        scale=SCALE_CONFIG,
     log:
         "results/logs/scale/{scale_index}/n{n_ref}.log",
     benchmark:
         "results/benchmarks/scale/{scale_index}/n{n_ref}.tsv"
-    threads: SCALE.get("threads", 2)
+    threads: SCALE.threads
     resources:
         mem_mb=scale_mem_mb,
         runtime=scale_runtime,
@@ -67,7 +50,7 @@ rule scale_knn:
 
 rule scale_gather:
     input:
-        [f"results/scale/runs/{name}/n{n}.tsv" for name, n in scale_runs()],
+        [f"results/scale/runs/{name}/n{n}.tsv" for name, n in SCALE.runs()],
     output:
         "results/scale/scale.tsv",
     log:

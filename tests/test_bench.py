@@ -8,13 +8,8 @@ import numpy as np
 import pytest
 
 from cellquery.bench import synthetic as syn
-from cellquery.bench.knn import (
-    FIELDS,
-    estimate_mem_mb,
-    majority_vote,
-    recall_at_k,
-    run_benchmark,
-)
+from cellquery.bench.knn import FIELDS, majority_vote, recall_at_k, run_benchmark
+from cellquery.bench.scale import estimate_mem_mb
 from cellquery.errors import InputError
 from cellquery.index.gemm_backend import GemmIndex, knn_gemm
 
@@ -258,7 +253,7 @@ def test_gather_and_figures(tmp_path):
 def test_check_scale_config():
     import yaml
 
-    from cellquery.bench.knn import check_scale_config
+    from cellquery.bench.scale import check_scale_config
 
     from pathlib import Path
 

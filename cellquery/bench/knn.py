@@ -11,6 +11,8 @@ merged over chunks with :func:`cellquery.index.merge_topk`); save the index (its
 size gives bytes per cell); time the search of all queries; compare with the exact
 neighbours (recall@k, majority-vote labels).
 
+Index presets, defaults and job resources are in :mod:`cellquery.bench.scale`.
+
 Run each measurement in its own process: ``peak_rss_mb`` is the process's peak
 (``ru_maxrss``) and covers generation, build, search and scoring.
 """
@@ -25,35 +27,17 @@ import resource
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from cellquery.bench.scale import DEFAULTS, PRESETS, SEARCH_KEYS, non_search_keys, preset_spec
 from cellquery.bench.synthetic import World, iter_reference_chunks, make_queries, make_world
 from cellquery.errors import InputError
-from cellquery.index import BACKENDS, Index, make_index, merge_topk
-from cellquery.index.gemm_backend import GemmIndex, knn_gemm
-
-# Named index presets: (backend, params). Tuned values are set on the command line or
-# in the sweep config; "{nlist}" with nlist "auto" is about 4 sqrt(n_ref) lists.
-PRESETS: dict[str, tuple[str, dict]] = {
-    "flat": ("faiss", {"factory": "Flat"}),
-    "gemm": ("gemm", {}),
-    "ivfflat": ("faiss", {"factory": "IVF{nlist},Flat", "nprobe": 8}),
-    "ivfsq8": ("faiss", {"factory": "IVF{nlist},SQ8", "nprobe": 8}),
-    "ivfpq16": ("faiss", {"factory": "IVF{nlist},PQ16", "nprobe": 16}),
-    "ivfpq16_refine": ("faiss", {"factory": "IVF{nlist},PQ16", "nprobe": 16, "refine": True, "k_factor": 4}),
-    # coarse quantizer searched with an HNSW graph: assigning 10^7 cells to 16k lists costs
-    # a few graph hops each instead of 16k distances (flat quantizer)
-    "ivfpq16_hnswq": ("faiss", {"factory": "IVF{nlist}_HNSW32,PQ16", "nlist": 16384, "nprobe": 32}),
-    # 32 sub-quantizers x 4 bits = 16 bytes per code, scanned with SIMD (faiss "fast scan")
-    "ivfpq32fs": ("faiss", {"factory": "IVF{nlist},PQ32x4fs", "nprobe": 16}),
-    "ivfpq32fs_refine": ("faiss", {"factory": "IVF{nlist},PQ32x4fs", "nprobe": 16, "refine": True, "k_factor": 4}),
-    "hnsw32": ("faiss", {"factory": "HNSW32", "efSearch": 64}),
-    "hnswlib": ("hnswlib", {"M": 16, "ef_construction": 200, "ef": 100}),
-    "pynndescent": ("pynndescent", {}),
-}
-EXACT_PRESETS = ("flat", "gemm")  # presets whose search is exhaustive
+from cellquery.index import Index, make_index, merge_topk
+from cellquery.index.gemm_backend import knn_gemm
 
 # Every field of the JSON line (and of the sweep's TSV rows), in order.
 FIELDS = [
@@ -66,34 +50,18 @@ FIELDS = [
     "loadavg_end", "params",
 ]
 
-# Params that may change between searches of one built index.
-SEARCH_KEYS = ("nprobe", "efSearch", "k_factor", "ef", "epsilon", "threads", "num_threads",
-               "n_jobs", "query_block", "ref_block", "batch_size")
-
 # Relative slack for ties at the k-th exact distance (float32 rounding differs between
 # an index and the GEMM reference).
 TIE_RTOL = 1e-5
+
+# The param that sets a backend's thread count (faiss: OpenMP threads, set process-wide).
+THREAD_PARAMS = {"gemm": "threads", "hnswlib": "num_threads", "pynndescent": "n_jobs"}
 
 
 def _int(name: str, v, lo: int = 1) -> int:
     if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
         raise InputError(f"bench: {name} must be an integer >= {lo}, got {v!r}")
     return int(v)
-
-
-def preset_spec(name: str, overrides: dict | None = None) -> tuple[str, dict]:
-    """Backend and params of a preset with ``overrides`` merged over its params."""
-    if name not in PRESETS:
-        raise InputError(f"bench: unknown index preset '{name}'; known: {sorted(PRESETS)}")
-    backend, params = PRESETS[name]
-    return backend, {**params, **(overrides or {})}
-
-
-def new_index(backend: str, dim: int, params: dict, seed: int) -> Index:
-    """Empty index of a backend; ``gemm`` works before it is registered in ``BACKENDS``."""
-    if backend == "gemm" and backend not in BACKENDS:
-        return GemmIndex(dim, params, seed)
-    return make_index(backend, dim, params, seed)
 
 
 def recall_at_k(approx_I: np.ndarray, exact_I: np.ndarray, exact_D: np.ndarray, k: int) -> float:
@@ -125,8 +93,11 @@ def recall_at_k(approx_I: np.ndarray, exact_I: np.ndarray, exact_D: np.ndarray, 
 def majority_vote(I: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarray:
     """Most frequent label among each row's neighbours (ties: smallest label; none: -1).
 
-    The plain majority vote of the notebook's atlas query (``scipy.stats.mode`` of the
-    neighbours' labels); ``-1`` ids are ignored.
+    The plain k-NN majority vote (``scipy.stats.mode`` of the neighbours' labels) on
+    integer labels ``0..n_labels-1``; ``-1`` ids are ignored. (The pipeline's label
+    transfer, :func:`cellquery.transfer.transfer_labels`, votes over string labels
+    with a rejection rule; at atlas size its label table of every reference cell
+    would add to the peak memory measured here.)
     """
     I = np.asarray(I)
     lab = np.where(I >= 0, labels[np.maximum(I, 0)], n_labels)
@@ -137,6 +108,14 @@ def majority_vote(I: np.ndarray, labels: np.ndarray, n_labels: int) -> np.ndarra
     return np.where(counts.max(axis=1) > 0, out, -1)
 
 
+def _gemm_operands(dim: int, m: int, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Seeded (m x dim) and (n x dim) float32 operands and a preallocated (m x n) output."""
+    rng = np.random.default_rng(0)
+    A = rng.standard_normal((m, dim), dtype=np.float32)
+    B = rng.standard_normal((n, dim), dtype=np.float32)
+    return A, B, np.empty((m, n), dtype=np.float32)
+
+
 def gemm_gflops(dim: int, threads: int, m: int = 1024, n: int = 16384, repeats: int = 5) -> float:
     """Best-of-``repeats`` GFLOP/s (wall clock) of a numpy float32 matmul (m x dim) @ (dim x n).
 
@@ -144,10 +123,7 @@ def gemm_gflops(dim: int, threads: int, m: int = 1024, n: int = 16384, repeats: 
     run by BLAS with ``threads`` threads; the output is preallocated so page faults are
     not timed.
     """
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((m, dim), dtype=np.float32)
-    B = rng.standard_normal((n, dim), dtype=np.float32)
-    out = np.empty((m, n), dtype=np.float32)
+    A, B, out = _gemm_operands(dim, m, n)
     best = math.inf
     with threadpool_limits(limits=threads, user_api="blas"):
         np.matmul(A, B.T, out=out)
@@ -164,10 +140,7 @@ def gemm_gflops_cpu(dim: int, m: int = 256, n: int = 4096, repeats: int = 20) ->
     Measured in process CPU time, so other processes on the machine barely change it;
     ``flops / (this * threads)`` is the GEMM time of an unloaded machine.
     """
-    rng = np.random.default_rng(0)
-    A = rng.standard_normal((m, dim), dtype=np.float32)
-    B = rng.standard_normal((n, dim), dtype=np.float32)
-    out = np.empty((m, n), dtype=np.float32)
+    A, B, out = _gemm_operands(dim, m, n)
     best = math.inf
     with threadpool_limits(limits=1, user_api="blas"):
         np.matmul(A, B.T, out=out)
@@ -186,28 +159,195 @@ def _set_threads(backend: str, params: dict, threads: int) -> dict:
 
         faiss.omp_set_num_threads(threads)
         params.setdefault("gpu", False)
-    elif backend == "gemm":
-        params.setdefault("threads", threads)
-    elif backend == "hnswlib":
-        params.setdefault("num_threads", threads)
-    elif backend == "pynndescent":
-        params.setdefault("n_jobs", threads)
+    elif backend in THREAD_PARAMS:
+        params.setdefault(THREAD_PARAMS[backend], threads)
     return params
+
+
+@contextmanager
+def _timed(times: dict[str, float], key: str):
+    """Add the wall time of the block to ``times[key]``."""
+    t = time.perf_counter()
+    yield
+    times[key] += time.perf_counter() - t
+
+
+class _ExactNeighbours:
+    """Running exact k nearest reference rows of a few queries, over reference chunks.
+
+    Each chunk is searched by blocked GEMM (:func:`knn_gemm`) and merged into the top-k
+    so far (:func:`merge_topk`, ids offset by the chunk's first row), so the reference
+    is never held at once. ``D`` / ``I``: distances ascending and global ids.
+    """
+
+    def __init__(self, Q: np.ndarray, k: int, threads: int):
+        self.Q, self.k, self.threads = Q, k, threads
+        self.D = np.full((Q.shape[0], k), np.inf, np.float32)
+        self.I = np.full((Q.shape[0], k), -1, np.int64)
+
+    def add(self, X: np.ndarray, offset: int) -> None:
+        D, I = knn_gemm(self.Q, [X], min(self.k, X.shape[0]), threads=self.threads)
+        self.D, self.I = merge_topk([(self.D, self.I), (D, I)], [0, offset], self.k)
+
+
+@dataclass
+class _Search:
+    """One search setting's result: the index params, batch size, times, first ids."""
+
+    params: dict
+    batch_size: int
+    query_s: float
+    query_cpu_s: float
+    I: np.ndarray  # (exact_queries, k) ids of the queries scored against exact search
+
+
+def _check_args(sizes: dict, seed, search_sweep: list[dict] | None) -> list[dict]:
+    """Check the sizes (integers >= 1), the seed and the search settings; return the settings."""
+    for name, v in sizes.items():
+        _int(name, v)
+    _int("seed", seed, 0)
+    sweep = [dict(x) for x in (search_sweep or [{}])]
+    for setting in sweep:
+        bad = non_search_keys(setting)
+        if bad:
+            raise InputError(f"bench: search_sweep keys {bad} are not search-time params; known: {list(SEARCH_KEYS)}")
+    return sweep
+
+
+def _index_params(index: str, overrides: dict | None, threads: int, n_ref: int) -> tuple[str, dict]:
+    """Backend and params of a preset, with the thread count and the final size filled in."""
+    backend, params = preset_spec(index, overrides)
+    params = _set_threads(backend, params, threads)
+    if backend in ("faiss", "hnswlib"):
+        params.setdefault("n_total", n_ref)
+    return backend, params
+
+
+def _build(idx: Index, chunks, n_ref: int, n_train: int, truth: _ExactNeighbours, ref_labels: np.ndarray,
+           times: dict) -> None:
+    """Train on the first ``n_train`` rows, then add all rows to the index and the exact top-k."""
+    pending = _train(idx, chunks, n_train, times)
+    _add_reference(idx, pending, chunks, n_ref, truth, ref_labels, times)
+
+
+def _train(idx: Index, chunks, n_train: int, times: dict) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train ``idx`` on the first ``n_train`` reference rows; return the chunks read for it."""
+    pending, got = [], 0
+    while got < n_train:  # the first rows are an i.i.d. sample of the reference
+        with _timed(times, "gen_s"):
+            X, L = next(chunks)
+        pending.append((X, L))
+        got += X.shape[0]
+    with _timed(times, "train_s"):
+        train_X = pending[0][0] if len(pending) == 1 else np.concatenate([p[0] for p in pending])
+        idx.train(train_X[:n_train])
+        del train_X
+    return pending
+
+
+def _add_reference(idx: Index, pending: list, chunks, n_ref: int, truth: _ExactNeighbours,
+                   ref_labels: np.ndarray, times: dict) -> None:
+    """Add every reference chunk (first those read for training) to the index and the exact top-k.
+
+    Each chunk is released before the next one is generated; ``pending`` is emptied.
+    """
+
+    def consume(X: np.ndarray, L: np.ndarray, offset: int) -> None:
+        with _timed(times, "add_s"):
+            idx.add(X)
+        ref_labels[offset : offset + X.shape[0]] = L
+        with _timed(times, "exact_s"):
+            truth.add(X, offset)
+
+    offset = 0
+    for X, L in pending:
+        consume(X, L, offset)
+        offset += X.shape[0]
+    pending.clear()
+    del X, L
+    while offset < n_ref:
+        with _timed(times, "gen_s"):
+            X, L = next(chunks)
+        consume(X, L, offset)
+        offset += X.shape[0]
+        del X, L
+
+
+def _saved_size(idx: Index, tmpdir: str | None, times: dict) -> int:
+    """Bytes of the index file (written to a temporary folder, then deleted); times the save."""
+    with tempfile.TemporaryDirectory(dir=tmpdir) as d:
+        path = os.path.join(d, "index.cqindex")
+        with _timed(times, "save_s"):
+            idx.save(path)
+        return os.path.getsize(path)
+
+
+def _search(idx: Index, params: dict, setting: dict, Q: np.ndarray, k: int, batch_size: int, n_exact: int) -> _Search:
+    """Apply one search setting to the built index and time the search of all queries."""
+    setting = dict(setting)
+    bs = _int("batch_size", setting.pop("batch_size", batch_size))
+    make_index(idx.backend, idx.dim, {**params, **setting}, idx.seed)  # validates values
+    idx.params.update(setting)
+    t, c = time.perf_counter(), time.process_time()
+    D, I = idx.search(Q, k, batch_size=bs)
+    return _Search(dict(idx.params), bs, time.perf_counter() - t, time.process_time() - c, I[:n_exact].copy())
+
+
+def _label_scores(I: np.ndarray, truth: _ExactNeighbours, k: int, ref_labels: np.ndarray, world: World,
+                  true_labels: np.ndarray, exact_votes: np.ndarray) -> dict:
+    """Recall@k and majority-vote label accuracy of one search's first queries."""
+    votes = majority_vote(I, ref_labels, world.n_labels)
+    seen = ~np.isin(true_labels, world.unseen)  # unseen types have no correct label to find
+    return {
+        "recall_at_k": round(recall_at_k(I, truth.I, truth.D, k), 5),
+        "label_accuracy": round(float(np.mean(votes[seen] == true_labels[seen])), 5) if seen.any() else None,
+        "label_accuracy_exact": round(float(np.mean(exact_votes[seen] == true_labels[seen])), 5) if seen.any() else None,
+        "label_accuracy_vs_exact": round(float(np.mean(votes == exact_votes)), 5),
+    }
+
+
+def _row(run: dict, times: dict, index_bytes: int, rates: tuple[float, float], search: _Search, scores: dict) -> dict:
+    """One result row (:data:`FIELDS`) of one search setting."""
+    p, n_ref, n_query, dim = search.params, run["n_ref"], run["n_query"], run["dim"]
+    rate, rate_cpu = rates
+    row = {
+        **run,
+        "nprobe": p.get("nprobe"),
+        "k_factor": p.get("k_factor") if p.get("refine") else None,
+        "nlist": p.get("nlist") if "{nlist}" in str(p.get("factory", "")) else None,
+        "ef": p.get("efSearch", p.get("ef")),
+        **{key: round(times[key], 3) for key in ("gen_s", "train_s", "add_s", "save_s", "exact_s")},
+        "build_s": round(times["train_s"] + times["add_s"] + times["warm_s"], 3),
+        "query_s": round(search.query_s, 4),
+        "query_cpu_s": round(search.query_cpu_s, 3),
+        "qps": round(n_query / search.query_s, 1),
+        **scores,
+        "bytes_per_cell": round(index_bytes / n_ref, 3),
+        "index_bytes": int(index_bytes),
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "gemm_gflops": round(rate, 2),
+        "exact_gemm_bound_s": round(2.0 * n_ref * n_query * dim / (rate * 1e9), 4),
+        "gemm_gflops_cpu": round(rate_cpu, 2),
+        "exact_gemm_bound_cpu_s": round(2.0 * n_ref * n_query * dim / (rate_cpu * 1e9), 4),
+        "loadavg_end": round(os.getloadavg()[0], 2),
+        "params": json.dumps({**p, "batch_size": search.batch_size}, sort_keys=True),
+    }
+    return {f: row[f] for f in FIELDS}
 
 
 def run_benchmark(
     index: str,
     n_ref: int,
-    n_query: int = 10000,
-    dim: int = 32,
-    k: int = 50,
-    seed: int = 0,
+    n_query: int = DEFAULTS.n_query,
+    dim: int = DEFAULTS.dim,
+    k: int = DEFAULTS.k,
+    seed: int = DEFAULTS.seed,
     params: dict | None = None,
-    threads: int = 2,
-    chunk: int = 1_000_000,
-    exact_queries: int = 1000,
-    batch_size: int = 10000,
-    max_train: int = 1_000_000,
+    threads: int = DEFAULTS.threads,
+    chunk: int = DEFAULTS.chunk,
+    exact_queries: int = DEFAULTS.exact_queries,
+    batch_size: int = DEFAULTS.batch_size,
+    max_train: int = DEFAULTS.max_train,
     tmpdir: str | None = None,
     world: World | None = None,
     search_sweep: list[dict] | None = None,
@@ -215,13 +355,14 @@ def run_benchmark(
     """Build, save, search and score one index preset; return result rows (:data:`FIELDS`).
 
     One row per search setting: ``search_sweep`` lists dicts of search-time params
-    (:data:`SEARCH_KEYS`) applied in turn to the same built index (default: one search
-    with the preset's params). Build fields and ``peak_rss_mb`` are shared by the rows.
+    (:data:`~cellquery.bench.scale.SEARCH_KEYS`) applied in turn to the same built index
+    (default: one search with the preset's params). Build fields and ``peak_rss_mb`` are
+    shared by the rows. Defaults: :class:`~cellquery.bench.scale.ScaleSettings`.
 
     Parameters
     ----------
     index
-        Preset name in :data:`PRESETS`.
+        Preset name in :data:`~cellquery.bench.scale.PRESETS`.
     n_ref, n_query, dim, k, seed
         Reference cells, query cells, embedding dimension, neighbours, seed of data and index.
     params
@@ -242,275 +383,98 @@ def run_benchmark(
         Search-time settings, e.g. ``[{"nprobe": 8}, {"nprobe": 16}]``; ``batch_size``
         may be one of the keys.
     """
-    for name, v in (("n_ref", n_ref), ("n_query", n_query), ("dim", dim), ("k", k), ("threads", threads),
-                    ("chunk", chunk), ("exact_queries", exact_queries), ("batch_size", batch_size),
-                    ("max_train", max_train)):
-        _int(name, v)
-    _int("seed", seed, 0)
-    sweep = [dict(x) for x in (search_sweep or [{}])]
-    for setting in sweep:
-        bad = sorted(set(setting) - set(SEARCH_KEYS))
-        if bad:
-            raise InputError(f"bench: search_sweep keys {bad} are not search-time params; known: {list(SEARCH_KEYS)}")
-    backend, params = preset_spec(index, params)
-    params = _set_threads(backend, params, threads)
-    if backend in ("faiss", "hnswlib"):
-        params.setdefault("n_total", n_ref)
+    sizes = dict(n_ref=n_ref, n_query=n_query, dim=dim, k=k, threads=threads, chunk=chunk,
+                 exact_queries=exact_queries, batch_size=batch_size, max_train=max_train)
+    sweep = _check_args(sizes, seed, search_sweep)
+    backend, params = _index_params(index, params, threads, n_ref)
     load_start = os.getloadavg()[0]
     world = world or make_world(dim, seed)
-    t = time.perf_counter()
-    Q, q_labels = make_queries(n_query, dim, seed, world=world)
-    gen_s = time.perf_counter() - t
+    times = dict.fromkeys(("gen_s", "train_s", "add_s", "exact_s", "warm_s", "save_s"), 0.0)
+    with _timed(times, "gen_s"):
+        Q, q_labels = make_queries(n_query, dim, seed, world=world)
     n_exact = min(exact_queries, n_query)
-    Qe = Q[:n_exact]
-    k_gt = min(n_ref, k + max(10, k // 2))  # extra exact candidates for tie-tolerant recall
-    gt_D = np.full((n_exact, k_gt), np.inf, np.float32)
-    gt_I = np.full((n_exact, k_gt), -1, np.int64)
+    # extra exact candidates for tie-tolerant recall
+    truth = _ExactNeighbours(Q[:n_exact], min(n_ref, k + max(10, k // 2)), threads)
     ref_labels = np.empty(n_ref, dtype=np.int16 if world.n_labels < 2**15 else np.int32)
-    idx = new_index(backend, dim, params, seed)
-    train_s = add_s = exact_s = 0.0
+    idx = make_index(backend, dim, params, seed)
     chunks = iter_reference_chunks(n_ref, dim, seed, chunk=chunk, world=world)
     with threadpool_limits(limits=threads, user_api="blas"):
-        pending, got = [], 0
-        n_train = min(max_train, n_ref)
-        while got < n_train:  # the first rows are an i.i.d. sample of the reference
-            t = time.perf_counter()
-            X, L = next(chunks)
-            gen_s += time.perf_counter() - t
-            pending.append((X, L))
-            got += X.shape[0]
-        t = time.perf_counter()
-        train_X = pending[0][0] if len(pending) == 1 else np.concatenate([p[0] for p in pending])
-        idx.train(train_X[:n_train])
-        del train_X
-        train_s = time.perf_counter() - t
+        _build(idx, chunks, n_ref, min(max_train, n_ref), truth, ref_labels, times)
+        with _timed(times, "warm_s"):
+            idx.search(Q[:1], k)  # lazy work (pynndescent builds its graph here) counts as build
+        index_bytes = _saved_size(idx, tmpdir, times)
+        searches = [_search(idx, params, setting, Q, k, batch_size, n_exact) for setting in sweep]
 
-        def consume(X: np.ndarray, L: np.ndarray, offset: int) -> None:
-            nonlocal add_s, exact_s, gt_D, gt_I
-            t = time.perf_counter()
-            idx.add(X)
-            add_s += time.perf_counter() - t
-            ref_labels[offset : offset + X.shape[0]] = L
-            t = time.perf_counter()
-            D, I = knn_gemm(Qe, [X], min(k_gt, X.shape[0]), threads=threads)
-            gt_D, gt_I = merge_topk([(gt_D, gt_I), (D, I)], [0, offset], k_gt)
-            exact_s += time.perf_counter() - t
-
-        offset = 0
-        for X, L in pending:
-            consume(X, L, offset)
-            offset += X.shape[0]
-        del pending, X, L
-        while offset < n_ref:
-            t = time.perf_counter()
-            X, L = next(chunks)
-            gen_s += time.perf_counter() - t
-            consume(X, L, offset)
-            offset += X.shape[0]
-            del X, L
-        t = time.perf_counter()
-        idx.search(Q[:1], k)  # lazy work (pynndescent builds its graph here) counts as build
-        warm_s = time.perf_counter() - t
-        build_s = train_s + add_s + warm_s
-
-        with tempfile.TemporaryDirectory(dir=tmpdir) as d:
-            path = os.path.join(d, "index.cqindex")
-            t = time.perf_counter()
-            idx.save(path)
-            save_s = time.perf_counter() - t
-            index_bytes = os.path.getsize(path)
-
-        results = []
-        for setting in sweep:
-            setting = dict(setting)
-            bs = _int("batch_size", setting.pop("batch_size", batch_size))
-            check = new_index(backend, dim, {**params, **setting}, seed)  # validates values
-            del check
-            idx.params.update(setting)
-            t, c = time.perf_counter(), time.process_time()
-            D, I = idx.search(Q, k, batch_size=bs)
-            results.append((dict(idx.params), bs, time.perf_counter() - t, time.process_time() - c, I[:n_exact].copy()))
-            del D, I
-
-    rate = gemm_gflops(dim, threads)
-    rate_cpu = gemm_gflops_cpu(dim)
-    exact_I = gt_I[:, :k]
-    maj_e = majority_vote(exact_I, ref_labels, world.n_labels)
-    truth = q_labels[:n_exact]
-    seen = ~np.isin(truth, world.unseen)  # unseen types have no correct label to find
-    rows = []
-    for p, bs, query_s, query_cpu_s, I in results:
-        recall = recall_at_k(I, gt_I, gt_D, k)
-        maj_a = majority_vote(I, ref_labels, world.n_labels)
-        row = {
-            "index": index,
-            "backend": backend,
-            "n_ref": int(n_ref),
-            "n_query": int(n_query),
-            "dim": int(dim),
-            "k": int(k),
-            "seed": int(seed),
-            "threads": int(threads),
-            "nprobe": p.get("nprobe"),
-            "k_factor": p.get("k_factor") if p.get("refine") else None,
-            "nlist": p.get("nlist") if "{nlist}" in str(p.get("factory", "")) else None,
-            "ef": p.get("efSearch", p.get("ef")),
-            "exact_queries": int(n_exact),
-            "gen_s": round(gen_s, 3),
-            "train_s": round(train_s, 3),
-            "add_s": round(add_s, 3),
-            "build_s": round(build_s, 3),
-            "save_s": round(save_s, 3),
-            "query_s": round(query_s, 4),
-            "query_cpu_s": round(query_cpu_s, 3),
-            "qps": round(n_query / query_s, 1),
-            "recall_at_k": round(recall, 5),
-            "label_accuracy": round(float(np.mean(maj_a[seen] == truth[seen])), 5) if seen.any() else None,
-            "label_accuracy_exact": round(float(np.mean(maj_e[seen] == truth[seen])), 5) if seen.any() else None,
-            "label_accuracy_vs_exact": round(float(np.mean(maj_a == maj_e)), 5),
-            "bytes_per_cell": round(index_bytes / n_ref, 3),
-            "index_bytes": int(index_bytes),
-            "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
-            "gemm_gflops": round(rate, 2),
-            "exact_gemm_bound_s": round(2.0 * n_ref * n_query * dim / (rate * 1e9), 4),
-            "gemm_gflops_cpu": round(rate_cpu, 2),
-            "exact_gemm_bound_cpu_s": round(2.0 * n_ref * n_query * dim / (rate_cpu * 1e9), 4),
-            "exact_s": round(exact_s, 3),
-            "loadavg_start": round(load_start, 2),
-            "loadavg_end": round(os.getloadavg()[0], 2),
-            "params": json.dumps({**p, "batch_size": bs}, sort_keys=True),
-        }
-        rows.append({f: row[f] for f in FIELDS})
-    return rows
+    rates = (gemm_gflops(dim, threads), gemm_gflops_cpu(dim))
+    exact_votes = majority_vote(truth.I[:, :k], ref_labels, world.n_labels)
+    run = dict(index=index, backend=backend, n_ref=int(n_ref), n_query=int(n_query), dim=int(dim), k=int(k),
+               seed=int(seed), threads=int(threads), exact_queries=int(n_exact), loadavg_start=round(load_start, 2))
+    return [
+        _row(run, times, index_bytes, rates, s,
+             _label_scores(s.I, truth, k, ref_labels, world, q_labels[:n_exact], exact_votes))
+        for s in searches
+    ]
 
 
-# Bytes per reference cell held in memory by each backend, beyond the float32 chunks
-# being generated (vectors 4*dim, ids 8, graph links); used for Snakemake mem_mb.
-def _index_bytes_per_cell(backend: str, params: dict, dim: int) -> float:
-    if backend == "gemm":
-        return 4 * dim + 4
-    if backend == "faiss":
-        f = str(params.get("factory", "Flat"))
-        vec = 4 * dim
-        if "PQ" in f:
-            m = int("".join(ch for ch in f.split("PQ")[1].split("x")[0].split(",")[0] if ch.isdigit()) or 16)
-            vec = m
-        elif "SQ8" in f:
-            vec = dim
-        per = vec + (8 if "IVF" in f else 0)
-        if "HNSW" in f and "IVF" not in f:
-            M = int("".join(ch for ch in f.split("HNSW")[1].split(",")[0] if ch.isdigit()) or 32)
-            per += 2 * M * 4 + 16
-        if params.get("refine"):
-            per += 4 * dim
-        return per
-    if backend == "hnswlib":
-        return 4 * dim + 2 * int(params.get("M", 16)) * 4 + 16
-    if backend == "pynndescent":
-        return 4 * dim + 2000  # NN-descent build peak, about 2 GB per 10^6 cells
-    return 4 * dim
-
-
-def estimate_mem_mb(index: str, n_ref: int, dim: int = 32, n_query: int = 10000, k: int = 50,
-                    chunk: int = 1_000_000, params: dict | None = None) -> int:
-    """Peak memory (MB) to request for one measurement.
-
-    Interpreter + libraries (~700 MB), a few generated chunks and the training copy,
-    the index twice (saving may serialise a copy: hnswlib/pynndescent pickles, the gemm
-    concatenation), labels, and the search results; plus 30 %.
-    """
-    backend, p = preset_spec(index, params)
-    chunk_b = min(chunk, n_ref) * (dim * 4 + 4) * 4
-    index_b = _index_bytes_per_cell(backend, p, dim) * n_ref * 2
-    query_b = n_query * (dim * 4 + k * 12 * 3)
-    total = 700e6 + chunk_b + index_b + query_b + n_ref * 2
-    return int(math.ceil(total * 1.3 / 1e6))
-
-
-# Rough CPU-seconds per 10^6 reference cells on one core (measured on 2-core machines):
-# generation + exact ground truth + build + search of 10^4 queries.
-_CPU_S_PER_MILLION = {"flat": 130, "gemm": 60, "ivfflat": 40, "ivfsq8": 40, "ivfpq16": 40,
-                      "ivfpq16_refine": 45, "ivfpq32fs": 40, "ivfpq32fs_refine": 45, "ivfpq16_hnswq": 25, "hnsw32": 400, "hnswlib": 500, "pynndescent": 600}
-
-
-def estimate_runtime_min(index: str, n_ref: int, threads: int = 2, search_settings: int = 1) -> int:
-    """Minutes to request for one measurement: fixed training cost + per-cell work, tripled."""
-    preset_spec(index)
-    per_m = _CPU_S_PER_MILLION.get(index, 600) * (1 + 0.3 * (search_settings - 1))
-    cpu_s = 300 + per_m * n_ref / 1e6
-    return int(math.ceil(3 * cpu_s / max(1, threads) / 60)) + 5
-
-
-def check_scale_config(scale: dict) -> None:
-    """Raise :class:`InputError` naming the first bad key of the ``scale`` config section.
-
-    Checks what the schema cannot: preset names, param names of the preset's backend,
-    and that ``search_sweep`` holds search-time params only.
-    """
-    for name, spec in (scale.get("indexes") or {}).items():
-        where = f"config: scale.indexes.{name}"
-        if spec.get("preset") not in PRESETS:
-            raise InputError(f"{where}.preset: unknown {spec.get('preset')!r} (known: {', '.join(PRESETS)})")
-        backend, params = preset_spec(spec["preset"], spec.get("params"))
-        try:
-            new_index(backend, int(scale.get("dim", 32)), params, 0)
-        except InputError as exc:
-            raise InputError(f"{where}.params: {exc}") from exc
-        for setting in spec.get("search_sweep") or []:
-            bad = sorted(set(setting) - set(SEARCH_KEYS))
-            if bad:
-                raise InputError(f"{where}.search_sweep: {bad} are not search-time params (known: {', '.join(SEARCH_KEYS)})")
-
-
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="python -m cellquery.bench.knn", description=__doc__.splitlines()[0])
     ap.add_argument("--n-ref", type=int, required=True)
-    ap.add_argument("--n-query", type=int, default=10000)
-    ap.add_argument("--dim", type=int, default=32)
-    ap.add_argument("--k", type=int, default=50)
+    ap.add_argument("--n-query", type=int, default=DEFAULTS.n_query)
+    ap.add_argument("--dim", type=int, default=DEFAULTS.dim)
+    ap.add_argument("--k", type=int, default=DEFAULTS.k)
     ap.add_argument("--index", required=True, help=f"preset: {', '.join(PRESETS)}")
     ap.add_argument("--nprobe", type=int, help="IVF lists visited per query")
     ap.add_argument("--nlist", type=int, help="IVF lists (default: the preset's, 'auto')")
     ap.add_argument("--k-factor", type=float, help="refine: candidates re-ranked per neighbour")
     ap.add_argument("--ef", type=int, help="HNSW search beam (faiss efSearch / hnswlib ef)")
     ap.add_argument("--params", default="{}", help="JSON object of further preset param overrides")
-    ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--chunk", type=int, default=1_000_000)
-    ap.add_argument("--exact-queries", type=int, default=1000)
-    ap.add_argument("--batch-size", type=int, default=10000)
-    ap.add_argument("--max-train", type=int, default=1_000_000)
+    ap.add_argument("--seed", type=int, default=DEFAULTS.seed)
+    ap.add_argument("--threads", type=int, default=DEFAULTS.threads)
+    ap.add_argument("--chunk", type=int, default=DEFAULTS.chunk)
+    ap.add_argument("--exact-queries", type=int, default=DEFAULTS.exact_queries)
+    ap.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size)
+    ap.add_argument("--max-train", type=int, default=DEFAULTS.max_train)
     ap.add_argument("--tmpdir", default=None)
     ap.add_argument("--search-sweep", default=None,
                     help='JSON list of search-time settings on one build, e.g. \'[{"nprobe": 8}, {"nprobe": 32}]\'; one JSON line each')
-    a = ap.parse_args(argv)
+    return ap
+
+
+def _json_arg(text: str, flag: str):
     try:
-        try:
-            over = json.loads(a.params)
-        except json.JSONDecodeError as exc:
-            raise InputError(f"bench: --params is not valid JSON ({exc})") from exc
-        if not isinstance(over, dict):
-            raise InputError("bench: --params must be a JSON object")
-        backend = preset_spec(a.index)[0]
-        if a.nprobe is not None:
-            over["nprobe"] = a.nprobe
-        if a.nlist is not None:
-            over["nlist"] = a.nlist
-        if a.k_factor is not None:
-            over["k_factor"] = a.k_factor
-        if a.ef is not None:
-            over["efSearch" if backend == "faiss" else "ef"] = a.ef
-        sweep = None
-        if a.search_sweep:
-            try:
-                sweep = json.loads(a.search_sweep)
-            except json.JSONDecodeError as exc:
-                raise InputError(f"bench: --search-sweep is not valid JSON ({exc})") from exc
-            if not isinstance(sweep, list) or not all(isinstance(x, dict) for x in sweep):
-                raise InputError("bench: --search-sweep must be a JSON list of objects")
+        return json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InputError(f"bench: {flag} is not valid JSON ({exc})") from exc
+
+
+def _overrides(a: argparse.Namespace) -> dict:
+    """Preset param overrides: ``--params`` with the single-param flags set over it."""
+    over = _json_arg(a.params, "--params")
+    if not isinstance(over, dict):
+        raise InputError("bench: --params must be a JSON object")
+    backend = preset_spec(a.index)[0]
+    for key, value in (("nprobe", a.nprobe), ("nlist", a.nlist), ("k_factor", a.k_factor),
+                       ("efSearch" if backend == "faiss" else "ef", a.ef)):
+        if value is not None:
+            over[key] = value
+    return over
+
+
+def _search_sweep(a: argparse.Namespace) -> list[dict] | None:
+    if not a.search_sweep:
+        return None
+    sweep = _json_arg(a.search_sweep, "--search-sweep")
+    if not isinstance(sweep, list) or not all(isinstance(x, dict) for x in sweep):
+        raise InputError("bench: --search-sweep must be a JSON list of objects")
+    return sweep
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = _parser().parse_args(argv)
+    try:
         rows = run_benchmark(
-            a.index, a.n_ref, a.n_query, a.dim, a.k, a.seed, over, a.threads, a.chunk,
-            a.exact_queries, a.batch_size, a.max_train, a.tmpdir, search_sweep=sweep,
+            a.index, a.n_ref, a.n_query, a.dim, a.k, a.seed, _overrides(a), a.threads, a.chunk,
+            a.exact_queries, a.batch_size, a.max_train, a.tmpdir, search_sweep=_search_sweep(a),
         )
     except InputError as exc:
         print(f"error: {exc}", file=sys.stderr)
