@@ -11,16 +11,11 @@ from cellquery.bench import synthetic as syn
 from cellquery.bench.knn import FIELDS, majority_vote, recall_at_k, run_benchmark
 from cellquery.bench.scale import estimate_mem_mb
 from cellquery.errors import InputError
+from cellquery.index import load_index
 from cellquery.index.gemm_backend import GemmIndex, knn_gemm
+from test_index import brute_force
 
 N_CROSS = syn.BLOCK + 4464  # crosses the first block boundary
-
-
-def _brute(Q, X, k):
-    """Exact neighbours by a full float64 distance matrix (ties: smaller id)."""
-    d2 = ((Q[:, None, :].astype(np.float64) - X[None, :, :].astype(np.float64)) ** 2).sum(-1)
-    order = np.lexsort((np.broadcast_to(np.arange(X.shape[0]), d2.shape), d2), axis=1)[:, :k]
-    return np.sqrt(np.take_along_axis(d2, order, axis=1)), order
 
 
 @pytest.fixture(scope="module")
@@ -92,7 +87,7 @@ def test_knn_gemm_matches_brute_force():
     X = rng.normal(size=(3000, 12)).astype(np.float32)
     X[2000] = X[17]  # an exact tie: the smaller id must come first
     Q = np.vstack([rng.normal(size=(57, 12)), X[17:18]]).astype(np.float32)
-    De, Ie = _brute(Q, X, 9)
+    De, Ie = brute_force(X, Q, 9)
     for threads, qb, rb in ((1, 256, 4096), (2, 10, 333)):
         D, I = knn_gemm(Q, [X[:1234], X[1234:]], 9, threads=threads, query_block=qb, ref_block=rb)
         np.testing.assert_array_equal(I, Ie)
@@ -106,9 +101,6 @@ def test_knn_gemm_matches_brute_force():
 
 
 def test_gemm_index_save_load(tmp_path):
-    from cellquery.index import load_index
-    from cellquery.index import BACKENDS
-
     rng = np.random.default_rng(2)
     X = rng.normal(size=(500, 8)).astype(np.float32)
     idx = GemmIndex(8, {"threads": 1})
@@ -117,10 +109,9 @@ def test_gemm_index_save_load(tmp_path):
     idx.add(X[300:])
     D, I = idx.search(X[:20], 5)
     assert (I[:, 0] == np.arange(20)).all()
-    if "gemm" in BACKENDS:  # once registered, files round-trip through load_index
-        idx.save(tmp_path / "g.cqindex")
-        D2, I2 = load_index(tmp_path / "g.cqindex").search(X[:20], 5)
-        np.testing.assert_array_equal(I2, I)
+    idx.save(tmp_path / "g.cqindex")
+    D2, I2 = load_index(tmp_path / "g.cqindex").search(X[:20], 5)
+    np.testing.assert_array_equal(I2, I)
     with pytest.raises(InputError, match="query_block"):
         GemmIndex(8, {"query_block": 0})
 
@@ -130,7 +121,7 @@ def test_recall_at_k_by_hand():
     X = rng.normal(size=(200, 4))
     Q = rng.normal(size=(6, 4))
     k = 5
-    De, Ie = _brute(Q, X, k + 5)
+    De, Ie = brute_force(X, Q, k + 5)
     approx = Ie[:, :k].copy()
     far = np.argsort(((Q[:, None] - X[None]) ** 2).sum(-1), axis=1)[:, -3:]  # the 3 farthest rows
     approx[0, 1:3] = far[0, :2]  # 3 of 5 right

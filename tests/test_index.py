@@ -24,13 +24,20 @@ def _one_faiss_thread():
     faiss.omp_set_num_threads(old)
 
 
-def brute_force(X: np.ndarray, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-    """Exact k-NN in float64 numpy (reference for the tests)."""
+def brute_force(X: np.ndarray, Q: np.ndarray, k: int, block: int = 16) -> tuple[np.ndarray, np.ndarray]:
+    """Exact k-NN in float64 numpy from coordinate differences, ties by smaller id (the tests' reference).
+
+    Also used by tests/test_bench.py. Queries go in blocks of ``block`` rows (memory).
+    """
     X64, Q64 = X.astype(np.float64), Q.astype(np.float64)
-    d2 = (Q64**2).sum(1)[:, None] + (X64**2).sum(1)[None, :] - 2.0 * Q64 @ X64.T
-    d = np.sqrt(np.maximum(d2, 0.0))
-    order = np.argsort(d, axis=1, kind="stable")[:, :k]
-    return np.take_along_axis(d, order, axis=1), order
+    D, I = np.empty((len(Q), k)), np.empty((len(Q), k), dtype=np.int64)
+    ids = np.arange(len(X))
+    for start in range(0, len(Q), block):
+        d2 = ((Q64[start : start + block, None, :] - X64[None, :, :]) ** 2).sum(-1)
+        order = np.lexsort((np.broadcast_to(ids, d2.shape), d2), axis=1)[:, :k]
+        D[start : start + block] = np.sqrt(np.take_along_axis(d2, order, axis=1))
+        I[start : start + block] = order
+    return D, I
 
 
 def clustered(n: int, n_q: int, dim: int = 32, n_clusters: int = 30, seed: int = 1):
