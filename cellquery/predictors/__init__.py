@@ -5,7 +5,9 @@ and ``predict(reference, query, genes, *, label_key, batch_key,
 continuous_keys, ontology_key, seed, **params) -> MethodResult``.
 A module whose rejection has a P-value cut-off sets ``SWEEPS = True`` and
 accepts ``sweep`` (cut-offs; one ``sweep_<cut-off>`` prediction column each).
-Registering a predictor is one line in :data:`PREDICTORS`.
+Registering a predictor is one line in :data:`PREDICTORS` (an attribute of a
+module, ``"package.module:attr"``, serves as well: the controls of
+:mod:`cellquery.predictors.controls` are registered so).
 
 :func:`run_predictor` checks the inputs every predictor relies on (raw counts
 where it needs them, the group's obs columns in the reference, the genes in
@@ -40,6 +42,11 @@ PREDICTORS = Registry(
         "cellmapper": "cellquery.predictors.cellmapper",
         "ingest": "cellquery.predictors.ingest",
         "scanvi": "cellquery.predictors.scanvi",
+        # controls (Open Problems' label projection task): bounds, not methods
+        "random_labels": "cellquery.predictors.controls:random_labels",
+        "majority_label": "cellquery.predictors.controls:majority_label",
+        "true_labels": "cellquery.predictors.controls:true_labels",
+        "reject_all": "cellquery.predictors.controls:reject_all",
     },
 )
 
