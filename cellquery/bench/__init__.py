@@ -3,4 +3,8 @@
 ``synthetic``: chunked, seeded generator of clustered embeddings (Zipf-sized types, rare
 and unseen types, trajectories). ``knn``: build an index in chunks, time queries, score
 recall and label agreement against exact search (``python -m cellquery.bench.knn``).
+``scale``: index presets, the benchmark's settings and defaults (``ScaleSettings``), the
+config check and the memory / time requests of its Snakemake jobs. ``figures``: the
+gathered table and its figures. ``rejection``: throughput and rejection of calibrated
+transfer against plain voting (``python -m cellquery.bench.rejection``).
 """

@@ -15,8 +15,6 @@ import json
 import resource
 import time
 
-import numpy as np
-
 from cellquery.bench.synthetic import make_queries, make_world, reference_sample
 from cellquery.index import build_index
 from cellquery.metrics import mean_balanced_accuracy

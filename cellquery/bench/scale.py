@@ -1,9 +1,10 @@
 """Settings of the scale benchmark: index presets, defaults, config check, job resources.
 
-What the Snakemake rules (rules/scale.smk) need to plan the jobs, without importing
-the index libraries: :class:`ScaleSettings` is built once from ``config["scale"]`` and
-holds every default of the benchmark in one place (the measurement,
-:func:`cellquery.bench.knn.run_benchmark`, takes its defaults from it too).
+What the Snakemake rules (rules/scale.smk) need to plan the jobs; an index library is
+imported only when :func:`check_scale_config` checks params of its backend.
+:class:`ScaleSettings` is built once from ``config["scale"]`` and holds every default
+of the benchmark in one place (the measurement, :func:`cellquery.bench.knn.run_benchmark`,
+and its command line take their defaults from it too).
 """
 
 from __future__ import annotations
