@@ -37,6 +37,7 @@ from cellquery.bench.scale import DEFAULTS, PRESETS, SEARCH_KEYS, non_search_key
 from cellquery.bench.synthetic import World, iter_reference_chunks, make_queries, make_world
 from cellquery.errors import InputError
 from cellquery.index import Index, make_index, merge_topk
+from cellquery.index.base import check_int
 from cellquery.index.gemm_backend import knn_gemm
 
 # Every field of the JSON line (and of the sweep's TSV rows), in order.
@@ -59,9 +60,7 @@ THREAD_PARAMS = {"gemm": "threads", "hnswlib": "num_threads", "pynndescent": "n_
 
 
 def _int(name: str, v, lo: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-        raise InputError(f"bench: {name} must be an integer >= {lo}, got {v!r}")
-    return int(v)
+    return check_int(v, f"bench: {name}", lo)
 
 
 def recall_at_k(approx_I: np.ndarray, exact_I: np.ndarray, exact_D: np.ndarray, k: int) -> float:

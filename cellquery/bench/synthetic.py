@@ -39,6 +39,7 @@ from typing import Iterator
 import numpy as np
 
 from cellquery.errors import InputError
+from cellquery.index.base import check_int
 
 BLOCK = 65536  # rows per independently seeded block
 LINEAGE_SD = 2.5
@@ -86,8 +87,7 @@ def _zipf(n: int, a: float, rng: np.random.Generator) -> np.ndarray:
 def _check_world(sizes: dict[str, tuple[int, int]], fractions: dict[str, float]) -> None:
     """Raise :class:`InputError` for a size below its minimum or a fraction outside [0, 1)."""
     for name, (v, lo) in sizes.items():
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
-            raise InputError(f"synthetic: {name} must be an integer >= {lo}, got {v!r}")
+        check_int(v, f"synthetic: {name}", lo)
     if sizes["n_unseen"][0] >= sizes["n_types"][0]:
         raise InputError(f"synthetic: n_unseen={sizes['n_unseen'][0]} must be < n_types={sizes['n_types'][0]}")
     if sizes["latent_dim"][0] > sizes["dim"][0]:
@@ -234,9 +234,7 @@ def _rows(world: World, stream: int, start: int, stop: int, cache: dict) -> tupl
 
 
 def _check_n(name: str, v) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-        raise InputError(f"synthetic: {name} must be an integer >= 1, got {v!r}")
-    return int(v)
+    return check_int(v, f"synthetic: {name}")
 
 
 def iter_reference_chunks(

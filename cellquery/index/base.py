@@ -72,11 +72,22 @@ def as_matrix(
     return A
 
 
+def check_int(v: Any, what: str, lo: int = 1, alternative: str | None = None) -> int:
+    """Return ``v`` as an int if it is an integer >= ``lo`` (bools are not), else raise.
+
+    The :class:`InputError` reads ``"{what} must be an integer >= {lo}, got {v!r}"``;
+    ``alternative`` names another accepted value the caller handles itself
+    (``"... >= 1 or None, got ..."``).
+    """
+    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < lo:
+        other = f" or {alternative}" if alternative else ""
+        raise InputError(f"{what} must be an integer >= {lo}{other}, got {v!r}")
+    return int(v)
+
+
 def check_k(k: Any) -> int:
     """Return ``k`` as a positive int or raise :class:`InputError`."""
-    if isinstance(k, (bool, np.bool_)) or not isinstance(k, (int, np.integer)) or k < 1:
-        raise InputError(f"index: k must be an integer >= 1, got {k!r}")
-    return int(k)
+    return check_int(k, "index: k")
 
 
 def check_params(backend: str, params: dict | None, known: dict) -> dict:
@@ -134,9 +145,7 @@ class Index:
     DEFAULTS: dict = {}
 
     def __init__(self, dim: int, params: dict | None = None, seed: int = 0):
-        if isinstance(dim, bool) or not isinstance(dim, (int, np.integer)) or dim < 1:
-            raise InputError(f"index: dimension must be an integer >= 1, got {dim!r}")
-        self.dim = int(dim)
+        self.dim = check_int(dim, "index: dimension")
         self.params = check_params(self.backend, params, self.DEFAULTS)
         self.seed = int(seed)
         self.n = 0
@@ -204,8 +213,7 @@ class Index:
             int64 (n_q, k) reference row ids; ``-1`` where fewer than k results.
         """
         k = check_k(k)
-        if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
-            raise InputError(f"index: batch_size must be an integer >= 1, got {batch_size!r}")
+        check_int(batch_size, "index: batch_size")
         if not self.is_trained:
             raise InputError(f"index: backend '{self.backend}' is not trained")
         Q = as_matrix(Q, "query Q", self.dim, allow_empty=True)

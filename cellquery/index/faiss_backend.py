@@ -15,7 +15,7 @@ import faiss
 import numpy as np
 
 from cellquery.errors import InputError
-from cellquery.index.base import Index, finalize, restore_common
+from cellquery.index.base import Index, check_int, finalize, restore_common
 
 # Points per list used to train the coarse quantiser; faiss's own default cap
 # (ClusteringParameters.max_points_per_centroid) is 256, its minimum advice 39.
@@ -111,12 +111,10 @@ class FaissIndex(Index):
         if not isinstance(p["factory"], str) or not p["factory"].strip():
             raise InputError(f"index: faiss param 'factory' must be a non-empty string, got {p['factory']!r}")
         for key in ("nprobe", "efSearch", "n_total", "max_train"):
-            v = p[key]
-            if v is not None and (isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1):
-                raise InputError(f"index: faiss param '{key}' must be an integer >= 1 or None, got {v!r}")
-        nl = p["nlist"]
-        if nl != "auto" and (isinstance(nl, bool) or not isinstance(nl, (int, np.integer)) or nl < 1):
-            raise InputError(f"index: faiss param 'nlist' must be an integer >= 1 or 'auto', got {nl!r}")
+            if p[key] is not None:
+                check_int(p[key], f"index: faiss param '{key}'", alternative="None")
+        if p["nlist"] != "auto":
+            check_int(p["nlist"], "index: faiss param 'nlist'", alternative="'auto'")
         if not isinstance(p["k_factor"], (int, float)) or p["k_factor"] < 1:
             raise InputError(f"index: faiss param 'k_factor' must be a number >= 1, got {p['k_factor']!r}")
         self._index = None

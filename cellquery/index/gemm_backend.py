@@ -25,7 +25,7 @@ from numba import njit
 from threadpoolctl import threadpool_limits
 
 from cellquery.errors import InputError
-from cellquery.index.base import Index, as_matrix, check_k, finalize, restore_common
+from cellquery.index.base import Index, as_matrix, check_int, check_k, finalize, restore_common
 
 
 @njit(inline="always")
@@ -86,10 +86,8 @@ def _scan_block(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
                 thr = hd[0]
 
 
-def _check_int(name: str, v, minimum: int = 1) -> int:
-    if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < minimum:
-        raise InputError(f"index: gemm param '{name}' must be an integer >= {minimum}, got {v!r}")
-    return int(v)
+def _check_int(name: str, v) -> int:
+    return check_int(v, f"index: gemm param '{name}'")
 
 
 def knn_gemm(

@@ -8,8 +8,7 @@ from typing import IO
 import hnswlib
 import numpy as np
 
-from cellquery.errors import InputError
-from cellquery.index.base import Index, finalize, restore_common
+from cellquery.index.base import Index, check_int, finalize, restore_common
 
 
 class HnswlibIndex(Index):
@@ -36,9 +35,7 @@ class HnswlibIndex(Index):
     def __init__(self, dim: int, params: dict | None = None, seed: int = 0):
         super().__init__(dim, params, seed)
         for key in ("M", "ef_construction", "ef"):
-            v = self.params[key]
-            if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-                raise InputError(f"index: hnswlib param '{key}' must be an integer >= 1, got {v!r}")
+            check_int(self.params[key], f"index: hnswlib param '{key}'")
         self._index = None
 
     def _train(self, X: np.ndarray) -> None:

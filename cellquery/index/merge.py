@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cellquery.errors import InputError
-from cellquery.index.base import check_k
+from cellquery.index.base import check_int, check_k
 
 _ID_LAST = np.iinfo(np.int64).max
 
@@ -25,8 +25,7 @@ def split_shards(n: int, n_shards: int) -> list[tuple[int, int]]:
         ``n < 1``, ``n_shards < 1`` or ``n_shards > n`` (a shard would be empty).
     """
     for name, v in (("n", n), ("n_shards", n_shards)):
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 1:
-            raise InputError(f"index: split_shards {name} must be an integer >= 1, got {v!r}")
+        check_int(v, f"index: split_shards {name}")
     if n_shards > n:
         raise InputError(f"index: split_shards n_shards={n_shards} exceeds n={n} rows")
     return [(int(part[0]), int(part[-1]) + 1) for part in np.array_split(np.arange(n), n_shards)]
@@ -71,8 +70,7 @@ def merge_topk(
             raise InputError(f"index: merge_topk shard {s} has {D.shape[0]} query rows, shard 0 has {n_q}")
         if np.isnan(D).any():
             raise InputError(f"index: merge_topk shard {s} distances contain NaN")
-        if isinstance(off, bool) or not isinstance(off, (int, np.integer)) or off < 0:
-            raise InputError(f"index: merge_topk offset {s} must be an integer >= 0, got {off!r}")
+        check_int(off, f"index: merge_topk offset {s}", lo=0)
         I = I.astype(np.int64)
         missing = I < 0
         Ds.append(np.where(missing, np.float32(np.inf), D))

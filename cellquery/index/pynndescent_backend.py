@@ -8,8 +8,7 @@ from typing import IO
 import numpy as np
 import pynndescent
 
-from cellquery.errors import InputError
-from cellquery.index.base import Index, finalize, restore_common
+from cellquery.index.base import Index, check_int, finalize, restore_common
 
 
 class PynndescentIndex(Index):
@@ -33,9 +32,7 @@ class PynndescentIndex(Index):
 
     def __init__(self, dim: int, params: dict | None = None, seed: int = 0):
         super().__init__(dim, params, seed)
-        v = self.params["n_neighbors"]
-        if isinstance(v, bool) or not isinstance(v, (int, np.integer)) or v < 2:
-            raise InputError(f"index: pynndescent param 'n_neighbors' must be an integer >= 2, got {v!r}")
+        check_int(self.params["n_neighbors"], "index: pynndescent param 'n_neighbors'", lo=2)
         self._chunks: list[np.ndarray] = []
         self._index = None
 
