@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 
 from cellquery.errors import InputError
-from cellquery.index.base import check_int, check_k
+from cellquery.index.base import check_int, check_k, finalize
 
 _ID_LAST = np.iinfo(np.int64).max
 
@@ -57,33 +57,29 @@ def merge_topk(
         raise InputError("index: merge_topk got no shard results")
     if len(offsets) != len(parts):
         raise InputError(f"index: merge_topk got {len(parts)} shard results but {len(offsets)} offsets")
-    n_q = None
-    Ds, Is = [], []
-    for s, ((D, I), off) in enumerate(zip(parts, offsets)):
-        D = np.asarray(D, dtype=np.float32)
-        I = np.asarray(I)
-        if D.ndim != 2 or D.shape != I.shape:
-            raise InputError(f"index: merge_topk shard {s} D {D.shape} and I {I.shape} must be equal 2-D shapes")
-        if n_q is None:
-            n_q = D.shape[0]
-        elif D.shape[0] != n_q:
-            raise InputError(f"index: merge_topk shard {s} has {D.shape[0]} query rows, shard 0 has {n_q}")
-        if np.isnan(D).any():
-            raise InputError(f"index: merge_topk shard {s} distances contain NaN")
-        check_int(off, f"index: merge_topk offset {s}", lo=0)
-        I = I.astype(np.int64)
-        missing = I < 0
-        Ds.append(np.where(missing, np.float32(np.inf), D))
-        Is.append(np.where(missing, _ID_LAST, I + np.int64(off)))
+    n_q = np.shape(parts[0][0])[0] if np.ndim(parts[0][0]) == 2 else None
+    Ds, Is = zip(*(_global_ids(s, D, I, off, n_q) for s, ((D, I), off) in enumerate(zip(parts, offsets))))
     D = np.concatenate(Ds, axis=1)
     I = np.concatenate(Is, axis=1)
     # Sort each row by (distance, global id); missing ids carry inf and the largest id.
     order = np.lexsort((I, D), axis=1)[:, :k]
     D = np.take_along_axis(D, order, axis=1)
     I = np.take_along_axis(I, order, axis=1)
-    if D.shape[1] < k:  # fewer candidates than k in total: pad
-        pad = k - D.shape[1]
-        D = np.concatenate([D, np.full((n_q, pad), np.inf, np.float32)], axis=1)
-        I = np.concatenate([I, np.full((n_q, pad), _ID_LAST, np.int64)], axis=1)
-    I = np.where(I == _ID_LAST, np.int64(-1), I)
-    return np.ascontiguousarray(D, dtype=np.float32), np.ascontiguousarray(I, dtype=np.int64)
+    # fewer candidates than k in total: finalize pads with -1 / inf
+    return finalize(D, np.where(I == _ID_LAST, np.int64(-1), I), squared=False, k=k)
+
+
+def _global_ids(s: int, D, I, offset: int, n_q: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """Check shard ``s``'s results; return its distances and global ids, missing ones ``inf`` / last."""
+    D = np.asarray(D, dtype=np.float32)
+    I = np.asarray(I)
+    if D.ndim != 2 or D.shape != I.shape:
+        raise InputError(f"index: merge_topk shard {s} D {D.shape} and I {I.shape} must be equal 2-D shapes")
+    if D.shape[0] != n_q:
+        raise InputError(f"index: merge_topk shard {s} has {D.shape[0]} query rows, shard 0 has {n_q}")
+    if np.isnan(D).any():
+        raise InputError(f"index: merge_topk shard {s} distances contain NaN")
+    check_int(offset, f"index: merge_topk offset {s}", lo=0)
+    I = I.astype(np.int64)
+    missing = I < 0
+    return np.where(missing, np.float32(np.inf), D), np.where(missing, _ID_LAST, I + np.int64(offset))
