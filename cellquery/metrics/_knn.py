@@ -45,7 +45,7 @@ def iter_exact_knn(
     import faiss
 
     X = np.asarray(X, dtype=np.float64)
-    n, d = X.shape
+    n, _ = X.shape
     need = k + 1 if exclude_self else k
     if k < 1 or need > n:
         raise InputError(f"k: {k} neighbours are not possible with {n} cells")
@@ -65,22 +65,31 @@ def iter_exact_knn(
     for start in range(0, n, chunk):
         stop = min(n, start + chunk)
         _, cand = index.search(X32[start:stop], n_cand, batch_size=chunk)
-        idx_out = np.empty((stop - start, k), dtype=np.int64)
-        dist_out = np.empty((stop - start, k), dtype=np.float64)
-        block = int(max(1, _BLOCK_ELEMENTS // (n_cand * max(d, 1))))
-        for b0 in range(0, stop - start, block):
-            b1 = min(stop - start, b0 + block)
-            ci = cand[b0:b1].astype(np.int64)
-            diff = Xc[ci] - Xc[start + b0 : start + b1, None, :]
-            dist = np.einsum("ijk,ijk->ij", diff, diff)
-            if exclude_self:
-                self_id = np.arange(start + b0, start + b1)[:, None]
-                dist[ci == self_id] = np.inf
-            # sort by (distance, index): lexsort uses the last key as primary
-            order = np.lexsort((ci, dist), axis=1)[:, :k]
-            idx_out[b0:b1] = np.take_along_axis(ci, order, axis=1)
-            dist_out[b0:b1] = np.sqrt(np.take_along_axis(dist, order, axis=1))
-        yield start, idx_out, dist_out
+        yield (start, *_rerank(Xc, start, cand, k, exclude_self))
+
+
+def _rerank(Xc: np.ndarray, start: int, cand: np.ndarray, k: int, exclude_self: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest of each query row's candidates by float64 distance, ties by lower index.
+
+    Query rows are ``Xc[start : start + len(cand)]``; returns (indices, distances).
+    """
+    m, n_cand = cand.shape
+    idx_out = np.empty((m, k), dtype=np.int64)
+    dist_out = np.empty((m, k), dtype=np.float64)
+    block = int(max(1, _BLOCK_ELEMENTS // (n_cand * max(Xc.shape[1], 1))))
+    for b0 in range(0, m, block):
+        b1 = min(m, b0 + block)
+        ci = cand[b0:b1].astype(np.int64)
+        diff = Xc[ci] - Xc[start + b0 : start + b1, None, :]
+        dist = np.einsum("ijk,ijk->ij", diff, diff)
+        if exclude_self:
+            self_id = np.arange(start + b0, start + b1)[:, None]
+            dist[ci == self_id] = np.inf
+        # sort by (distance, index): lexsort uses the last key as primary
+        order = np.lexsort((ci, dist), axis=1)[:, :k]
+        idx_out[b0:b1] = np.take_along_axis(ci, order, axis=1)
+        dist_out[b0:b1] = np.sqrt(np.take_along_axis(dist, order, axis=1))
+    return idx_out, dist_out
 
 
 def exact_knn(X: np.ndarray, k: int, exclude_self: bool = True) -> tuple[np.ndarray, np.ndarray]:
