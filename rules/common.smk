@@ -80,22 +80,6 @@ def group_datasets(role):
     return inputs
 
 
-def group_spec(wildcards):
-    return config["groups"][wildcards.group]
-
-
-def method_spec(wildcards):
-    return config["methods"][wildcards.method]
-
-
-def index_spec(wildcards):
-    return config["indexes"][wildcards.index]
-
-
-def transfer_spec(wildcards):
-    return config["transfers"][wildcards.transfer]
-
-
 def shards(index):
     """How many shards an index is built and searched as."""
     return config["indexes"][index].get("shards", 1)

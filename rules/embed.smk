@@ -7,7 +7,7 @@ rule embed:
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
         query="results/{group}/embeddings/{method}/seed{seed}/model{model}/query_embedding.h5ad",
     params:
-        method=method_spec,
+        method=lookup(dpath="methods/{method}", within=config),
         random_seed=random_seed,
     log:
         "results/logs/embed/{group}/{method}/seed{seed}/model{model}.log",

@@ -4,7 +4,7 @@ rule hvg:
     output:
         "results/{group}/hvg.tsv",
     params:
-        group=group_spec,
+        group=lookup(dpath="groups/{group}", within=config),
         settings=config.get("hvg", {}),
     log:
         "results/logs/hvg/{group}.log",

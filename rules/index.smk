@@ -8,7 +8,7 @@ rule build_index:
     output:
         index="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/shard{shard}/index.bin",
     params:
-        index=index_spec,
+        index=lookup(dpath="indexes/{index}", within=config),
         shards=lambda wildcards: shards(wildcards.index),
         random_seed=random_seed,
     log:

@@ -4,7 +4,7 @@ rule embedding_metrics:
     output:
         "results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
     params:
-        group=group_spec,
+        group=lookup(dpath="groups/{group}", within=config),
         integration=config.get("integration_metrics", True),
         # JAX's compiled metric kernels, shared by all embedding_metrics jobs
         jax_cache="results/cache/jax",
@@ -31,7 +31,7 @@ rule metrics:
         metrics="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
         sweep="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
     params:
-        group=group_spec,
+        group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
         sweep=config["rejection_sweep"],
     log:

@@ -13,8 +13,8 @@ rule predict:
         reference="results/{group}/predictors/{method}/seed{seed}/reference_embedding.h5ad",
         query="results/{group}/predictors/{method}/seed{seed}/query_embedding.h5ad",
     params:
-        method=method_spec,
-        group=group_spec,
+        method=lookup(dpath="methods/{method}", within=config),
+        group=lookup(dpath="groups/{group}", within=config),
         sweep=config["rejection_sweep"],
     log:
         "results/logs/predict/{group}/{method}/seed{seed}.log",

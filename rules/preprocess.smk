@@ -6,7 +6,7 @@ rule preprocess:
         reference="results/{group}/preprocessed/reference.h5ad",
         query="results/{group}/preprocessed/query.h5ad",
     params:
-        group=group_spec,
+        group=lookup(dpath="groups/{group}", within=config),
         settings=config.get("preprocess", {}),
     log:
         "results/logs/preprocess/{group}.log",

@@ -4,8 +4,8 @@ rule transfer:
     output:
         predictions="results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
     params:
-        transfer=transfer_spec,
-        group=group_spec,
+        transfer=lookup(dpath="transfers/{transfer}", within=config),
+        group=lookup(dpath="groups/{group}", within=config),
         sweep=config["rejection_sweep"],
     log:
         "results/logs/transfer/{group}/{method}/seed{seed}/{index}/{transfer}.log",

@@ -24,7 +24,7 @@ def snakemake(workdir, *args, check=True):
 
 
 @pytest.fixture(scope="module")
-def toy(toy):
+def toy(toy_run):
     """(working directory, config) of the shared toy run (tests/conftest.py)."""
     return toy_run.workdir, toy_run.config
 

@@ -3,7 +3,7 @@
 Large reference types crowd every neighbourhood; dividing each vote by the
 frequency of the hit's cell type in the reference lets a rare type win a query
 cell whose hits hold more of it than its share of the reference would predict
-(the balanced voting left open in the atlas-scale faiss notebook, seed 000).
+(votes normalised by cell-type frequency, as proposed for atlas-scale faiss search).
 """
 
 from __future__ import annotations

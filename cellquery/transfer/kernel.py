@@ -3,7 +3,7 @@
 For query cell i and significant hit j at distance d_ij the Gaussian kernel is
 ``exp(-d_ij^2 / (2 sigma_i^2))`` with an adaptive bandwidth ``sigma_i``, the
 distance to the query's ``bandwidth_rank``-th hit (its last significant hit by
-default); each row is normalised to sum 1 (CellMapper announcement, seed 001:
+default); each row is normalised to sum 1 (CellMapper, quadbio/cellmapper:
 "k-NN graph + kernel gives a mapping matrix M"). Summed per label the row is
 ``M . onehot(Y_reference)``; :func:`mapping_matrix` builds M itself (sparse,
 n_query x n_reference) for continuous values and embeddings. The mapping is
