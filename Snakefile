@@ -44,6 +44,7 @@ include: "rules/scale.smk"
 
 
 rule all:
+    default_target: True
     input:
         "results/summary.tsv",
         "results/benchmarks.tsv",
@@ -53,4 +54,3 @@ rule all:
         "results/figures/cl_accuracy.png",
         "results/rejection_sweep.tsv",
         "results/figures/rejection_sweep.png",
-    default_target: True

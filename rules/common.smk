@@ -39,7 +39,9 @@ wildcard_constraints:
 
 def runs():
     """Every run the config asks for: dict(group, kind, method, index, transfer, seed)."""
-    for group, method, seed in itertools.product(config["groups"], config["methods"], config["seeds"]):
+    for group, method, seed in itertools.product(
+        config["groups"], config["methods"], config["seeds"]
+    ):
         kind = method_kind(config, method)
         run = dict(group=group, kind=KIND_FOLDER[kind], method=method, seed=seed)
         if kind == "predictor":
@@ -63,7 +65,10 @@ SKIPPED = "results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
 
 def metrics_files(wildcards=None):
     """One tidy metrics file per run: computed, or the record of its skip."""
-    return [SKIPPED.format(**r) if skip_reason(r) else f"{RUN}/metrics.tsv".format(**r) for r in runs()]
+    return [
+        SKIPPED.format(**r) if skip_reason(r) else f"{RUN}/metrics.tsv".format(**r)
+        for r in runs()
+    ]
 
 
 def sweep_files(wildcards=None):
@@ -75,7 +80,9 @@ def group_datasets(role):
     """Input function: the loaded datasets of a group's reference or query."""
 
     def inputs(wildcards):
-        return [f"results/data/{d}.h5ad" for d in config["groups"][wildcards.group][role]]
+        return [
+            f"results/data/{d}.h5ad" for d in config["groups"][wildcards.group][role]
+        ]
 
     return inputs
 
@@ -122,7 +129,9 @@ def transfer_inputs(wildcards):
     own) with models 1 .. M - 1 of the same method; without significance the
     model lists hold model 0 only and are not read.
     """
-    n_models = TransferSettings.from_config(config["transfers"][wildcards.transfer]).n_models
+    n_models = TransferSettings.from_config(
+        config["transfers"][wildcards.transfer]
+    ).n_models
     models = [f"{MODEL}".format(**wildcards, model=j) for j in range(n_models)]
     own = models[0]
     return dict(
@@ -141,7 +150,9 @@ def run_embeddings(wildcards):
     """The reference and query embedding of a run: model 0 of an embedding, or a predictor's own."""
     model = "model0/" if wildcards.kind == "embeddings" else ""
     base = "results/{group}/{kind}/{method}/seed{seed}/".format(**wildcards) + model
-    return dict(reference=base + "reference_embedding.h5ad", query=base + "query_embedding.h5ad")
+    return dict(
+        reference=base + "reference_embedding.h5ad", query=base + "query_embedding.h5ad"
+    )
 
 
 def benchmark_files(wildcards):
@@ -150,16 +161,25 @@ def benchmark_files(wildcards):
     gather_benchmarks cannot list its own; every other job's is here, the
     extra models of consensus transfers included.
     """
-    files = [r.benchmark for r in (rules.aggregate, rules.aggregate_sweep, *FIGURE_RULES)]
-    datasets = {d for g in config["groups"].values() for d in g["reference"] + g["query"]}
+    files = [
+        r.benchmark for r in (rules.aggregate, rules.aggregate_sweep, *FIGURE_RULES)
+    ]
+    datasets = {
+        d for g in config["groups"].values() for d in g["reference"] + g["query"]
+    }
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     for group in config["groups"]:
-        files += [rules.preprocess.benchmark.format(group=group), rules.hvg.benchmark.format(group=group)]
+        files += [
+            rules.preprocess.benchmark.format(group=group),
+            rules.hvg.benchmark.format(group=group),
+        ]
     for run in runs():
         if skip_reason(run):
             files.append(rules.record_skip.benchmark.format(**run))
             continue
-        files += [r.benchmark.format(**run) for r in (rules.embedding_metrics, rules.metrics)]
+        files += [
+            r.benchmark.format(**run) for r in (rules.embedding_metrics, rules.metrics)
+        ]
         if run["kind"] == "predictors":
             files.append(rules.predict.benchmark.format(**run))
             continue
@@ -169,5 +189,8 @@ def benchmark_files(wildcards):
             files.append(rules.embed.benchmark.format(**run, model=model))
             files.append(rules.merge_hits.benchmark.format(**run, model=model))
             for shard in range(shards(run["index"])):
-                files += [r.benchmark.format(**run, model=model, shard=shard) for r in (rules.build_index, rules.query_index)]
+                files += [
+                    r.benchmark.format(**run, model=model, shard=shard)
+                    for r in (rules.build_index, rules.query_index)
+                ]
     return list(dict.fromkeys(files))

@@ -6,19 +6,19 @@ rule embed:
     output:
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
         query="results/{group}/embeddings/{method}/seed{seed}/model{model}/query_embedding.h5ad",
-    params:
-        method=lookup(dpath="methods/{method}", within=config),
-        random_seed=random_seed,
     log:
         "results/logs/embed/{group}/{method}/seed{seed}/model{model}.log",
     benchmark:
         "results/benchmarks/embed/{group}/{method}/seed{seed}/model{model}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=gpu_request(),
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        method=lookup(dpath="methods/{method}", within=config),
+        random_seed=random_seed,
     script:
         "../workflow_scripts/embed.py"

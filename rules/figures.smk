@@ -11,12 +11,12 @@ rule figure_mba:
         "results/logs/figure_mba.log",
     benchmark:
         "results/benchmarks/figure_mba.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_mba.py"
 
@@ -34,12 +34,12 @@ rule figure_map_alignment:
         "results/logs/figure_map_alignment.log",
     benchmark:
         "results/benchmarks/figure_map_alignment.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_map_alignment.py"
 
@@ -57,12 +57,12 @@ rule figure_jsd:
         "results/logs/figure_jsd.log",
     benchmark:
         "results/benchmarks/figure_jsd.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_jsd.py"
 
@@ -80,12 +80,12 @@ rule figure_cl_accuracy:
         "results/logs/figure_cl_accuracy.log",
     benchmark:
         "results/benchmarks/figure_cl_accuracy.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_cl_accuracy.py"
 
@@ -103,14 +103,20 @@ rule figure_rejection_sweep:
         "results/logs/figure_rejection_sweep.log",
     benchmark:
         "results/benchmarks/figure_rejection_sweep.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/figure_rejection_sweep.py"
 
 
-FIGURE_RULES = [rules.figure_mba, rules.figure_map_alignment, rules.figure_jsd, rules.figure_cl_accuracy, rules.figure_rejection_sweep]
+FIGURE_RULES = [
+    rules.figure_mba,
+    rules.figure_map_alignment,
+    rules.figure_jsd,
+    rules.figure_cl_accuracy,
+    rules.figure_rejection_sweep,
+]

@@ -3,18 +3,18 @@ rule hvg:
         reference="results/{group}/preprocessed/reference.h5ad",
     output:
         "results/{group}/hvg.tsv",
-    params:
-        group=lookup(dpath="groups/{group}", within=config),
-        settings=config.get("hvg", {}),
     log:
         "results/logs/hvg/{group}.log",
     benchmark:
         "results/benchmarks/hvg/{group}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=30,
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        group=lookup(dpath="groups/{group}", within=config),
+        settings=config.get("hvg", {}),
     script:
         "../workflow_scripts/hvg.py"

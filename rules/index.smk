@@ -7,20 +7,20 @@ rule build_index:
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
     output:
         index="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/shard{shard}/index.bin",
-    params:
-        index=lookup(dpath="indexes/{index}", within=config),
-        shards=lambda wildcards: shards(wildcards.index),
-        random_seed=random_seed,
     log:
         "results/logs/build_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.log",
     benchmark:
         "results/benchmarks/build_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=gpu_request(),
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        index=lookup(dpath="indexes/{index}", within=config),
+        shards=lambda wildcards: shards(wildcards.index),
+        random_seed=random_seed,
     script:
         "../workflow_scripts/build_index.py"

@@ -3,21 +3,21 @@ rule embedding_metrics:
         unpack(run_embeddings),
     output:
         "results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
+    log:
+        "results/logs/embedding_metrics/{group}/{kind}/{method}/seed{seed}.log",
+    benchmark:
+        "results/benchmarks/embedding_metrics/{group}/{kind}/{method}/seed{seed}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
     params:
         group=lookup(dpath="groups/{group}", within=config),
         integration=config.get("integration_metrics", True),
         # JAX's compiled metric kernels, shared by all embedding_metrics jobs
         jax_cache="results/cache/jax",
-    log:
-        "results/logs/embedding_metrics/{group}/{kind}/{method}/seed{seed}.log",
-    benchmark:
-        "results/benchmarks/embedding_metrics/{group}/{kind}/{method}/seed{seed}.tsv"
-    threads: 1
-    resources:
-        mem_mb=8000,
-        runtime=60,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/embedding_metrics.py"
 
@@ -30,20 +30,20 @@ rule metrics:
     output:
         metrics="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
         sweep="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
-    params:
-        group=lookup(dpath="groups/{group}", within=config),
-        reported_as=reported_name,
-        sweep=config["rejection_sweep"],
     log:
         "results/logs/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:
         "results/benchmarks/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=30,
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        group=lookup(dpath="groups/{group}", within=config),
+        reported_as=reported_name,
+        sweep=config["rejection_sweep"],
     script:
         "../workflow_scripts/metrics.py"
 
@@ -51,19 +51,21 @@ rule metrics:
 rule record_skip:
     output:
         "results/skipped/{group}/{method}/seed{seed}/{index}/{transfer}.tsv",
-    params:
-        reason=lambda wildcards: config_skip_reason(config, wildcards.group, wildcards.method),
-        reported_as=reported_name,
     log:
         "results/logs/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:
         "results/benchmarks/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=5,
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        reason=lambda wildcards: config_skip_reason(
+            config, wildcards.group, wildcards.method
+        ),
+        reported_as=reported_name,
     script:
         "../workflow_scripts/record_skip.py"
 
@@ -77,12 +79,12 @@ rule aggregate:
         "results/logs/aggregate.log",
     benchmark:
         "results/benchmarks/aggregate.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -96,12 +98,12 @@ rule aggregate_sweep:
         "results/logs/aggregate_sweep.log",
     benchmark:
         "results/benchmarks/aggregate_sweep.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/aggregate_sweep.py"
 
@@ -113,11 +115,11 @@ rule gather_benchmarks:
         "results/benchmarks.tsv",
     log:
         "results/logs/gather_benchmarks.log",
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/gather_benchmarks.py"

@@ -12,20 +12,20 @@ rule predict:
         timings="results/{group}/predictors/{method}/seed{seed}/native/native/timings.tsv",
         reference="results/{group}/predictors/{method}/seed{seed}/reference_embedding.h5ad",
         query="results/{group}/predictors/{method}/seed{seed}/query_embedding.h5ad",
-    params:
-        method=lookup(dpath="methods/{method}", within=config),
-        group=lookup(dpath="groups/{group}", within=config),
-        sweep=config["rejection_sweep"],
     log:
         "results/logs/predict/{group}/{method}/seed{seed}.log",
     benchmark:
         "results/benchmarks/predict/{group}/{method}/seed{seed}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=lambda wildcards: method_resource(wildcards, "mem_mb", 8000),
         runtime=lambda wildcards: method_resource(wildcards, "runtime", 240),
         gpu=gpu_request(),
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        method=lookup(dpath="methods/{method}", within=config),
+        group=lookup(dpath="groups/{group}", within=config),
+        sweep=config["rejection_sweep"],
     script:
         "../workflow_scripts/predict.py"

@@ -5,18 +5,18 @@ rule preprocess:
     output:
         reference="results/{group}/preprocessed/reference.h5ad",
         query="results/{group}/preprocessed/query.h5ad",
-    params:
-        group=lookup(dpath="groups/{group}", within=config),
-        settings=config.get("preprocess", {}),
     log:
         "results/logs/preprocess/{group}.log",
     benchmark:
         "results/benchmarks/preprocess/{group}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        group=lookup(dpath="groups/{group}", within=config),
+        settings=config.get("preprocess", {}),
     script:
         "../workflow_scripts/preprocess.py"

@@ -10,19 +10,19 @@ rule query_index:
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
     output:
         hits="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/shard{shard}/hits.npz",
-    params:
-        k=config["k"],
     log:
         "results/logs/query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.log",
     benchmark:
         "results/benchmarks/query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 2
     resources:
         mem_mb=8000,
         runtime=120,
         gpu=gpu_request(),
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        k=config["k"],
     script:
         "../workflow_scripts/query_index.py"
 
@@ -35,18 +35,18 @@ rule merge_hits:
         hits="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/hits.npz",
         self_distances="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/self_distances.npy",
         calibration="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/calibration.npz",
-    params:
-        k=config["k"],
-        random_seed=random_seed,
     log:
         "results/logs/merge_hits/{group}/{method}/seed{seed}/model{model}/{index}.log",
     benchmark:
         "results/benchmarks/merge_hits/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=60,
-    conda:
-        "../envs/cellquery-cpu.yaml"
+    params:
+        k=config["k"],
+        random_seed=random_seed,
     script:
         "../workflow_scripts/merge_hits.py"

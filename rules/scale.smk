@@ -16,34 +16,26 @@ if SCALE_CONFIG:
 SCALE = ScaleSettings.from_config(SCALE_CONFIG)
 
 
-def scale_spec(wildcards):
-    return SCALE_CONFIG["indexes"][wildcards.scale_index]
-
-
-def scale_mem_mb(wildcards):
-    return SCALE.mem_mb(wildcards.scale_index, int(wildcards.n_ref))
-
-
-def scale_runtime(wildcards):
-    return SCALE.runtime_min(wildcards.scale_index, int(wildcards.n_ref))
-
-
 rule scale_knn:
     output:
         "results/scale/runs/{scale_index}/n{n_ref}.tsv",
-    params:
-        spec=scale_spec,
-        scale=SCALE_CONFIG,
     log:
         "results/logs/scale/{scale_index}/n{n_ref}.log",
     benchmark:
         "results/benchmarks/scale/{scale_index}/n{n_ref}.tsv"
-    threads: SCALE.threads
-    resources:
-        mem_mb=scale_mem_mb,
-        runtime=scale_runtime,
     conda:
         "../envs/cellquery-cpu.yaml"
+    threads: SCALE.threads
+    resources:
+        mem_mb=lambda wildcards: SCALE.mem_mb(
+            wildcards.scale_index, int(wildcards.n_ref)
+        ),
+        runtime=lambda wildcards: SCALE.runtime_min(
+            wildcards.scale_index, int(wildcards.n_ref)
+        ),
+    params:
+        spec=lookup(dpath="scale/indexes/{scale_index}", within=config),
+        scale=SCALE_CONFIG,
     script:
         "../workflow_scripts/scale_knn.py"
 
@@ -57,12 +49,12 @@ rule scale_gather:
         "results/logs/scale/gather.log",
     benchmark:
         "results/benchmarks/scale/gather.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=1000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/scale_gather.py"
 
@@ -85,12 +77,12 @@ rule scale_figures:
         "results/logs/scale/figures.log",
     benchmark:
         "results/benchmarks/scale/figures.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
         mem_mb=2000,
         runtime=10,
-    conda:
-        "../envs/cellquery-cpu.yaml"
     script:
         "../workflow_scripts/scale_figures.py"
 
