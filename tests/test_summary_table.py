@@ -8,7 +8,7 @@ import pytest
 
 from cellquery.errors import InputError
 from cellquery.summary import (
-    BENCHMARK_COLUMNS, SUMMARY_COLUMNS, TABLE_COLUMNS, format_summary_table, formatted_table, parse_job, run_jobs,
+    BENCHMARK_COLUMNS, JOB_PATHS, SUMMARY_COLUMNS, TABLE_COLUMNS, format_summary_table, formatted_table, parse_job, run_jobs,
     summary_table,
 )
 
@@ -42,6 +42,15 @@ NAN = float("nan")
 )
 def test_parse_job(job, expected):
     assert parse_job(job) == {"rule": job.split("/")[0], **expected}
+
+
+def test_job_paths_are_the_rules_benchmark_paths():
+    import re
+    from pathlib import Path
+
+    rules = Path(__file__).resolve().parents[1] / "rules"
+    declared = set(re.findall(r'"results/benchmarks/([^"]+)\.tsv"', "".join(p.read_text() for p in rules.glob("*.smk"))))
+    assert set(JOB_PATHS.values()) <= declared
 
 
 @pytest.mark.parametrize("job", ["embed/simulated/pca/seed0", "predict/simulated/cellblast/seedX", "transfer/g/pca/seed0/flat"])
@@ -198,7 +207,7 @@ def test_markdown(table):
     assert format_summary_table(summary_table(pd.DataFrame(columns=SUMMARY_COLUMNS), benchmark_rows())) == "No runs.\n"
 
 
-def test_workflow_script(tmp_path, monkeypatch):
+def test_workflow_script(tmp_path):
     import runpy
     import sys
     from pathlib import Path
@@ -206,7 +215,6 @@ def test_workflow_script(tmp_path, monkeypatch):
 
     from cellquery.io import read_table
 
-    monkeypatch.setattr(sys, "stderr", sys.stderr)  # the script redirects stderr to its log
     summary_rows().to_csv(tmp_path / "summary.tsv", sep="\t", index=False)
     benchmark_rows().to_csv(tmp_path / "benchmarks.tsv", sep="\t", index=False)
     snakemake = SimpleNamespace(
@@ -217,7 +225,12 @@ def test_workflow_script(tmp_path, monkeypatch):
         log=[tmp_path / "log.txt"],
     )
     script = Path(__file__).resolve().parents[1] / "workflow_scripts/summary_table.py"
-    runpy.run_path(str(script), init_globals={"snakemake": snakemake})
+    stderr = sys.stderr
+    try:
+        runpy.run_path(str(script), init_globals={"snakemake": snakemake})
+    finally:
+        log, sys.stderr = sys.stderr, stderr  # the script's stderr is its log file: close it
+        log.close()
     written = read_table(tmp_path / "out/table.tsv")
     assert list(written.columns) == TABLE_COLUMNS
     consensus = written[written["reported_as"] == "consensus-pca"].iloc[0]
