@@ -54,3 +54,5 @@ rule all:
         "results/figures/cl_accuracy.png",
         "results/rejection_sweep.tsv",
         "results/figures/rejection_sweep.png",
+        "results/figures/mba_box.png",
+        "results/summary_table.tsv",

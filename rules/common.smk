@@ -103,6 +103,15 @@ def reported_name(wildcards):
     return reported_as(wildcards.method, report_as)
 
 
+def control_methods():
+    """The config's control methods (floor and ceiling), which figures mark as controls."""
+    from cellquery.predictors.controls import CONTROLS
+
+    return [
+        m for m, spec in config["methods"].items() if spec.get("predictor") in CONTROLS
+    ]
+
+
 def method_resource(wildcards, name, default):
     """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
     return config["methods"][wildcards.method].get("resources", {}).get(name, default)

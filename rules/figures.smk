@@ -113,7 +113,33 @@ rule figure_rejection_sweep:
         "../workflow_scripts/figure_rejection_sweep.py"
 
 
+rule figure_mba_box:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/mba_box.png",
+            caption="../report/mba_box.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_mba_box.log",
+    benchmark:
+        "results/benchmarks/figure_mba_box.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        controls=control_methods(),
+    script:
+        "../workflow_scripts/figure_mba_box.py"
+
+
 FIGURE_RULES = [
+    rules.figure_mba_box,
     rules.figure_mba,
     rules.figure_map_alignment,
     rules.figure_jsd,

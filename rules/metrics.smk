@@ -123,3 +123,28 @@ rule gather_benchmarks:
         runtime=10,
     script:
         "../workflow_scripts/gather_benchmarks.py"
+
+
+rule summary_table:
+    input:
+        summary="results/summary.tsv",
+        benchmarks="results/benchmarks.tsv",
+    output:
+        table=report(
+            "results/summary_table.tsv",
+            caption="../report/summary_table.rst",
+            category="Tables",
+        ),
+        markdown="results/summary_table.md",
+    log:
+        "results/logs/summary_table.log",
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    params:
+        transfers=config["transfers"],
+    script:
+        "../workflow_scripts/summary_table.py"

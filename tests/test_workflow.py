@@ -107,7 +107,7 @@ def test_benchmarks_and_figure(toy):
     bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
-                      "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "merge_hits",
+                      "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "merge_hits", "figure_mba_box",
                       "aggregate_sweep", "figure_rejection_sweep"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
@@ -183,3 +183,39 @@ def test_bad_config_stops_before_any_job(tmp_path):
     assert result.returncode != 0
     assert "groups.simulated.reference: unknown dataset 'no_such_dataset'" in result.stdout + result.stderr
     assert not (tmp_path / "results").exists()
+
+
+def test_controls_bound_every_group(toy):
+    """The controls run on every group: true_labels is the ceiling (MBA exactly 1), reject_all rejects everything."""
+    workdir, config = toy
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    controls = summary[summary.method.isin(["true_labels", "reject_all", "majority_label", "random_labels"])]
+    values = controls.set_index(["group", "method", "metric"]).value
+    for group in config["groups"]:
+        assert values[(group, "true_labels", "mba_positive")] == 1.0
+        assert values[(group, "true_labels", "mba_negative")] == 1.0
+        assert values[(group, "true_labels", "mba")] == 1.0
+        assert values[(group, "reject_all", "mba_positive")] == 0.0
+        assert values[(group, "reject_all", "mba_negative")] == 1.0
+        assert values[(group, "reject_all", "rejected_fraction")] == 1.0
+        assert values[(group, "majority_label", "rejected_fraction")] == 0.0
+        assert values[(group, "random_labels", "rejected_fraction")] == 0.0
+
+
+def test_summary_table_and_mba_box(toy):
+    """results/summary_table.tsv ranks each group's runs by MBA and agrees with summary.tsv; Fig. 2c is drawn."""
+    workdir, config = toy
+    table = pd.read_csv(workdir / "results/summary_table.tsv", sep="\t")
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    for group, rows in table.groupby("group", sort=False):
+        ranked = rows.mba_mean.dropna().to_numpy()
+        assert (np.diff(ranked) <= 1e-12).all(), group
+        ceiling = rows[rows.reported_as == "true_labels"]
+        assert ceiling.mba_mean.iloc[0] == 1.0 and ceiling.n_seeds.iloc[0] == len(config["seeds"])
+        pca = rows[(rows.reported_as == "pca") & (rows["index"] == "flat") & (rows.transfer == "majority")]
+        expected = summary[(summary.group == group) & (summary.method == "pca") & (summary["index"] == "flat")
+                           & (summary.transfer == "majority") & (summary.metric == "mba")].value.mean()
+        assert pca.mba_mean.iloc[0] == pytest.approx(expected)
+        assert pca.wall_s.iloc[0] > 0
+    png = (workdir / "results/figures/mba_box.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
