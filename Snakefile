@@ -6,8 +6,8 @@
 #   snakemake -c2 scale --configfile config/config.yaml config/scale.yaml   # index scale sweep
 #
 # One wildcard path runs from config to figure (README: "What comes out where"):
-#   datasets -> results/data/{dataset}.h5ad -> results/{group}/preprocessed/*.h5ad
-#   -> results/{group}/hvg.tsv
+#   datasets -> results/data/{dataset}.h5ad -> results/{group}/seed{seed}/preprocessed/*.h5ad
+#   -> results/{group}/seed{seed}/hvg.tsv
 #   -> results/{group}/embeddings/{method}/seed{seed}/model{model}/*_embedding.h5ad
 #   -> .../model{model}/{index}/shard{shard}/{index.bin,hits.npz} -> .../model{model}/{index}/hits.npz
 #   -> results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/predictions.tsv

@@ -31,15 +31,21 @@ class GroupSettings:
     ontology_key: str | None = None
     continuous_keys: tuple[str, ...] = ()
     expected: str | None = None
+    # each seed keeps these label-stratified fractions of the reference and query (cellquery.resample)
+    reference_fraction: float = 1.0
+    query_fraction: float = 1.0
 
     @classmethod
     def from_config(cls, spec: Mapping) -> "GroupSettings":
+        resample = spec.get("resample") or {}
         return cls(
             label_key=spec["label_key"],
             batch_keys=tuple(spec.get("batch_keys") or ()),
             ontology_key=spec.get("ontology_key"),
             continuous_keys=tuple(spec.get("continuous_keys") or ()),
             expected=spec.get("expected"),
+            reference_fraction=resample.get("reference_fraction", 1.0),
+            query_fraction=resample.get("query_fraction", 1.0),
         )
 
     @property

@@ -105,8 +105,8 @@ TABLE_COLUMNS = [
 # results/benchmarks without ``.tsv``: the ``job`` column of results/benchmarks.tsv.
 JOB_PATHS = {
     "load_dataset": "load_dataset/{dataset}",
-    "preprocess": "preprocess/{group}",
-    "hvg": "hvg/{group}",
+    "preprocess": "preprocess/{group}/seed{seed}",
+    "hvg": "hvg/{group}/seed{seed}",
     "embed": "embed/{group}/{method}/seed{seed}/model{model}",
     "build_index": "build_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}",
     "query_index": "query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}",

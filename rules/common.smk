@@ -177,10 +177,10 @@ def benchmark_files(wildcards):
         d for g in config["groups"].values() for d in g["reference"] + g["query"]
     }
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
-    for group in config["groups"]:
+    for group, seed in itertools.product(config["groups"], config["seeds"]):
         files += [
-            rules.preprocess.benchmark.format(group=group),
-            rules.hvg.benchmark.format(group=group),
+            r.benchmark.format(group=group, seed=seed)
+            for r in (rules.preprocess, rules.hvg)
         ]
     for run in runs():
         if skip_reason(run):

@@ -1,8 +1,8 @@
 rule embed:
     input:
-        reference="results/{group}/preprocessed/reference.h5ad",
-        query="results/{group}/preprocessed/query.h5ad",
-        hvg="results/{group}/hvg.tsv",
+        reference="results/{group}/seed{seed}/preprocessed/reference.h5ad",
+        query="results/{group}/seed{seed}/preprocessed/query.h5ad",
+        hvg="results/{group}/seed{seed}/hvg.tsv",
     output:
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
         query="results/{group}/embeddings/{method}/seed{seed}/model{model}/query_embedding.h5ad",

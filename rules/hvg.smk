@@ -1,12 +1,12 @@
 rule hvg:
     input:
-        reference="results/{group}/preprocessed/reference.h5ad",
+        reference="results/{group}/seed{seed}/preprocessed/reference.h5ad",
     output:
-        "results/{group}/hvg.tsv",
+        "results/{group}/seed{seed}/hvg.tsv",
     log:
-        "results/logs/hvg/{group}.log",
+        "results/logs/hvg/{group}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/hvg/{group}.tsv"
+        "results/benchmarks/hvg/{group}/seed{seed}.tsv"
     conda:
         "../envs/cellquery-cpu.yaml"
     threads: 1

@@ -4,9 +4,9 @@
 
 rule predict:
     input:
-        reference="results/{group}/preprocessed/reference.h5ad",
-        query="results/{group}/preprocessed/query.h5ad",
-        hvg="results/{group}/hvg.tsv",
+        reference="results/{group}/seed{seed}/preprocessed/reference.h5ad",
+        query="results/{group}/seed{seed}/preprocessed/query.h5ad",
+        hvg="results/{group}/seed{seed}/hvg.tsv",
     output:
         predictions="results/{group}/predictors/{method}/seed{seed}/native/native/predictions.tsv",
         timings="results/{group}/predictors/{method}/seed{seed}/native/native/timings.tsv",

@@ -3,12 +3,12 @@ rule preprocess:
         reference=group_datasets("reference"),
         query=group_datasets("query"),
     output:
-        reference="results/{group}/preprocessed/reference.h5ad",
-        query="results/{group}/preprocessed/query.h5ad",
+        reference="results/{group}/seed{seed}/preprocessed/reference.h5ad",
+        query="results/{group}/seed{seed}/preprocessed/query.h5ad",
     log:
-        "results/logs/preprocess/{group}.log",
+        "results/logs/preprocess/{group}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/preprocess/{group}.tsv"
+        "results/benchmarks/preprocess/{group}/seed{seed}.tsv"
     conda:
         "../envs/cellquery-cpu.yaml"
     threads: 1

@@ -33,8 +33,8 @@ NAN = float("nan")
         ("record_skip/pbmc68k/scanvi/seed1/native/native",
          {"group": "pbmc68k", "method": "scanvi", "seed": 1, "index": "native", "transfer": "native"}),
         ("load_dataset/sim_reference", {"dataset": "sim_reference"}),
-        ("preprocess/simulated", {"group": "simulated"}),
-        ("hvg/simulated", {"group": "simulated"}),
+        ("preprocess/simulated/seed0", {"group": "simulated", "seed": 0}),
+        ("hvg/simulated/seed1", {"group": "simulated", "seed": 1}),
         ("aggregate", {}),
         ("figure_mba", {}),
         ("scale/flat/n1000", {}),
@@ -102,7 +102,7 @@ def benchmark_rows():
         ("metrics/g1/embeddings/pca/seed0/flat/majority", 1000, 9000), ("embedding_metrics/g1/embeddings/pca/seed0", 1000, 9000),
         ("metrics/g1/predictors/cellblast/seed0/native/native", 1000, 9000),
         ("record_skip/g1/scanvi/seed0/native/native", 1000, 9000), ("load_dataset/d1", 1000, 9000),
-        ("preprocess/g1", 1000, 9000), ("hvg/g1", 1000, 9000), ("aggregate", 1000, 9000),
+        ("preprocess/g1/seed0", 1000, 9000), ("hvg/g1/seed0", 1000, 9000), ("aggregate", 1000, 9000),
     ]
     rows = [{"rule": job.split("/")[0], "job": job, "wall_s": s, "max_rss_mb": m, "cpu_s": s, "mean_load": 90.0} for job, s, m in jobs]
     return pd.DataFrame(rows, columns=BENCHMARK_COLUMNS)
