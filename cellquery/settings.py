@@ -9,12 +9,19 @@ of ``group["label_key"]`` and a default is written in one place only.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
+
+from cellquery.errors import InputError
 
 # Model j of a run with seed s (consensus significance trains several models of
 # one method, Cell BLAST's multi-model rule) is seeded s + MODEL_SEED_STRIDE * j;
 # model 0 is the run's own model. The stride keeps models of nearby seeds apart.
 MODEL_SEED_STRIDE = 1000
+
+# Config value of an acceptance-rule setting left to validation inside the
+# reference (cellquery.transfer.tuning): p_cutoff and shrinkage of a
+# significance rule, distance_quantile of a distance cut-off.
+AUTO = "auto"
 
 
 def model_seed(seed: int, model: int) -> int:
@@ -58,9 +65,9 @@ class GroupSettings:
 class SignificanceSettings:
     """Hits count by empirical P-value (config ``transfers.<name>.significance``)."""
 
-    p_cutoff: float = 0.05
+    p_cutoff: float | str = 0.05  # or AUTO
     models: int = 1
-    shrinkage: float = 0.0
+    shrinkage: float | str = 0.0  # or AUTO
 
     @classmethod
     def from_config(cls, spec: Mapping | None) -> "SignificanceSettings | None":
@@ -75,7 +82,7 @@ class TransferSettings:
     params: Mapping = field(default_factory=dict)
     min_hits: int = 2
     min_fraction: float = 0.5
-    distance_quantile: float | None = 0.95
+    distance_quantile: float | str | None = 0.95  # or AUTO
     significance: SignificanceSettings | None = None
     report_as: str | None = None
 
@@ -90,3 +97,29 @@ class TransferSettings:
     def n_models(self) -> int:
         """How many models' P-values the rule combines (1 without significance)."""
         return self.significance.models if self.significance else 1
+
+    @property
+    def auto_keys(self) -> tuple[str, ...]:
+        """The settings of the acceptance rule in use that the config leaves to tuning (value ``auto``).
+
+        With significance: ``p_cutoff`` and/or ``shrinkage`` (a
+        ``distance_quantile`` is not used then); without: ``distance_quantile``.
+        """
+        if self.significance is not None:
+            return tuple(key for key in ("p_cutoff", "shrinkage") if getattr(self.significance, key) == AUTO)
+        return ("distance_quantile",) if self.distance_quantile == AUTO else ()
+
+    @property
+    def needs_tuning(self) -> bool:
+        """Whether some setting is ``auto`` and must be chosen before the transfer can run."""
+        return bool(self.auto_keys)
+
+    def resolved(self, values: Mapping[str, float]) -> "TransferSettings":
+        """These settings with every ``auto`` value replaced by ``values[key]``; explicit values are kept."""
+        missing = [key for key in self.auto_keys if key not in values]
+        if missing:
+            raise InputError(f"transfer: no tuned value for the auto setting(s) {', '.join(missing)}")
+        chosen = {key: float(values[key]) for key in self.auto_keys}
+        if self.significance is not None:
+            return replace(self, significance=replace(self.significance, **chosen))
+        return replace(self, **chosen)

@@ -112,6 +112,7 @@ JOB_PATHS = {
     "query_index": "query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}",
     "merge_hits": "merge_hits/{group}/{method}/seed{seed}/model{model}/{index}",
     "transfer": "transfer/{group}/{method}/seed{seed}/{index}/{transfer}",
+    "tune_transfer": "tune_transfer/{group}/{method}/seed{seed}/{transfer}",
     "predict": "predict/{group}/{method}/seed{seed}",
     "embedding_metrics": "embedding_metrics/{group}/{kind}/{method}/seed{seed}",
     "metrics": "metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}",
@@ -128,6 +129,8 @@ RUN_RULES = {
     "query_index": ["group", "method", "seed", "index"],
     "merge_hits": ["group", "method", "seed", "index"],
     "transfer": ["group", "method", "seed", "index", "transfer"],
+    # choosing a transfer's `auto` settings inside the reference is part of its cost
+    "tune_transfer": ["group", "method", "seed", "transfer"],
 }
 
 
@@ -174,7 +177,8 @@ def run_jobs(runs: pd.DataFrame, benchmarks: pd.DataFrame, n_models: dict[str, i
     ``runs`` has :data:`TABLE_KEYS` and ``seed``. A predictor run's job is its
     ``predict`` job; an embedding run's are the ``embed`` job of its method
     and seed, the ``build_index`` and ``query_index`` jobs (every shard) and
-    the ``merge_hits`` job of its index, and its own ``transfer`` job. Jobs
+    the ``merge_hits`` job of its index, its own ``transfer`` job and the
+    ``tune_transfer`` job that chose the transfer's ``auto`` settings. Jobs
     with a model take models 0 .. ``n_models[transfer]`` - 1 (transfer name ->
     models it combines, ``TransferSettings.n_models``; model 0 alone for a
     transfer not in it). Scoring jobs (``metrics``, ``embedding_metrics``)

@@ -6,6 +6,8 @@
 #     .../model{model}/{index}/                merged hits, calibration (every index is
 #                                              searched as `shards` shards, 1 by default)
 #   results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/   predictions, metrics
+#   results/{group}/embeddings/{method}/seed{seed}/tuning/{transfer}.tsv  `auto` settings
+#                                              chosen by validation inside the reference
 #   results/{group}/predictors/{method}/seed{seed}/native/native/       a peer tool's run
 # A run's summary rows carry the same names (group, method, index, transfer, seed).
 import itertools
@@ -152,7 +154,25 @@ def transfer_inputs(wildcards):
         model_queries=[f"{m}/query_embedding.h5ad" for m in models],
         model_hits=[f"{m}/{wildcards.index}/hits.npz" for m in models],
         model_calibrations=[f"{m}/{wildcards.index}/calibration.npz" for m in models],
+        **tuning_inputs(wildcards),
     )
+
+
+TUNING = "results/{group}/embeddings/{method}/seed{seed}/tuning/{transfer}.tsv"
+
+
+def tuning_inputs(wildcards):
+    """The tuning file (named ``tuning``) of a run whose transfer has `auto` settings, else nothing.
+
+    Those settings are chosen by validation inside the run's model-0
+    reference (rule tune_transfer); predictor runs (transfer 'native') have none.
+    """
+    spec = config["transfers"].get(wildcards.transfer)
+    if getattr(wildcards, "kind", "embeddings") != "embeddings" or spec is None:
+        return {}
+    if not TransferSettings.from_config(spec).needs_tuning:
+        return {}
+    return dict(tuning=TUNING.format(**wildcards))
 
 
 def run_embeddings(wildcards):
@@ -194,6 +214,8 @@ def benchmark_files(wildcards):
             continue
         files.append(rules.transfer.benchmark.format(**run))
         settings = TransferSettings.from_config(config["transfers"][run["transfer"]])
+        if settings.needs_tuning:
+            files.append(rules.tune_transfer.benchmark.format(**run))
         for model in range(settings.n_models):
             files.append(rules.embed.benchmark.format(**run, model=model))
             files.append(rules.merge_hits.benchmark.format(**run, model=model))

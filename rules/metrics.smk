@@ -24,6 +24,8 @@ rule embedding_metrics:
 
 rule metrics:
     input:
+        # the tuning file of a transfer with `auto` settings: rows tuned_<setting>, validation_mba
+        unpack(tuning_inputs),
         predictions="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
         reference=lambda wildcards: run_embeddings(wildcards)["reference"],
         embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",

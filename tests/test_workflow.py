@@ -108,7 +108,7 @@ def test_benchmarks_and_figure(toy):
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
                       "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "merge_hits", "figure_mba_box",
-                      "aggregate_sweep", "figure_rejection_sweep"}
+                      "aggregate_sweep", "figure_rejection_sweep", "tune_transfer"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
     png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
@@ -140,15 +140,25 @@ def test_rejection_sweep(toy):
             assert (step <= 1e-12).all() if by_p else (step >= -1e-12).all(), run
         else:
             assert swept.empty, run
-    # calibrated transfers at their own P-value cut-off equal the sweep's point there
-    cutoff = config["transfers"]["calibrated"]["significance"]["p_cutoff"]
-    assert cutoff in thresholds
+    # calibrated transfers at their own P-value cut-off (`auto`: chosen inside the reference, the run's
+    # metric tuned_p_cutoff) equal the sweep's point there, wherever the sweep has that cut-off
+    from cellquery.transfer.tuning import GRID
+
+    assert config["transfers"]["calibrated"]["significance"]["p_cutoff"] == "auto"
+    values = summary.set_index(keys + ["metric"]).value
     calibrated = sweep[(sweep.transfer == "calibrated")]
     assert len(calibrated)
-    for _, rows in calibrated.groupby(["group", "method", "index", "seed"]):
+    compared = 0
+    for run, rows in calibrated.groupby(keys):
+        cutoff = values[(*run, "tuned_p_cutoff")]
+        assert cutoff in GRID["p_cutoff"] and 0.0 <= values[(*run, "validation_mba")] <= 1.0, run
         own, at = rows[rows.threshold.isna()], rows[np.isclose(rows.threshold, cutoff)]
+        if at.empty:  # a tuned cut-off that the sweep does not list (0.005)
+            continue
+        compared += 1
         assert own.mba_negative.iloc[0] == pytest.approx(at.mba_negative.iloc[0])
         assert own.mba_positive.iloc[0] == pytest.approx(at.mba_positive.iloc[0])
+    assert compared
     png = (workdir / "results/figures/rejection_sweep.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

@@ -3,9 +3,13 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+import pandas as pd
+
 from cellquery.io import read_obs, read_table, write_table
 from cellquery.scoring import score_predictions, sweep_scores
 from cellquery.settings import GroupSettings
+from cellquery.summary import metric_rows
+from cellquery.transfer.tuning import read_tuning
 
 predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"])
 reference_obs = read_obs(snakemake.input.reference)
@@ -18,6 +22,10 @@ table = score_predictions(
     run=run,
     embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
 )
+if hasattr(snakemake.input, "tuning"):  # a transfer with `auto` settings: what validation chose, and its score
+    chosen, validation_mba = read_tuning(snakemake.input.tuning)
+    tuned = {f"tuned_{key}": value for key, value in chosen.items()}
+    table = pd.concat([table, metric_rows(run, {**tuned, "validation_mba": validation_mba})], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run, thresholds=snakemake.params.sweep)
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)

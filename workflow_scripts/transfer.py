@@ -9,9 +9,12 @@ from cellquery.index.calibration import Calibration
 from cellquery.io import read_embedding, read_obs, write_table
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import Model, predict_table
+from cellquery.transfer.tuning import read_tuning
 
 settings = TransferSettings.from_config(snakemake.params.transfer)
 inputs = snakemake.input
+if settings.needs_tuning:  # `auto` settings: the values chosen by validation inside the reference
+    settings = settings.resolved(read_tuning(inputs.tuning)[0])
 models = [
     Model(read_embedding(reference), read_embedding(query), np.load(hits)["indices"], Calibration.load(calibration))
     for reference, query, hits, calibration in zip(

@@ -177,6 +177,11 @@ def accept_hits(
     sweep: tuple[float, ...] | list[float] = (),
 ) -> AcceptedHits:
     """Apply the transfer's acceptance rule (distance cut-off, or P-values over ``models``) to a run's hits."""
+    if settings.needs_tuning:
+        raise InputError(
+            f"transfer: {', '.join(settings.auto_keys)} is 'auto'; resolve it from the tuning file first "
+            "(TransferSettings.resolved, cellquery.transfer.tuning)"
+        )
     significance = settings.significance
     if significance is None:
         max_distance = distance_cutoff(self_distances, settings.distance_quantile)
