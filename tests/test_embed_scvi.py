@@ -52,3 +52,29 @@ def test_needs_counts_and_batch_column(data):
         scvi.embed(ref_log, qry, genes, **FAST)
     with pytest.raises(InputError, match="query_epochs"):
         scvi.embed(ref, qry, genes, batch_key="study", **{**FAST, "max_epochs": 1, "query_epochs": 0})
+
+
+def test_no_params_pass_the_package_defaults(data, monkeypatch):
+    # Stubbed at the package boundary: SCVI.train records its arguments and marks the model trained
+    # without training it; setup, load_query_data and the encoding are scvi-tools' own code.
+    import inspect
+
+    import scvi as scvi_tools
+
+    train_defaults = {k: p.default for k, p in inspect.signature(scvi_tools.model.SCVI.train).parameters.items()}
+    calls = []
+
+    def train(self, **kwargs):
+        calls.append((kwargs, self.adata.n_obs))
+        self.is_trained_ = True
+
+    monkeypatch.setattr(scvi_tools.model.SCVI, "train", train)
+    ref, qry, genes = data
+    ref_emb, qry_emb = scvi.embed(ref, qry, genes, batch_key="study")
+    assert ref_emb.shape == (ref.n_obs, 10) and qry_emb.shape == (qry.n_obs, 10)
+    assert [n for _, n in calls] == [ref.n_obs, qry.n_obs]  # the reference model, then the query's surgery
+    for kwargs, _ in calls:
+        assert kwargs["max_epochs"] is train_defaults["max_epochs"] is None  # scvi-tools' epoch heuristic
+        assert kwargs["batch_size"] == train_defaults["batch_size"]
+        assert kwargs["early_stopping"] is train_defaults["early_stopping"]
+    assert calls[1][0]["plan_kwargs"] == {"weight_decay": 0.0}  # the project's surgery rule (scArches tutorial)

@@ -73,6 +73,28 @@ def test_hit_predictions_follow_the_rule():
     assert np.isnan(means[2:]).all()
 
 
+def test_significance_is_the_package_filter():
+    # Hits.reconcile_models().filter(by="pval", cutoff) keeps P <= cutoff: a P-value equal to the
+    # cut-off counts, here as in the package (ragged hits, on which the package's code runs).
+    from Cell_BLAST.blast import Hits
+
+    hits = [np.array([0, 1]), np.array([2, 3, 4])]
+    dist = [np.ones((2, 2)), np.ones((3, 2))]
+    # 0.25 is exact in floating point, and so is the geometric mean of (0.25, 0.25)
+    pval = [np.array([[0.25, 0.25], [0.5, 0.01]]), np.array([[0.25, 0.25], [0.04, 0.06], [0.5, 0.5]])]
+    stub = ad.AnnData(obs=pd.DataFrame(index=["a", "b"]))
+    package = Hits(None, hits, dist, pval, stub).reconcile_models().filter(by="pval", cutoff=0.25)
+    blast = types.SimpleNamespace(models=[0, 1], ref=ad.AnnData(obs=pd.DataFrame({"t": list("AABBB")}, index=list("vwxyz"))))
+    result = types.SimpleNamespace(hits=hits, dist=dist, pval=pval)
+    table = cellblast.annotate(
+        blast, result, ["a", "b"], "t", [], None, p_cutoff=0.25, sweep=[0.25], min_hits=1, min_fraction=0.5,
+        blast2co_threshold=0.5, blast2co_min_path=4,
+    )
+    np.testing.assert_array_equal(table["n_hits"], [len(h) for h in package.hits])
+    assert table["n_hits"].tolist() == [2, 2]  # each cell's hit at P = 0.25 is kept
+    np.testing.assert_array_equal(table["sweep_0.25"], table["prediction"])
+
+
 def _expected_blast2co(ontology, terms, weights, min_path=4, threshold=0.5):
     """BLAST2CO by hand: scores propagated to ancestors, deepest terms above the threshold."""
     score: dict[str, float] = {}
@@ -150,3 +172,61 @@ def test_needs_counts_and_checks_params(data):
         cellblast.predict(ref, qry, genes, label_key="cell_type", p_cutoff=0)
     with pytest.raises(InputError, match=r"p_cutoff and sweep must be in \(0, 1\], got \[0.05, 1.5\]"):
         cellblast.predict(ref, qry, genes, label_key="cell_type", sweep=[1.5])
+
+
+def _defaults(function) -> dict:
+    """A function's keyword defaults, from its signature."""
+    import inspect
+
+    return {k: p.default for k, p in inspect.signature(function).parameters.items() if p.default is not inspect.Parameter.empty}
+
+
+def test_no_params_pass_the_package_defaults(data, monkeypatch):
+    # Stubbed at the package boundary: fit_DIRECTi, BLAST and BLAST.query are replaced by recorders
+    # of the arguments the wrapper passes, and the run stops at the query; nothing is trained.
+    import Cell_BLAST as cb
+    from Cell_BLAST.blast import BLAST, Hits
+    from Cell_BLAST.rmbatch import Adversarial
+
+    fit_defaults, adversarial = _defaults(cb.directi.fit_DIRECTi), _defaults(Adversarial.__init__)
+    blast_defaults, query_defaults = _defaults(BLAST.__init__), _defaults(BLAST.query)
+    calls: dict = {"fit": []}
+
+    class Stop(Exception):
+        pass
+
+    class RecordingBLAST:
+        def __init__(self, models, ref, **kwargs):
+            calls["blast"] = kwargs
+
+        def query(self, query, **kwargs):
+            calls["query"] = kwargs
+            raise Stop
+
+    monkeypatch.setattr(cb.directi, "fit_DIRECTi", lambda adata, **kwargs: calls["fit"].append(kwargs))
+    monkeypatch.setattr(cb.blast, "BLAST", RecordingBLAST)
+    ref, qry, genes = data
+    with pytest.raises(Stop):
+        cellblast.predict(ref, qry, genes, label_key="cell_type", batch_key="study")
+    assert len(calls["fit"]) == 4  # the Cell BLAST paper's ensemble of 4 models
+    assert len({kw["random_seed"] for kw in calls["fit"]}) == 4
+    for kw in calls["fit"]:
+        for name in ("latent_dim", "h_dim", "batch_size", "learning_rate", "epoch", "patience"):
+            assert kw[name] == fit_defaults[name], name
+        # everything else (depth, prob_module NB, rmbatch_module Adversarial, val_split) is left to the package
+        assert set(kw) == {"genes", "batch_effect", "random_seed", "path", "rmbatch_module_kwargs",
+                           "latent_dim", "h_dim", "batch_size", "learning_rate", "epoch", "patience"}
+        assert kw["rmbatch_module_kwargs"] == {"lambda_reg": adversarial["lambda_reg"], "delay": adversarial["delay"]}
+        assert kw["batch_effect"] == ["study"]
+    assert fit_defaults["epoch"] == 1000 and fit_defaults["patience"] == 30  # early stopping, the package's own
+    for name in ("n_posterior", "n_empirical"):
+        assert calls["blast"][name] == blast_defaults[name], name
+    assert "distance_metric" not in calls["blast"] and calls["blast"]["n_jobs"] == cb.config.N_JOBS
+    assert calls["query"]["n_neighbors"] == query_defaults["n_neighbors"]
+    # the prediction rule's defaults are the package's filter, annotate and blast2co defaults
+    wrapper = _defaults(cellblast.predict)
+    assert wrapper["p_cutoff"] == _defaults(Hits.filter)["cutoff"] == 0.05
+    assert wrapper["min_hits"] == _defaults(Hits.annotate)["min_hits"]
+    assert wrapper["min_fraction"] == _defaults(Hits.annotate)["majority_threshold"]
+    blast2co = _defaults(Hits.blast2co)
+    assert (wrapper["blast2co_threshold"], wrapper["blast2co_min_path"]) == (blast2co["thresh"], blast2co["min_path"])

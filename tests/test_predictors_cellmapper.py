@@ -1,6 +1,8 @@
 """CellMapper predictor: interface, a hand-computed gauss-kernel transfer, rejection, kernels."""
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
@@ -19,7 +21,9 @@ def data(small_group):
 @pytest.mark.parametrize("kernel", ["gauss", "hnoca"])
 def test_interface_and_accuracy(data, group, fates, kernel):
     ref, qry, genes = data
-    params = dict(kernel=kernel, n_neighbors=15)
+    # the project's PCA joint space, in which the types are far apart; the default (CellMapper's fast
+    # CCA, 50 components) is checked against CellMapper itself in test_no_params_are_cellmappers_own_defaults
+    params = dict(kernel=kernel, n_neighbors=15, representation="pca", n_comps=32)
     table, ref_emb, qry_emb, timings = run_predictor(ref, qry, genes, predictor="cellmapper", params=params, group=group, seed=0)
     assert len(table) == qry.n_obs and list(table["cell"]) == list(qry.obs_names)
     allowed = set(ref.obs["cell_type"].astype(str)) | {"rejected", "ambiguous"}
@@ -41,7 +45,10 @@ def test_interface_and_accuracy(data, group, fates, kernel):
 def test_gauss_kernel_matches_hand_computation(data, fates):
     ref, qry, genes = data
     k = 10
-    result = cellmapper.predict(ref, qry, genes, label_key="cell_type", continuous_keys=fates, seed=0, n_neighbors=k, min_confidence=0)
+    result = cellmapper.predict(
+        ref, qry, genes, label_key="cell_type", continuous_keys=fates, seed=0, n_neighbors=k, min_confidence=0,
+        representation="pca", n_comps=32,  # the project's PCA (the default joint space is CellMapper's fast CCA)
+    )
     ref_emb, qry_emb = pca.embed(ref, qry, genes, seed=0, n_comps=32)
     distances, indices = NearestNeighbors(n_neighbors=k).fit(ref_emb).kneighbors(qry_emb)
     sigma = distances.mean()  # one bandwidth: the mean of all query-reference neighbour distances
@@ -67,10 +74,32 @@ def test_rejection_follows_confidence_threshold(data):
     np.testing.assert_array_equal(strict.loc[kept, "prediction"], loose.loc[kept, "prediction"])
 
 
+def test_no_params_are_cellmappers_own_defaults(data):
+    # the wrapper with no params maps as CellMapper(query, reference).map(obs_keys=label) does with
+    # every package default (no representation given: its fast CCA fallback); min_confidence 0 turns
+    # off the project's rejection rule, which CellMapper does not have
+    from cellmapper import CellMapper
+    from cellmapper.constants import PackageConstants
+
+    ref, qry, genes = data
+    result = cellmapper.predict(ref, qry, genes, label_key="cell_type", min_confidence=0)
+    ref_light = ad.AnnData(ref[:, genes].X, obs=pd.DataFrame({"cell_type": pd.Categorical(ref.obs["cell_type"].astype(str))}, index=ref.obs_names))
+    qry_light = ad.AnnData(qry[:, genes].X, obs=pd.DataFrame(index=qry.obs_names))
+    ref_light.var_names = qry_light.var_names = genes
+    mapper = CellMapper(qry_light, ref_light).map(obs_keys="cell_type")
+    np.testing.assert_array_equal(result.predictions["prediction"], qry_light.obs["cell_type_pred"].astype(str))
+    np.testing.assert_allclose(result.predictions["confidence"], qry_light.obs["cell_type_conf"], rtol=1e-6)
+    np.testing.assert_allclose(result.query_embedding, qry_light.obsm["X_cca"], rtol=1e-5, atol=1e-6)
+    assert result.reference_embedding.shape == (ref.n_obs, PackageConstants.N_COMPS)
+    assert mapper.knn.yx.n_neighbors == 30 and mapper.mapping_operator is not None
+
+
 def test_bad_parameters(data):
     ref, qry, genes = data
     with pytest.raises(InputError, match="kernel"):
         cellmapper.predict(ref, qry, genes, label_key="cell_type", kernel="umap")
     with pytest.raises(InputError, match="min_confidence"):
         cellmapper.predict(ref, qry, genes, label_key="cell_type", min_confidence=1.5)
+    with pytest.raises(InputError, match="representation"):
+        cellmapper.predict(ref, qry, genes, label_key="cell_type", representation="umap")
     # missing obs columns and genes: tests/test_predictors_runner.py (the runner checks them for every predictor)

@@ -60,6 +60,24 @@ def test_matches_hand_computed_projection_and_vote(data, fates):
     np.testing.assert_allclose(result.predictions[[f"pred_{f}" for f in fates]], expected_fates, rtol=1e-6)
 
 
+def test_no_params_are_scanpys_defaults(data, monkeypatch):
+    # with no params: sc.pp.pca's default components (settings.N_PCS, 50) and sc.pp.neighbors'
+    # default k (15), as sc.pp.pca(ref); sc.pp.neighbors(ref); sc.tl.ingest(...) run them
+    import inspect
+
+    ref, qry, genes = data
+    graphs = []
+    neighbors = sc.pp.neighbors
+    monkeypatch.setattr(sc.pp, "neighbors", lambda adata, **kw: graphs.append(kw) or neighbors(adata, **kw))
+    result = ingest.predict(ref, qry, genes, label_key="cell_type", seed=0)
+    reference = sc.AnnData(ref[:, genes].X.toarray())
+    sc.pp.pca(reference)  # scanpy's defaults, random_state 0 included
+    assert reference.obsm["X_pca"].shape[1] == sc.settings.N_PCS == 50
+    np.testing.assert_allclose(np.abs(result.reference_embedding), np.abs(reference.obsm["X_pca"]), rtol=1e-3, atol=1e-3)
+    assert graphs[0]["n_neighbors"] == inspect.signature(neighbors).parameters["n_neighbors"].default == 15
+    assert graphs[0]["n_pcs"] == 50
+
+
 def test_log_normalised_input_and_bad_params(data, group_without_cl):
     ref, qry, genes = data
     ref_log, qry_log = ref.copy(), qry.copy()

@@ -10,7 +10,8 @@ from cellquery.errors import InputError
 from cellquery.predictors import run_predictor, scanvi
 
 ABSENT = "natural killer cell"
-FAST = dict(scvi_epochs=20, scanvi_epochs=5, query_epochs=5, n_hidden=32)
+# a light setting (not scvi-tools' defaults), with the tutorial's label subsampling (default: none)
+FAST = dict(scvi_epochs=20, scanvi_epochs=5, query_epochs=5, n_hidden=32, n_samples_per_label=100)
 
 
 @pytest.fixture(scope="module")
@@ -67,3 +68,38 @@ def test_needs_counts_and_checks_params(data):
     del ref_log.layers["counts"]
     with pytest.raises(InputError, match=r"layers\['counts'\]"):
         scanvi.predict(ref_log, qry, genes, label_key="cell_type", **FAST)
+
+
+def test_no_params_pass_the_package_defaults(data, monkeypatch):
+    # Stubbed at the package boundary: SCVI.train and SCANVI.train record their arguments and mark the
+    # model trained without training it; setup, from_scvi_model, load_query_data and predict are
+    # scvi-tools' own code, run on the untrained weights.
+    import inspect
+
+    import scvi
+    from scvi.model._utils import get_max_epochs_heuristic
+
+    train_defaults = {k: p.default for k, p in inspect.signature(scvi.model.SCANVI.train).parameters.items()}
+    model_defaults = {k: p.default for k, p in inspect.signature(scvi.model.SCVI.__init__).parameters.items()}
+    calls = []
+
+    def train(self, **kwargs):
+        calls.append((type(self).__name__, kwargs, self.init_params_["non_kwargs"], getattr(self, "was_pretrained", False)))
+        self.is_trained_ = True
+
+    monkeypatch.setattr(scvi.model.SCVI, "train", train)
+    monkeypatch.setattr(scvi.model.SCANVI, "train", train)
+    ref, qry, genes = data
+    result = scanvi.predict(ref, qry, genes, label_key="cell_type", batch_key="study")
+    assert len(result.predictions) == qry.n_obs
+    assert [c[0] for c in calls] == ["SCVI", "SCANVI", "SCANVI"]  # scVI, scANVI, the query's surgery
+    for _, kwargs, _, _ in calls:
+        assert kwargs["max_epochs"] is None  # scvi-tools' own epoch rule
+        assert kwargs["batch_size"] == train_defaults["batch_size"]
+        assert kwargs["early_stopping"] is False and kwargs["accelerator"] == train_defaults["accelerator"]
+    assert calls[1][1]["n_samples_per_label"] is train_defaults["n_samples_per_label"] is None
+    assert calls[1][3] and not calls[2][3]  # scANVI from scVI is pre-trained; the query model is not
+    assert calls[2][1]["plan_kwargs"] == {"weight_decay": 0.0}  # the project's surgery rule (scArches tutorial)
+    init = calls[0][2]
+    assert {k: init[k] for k in ("n_hidden", "n_latent", "n_layers")} == {k: model_defaults[k] for k in ("n_hidden", "n_latent", "n_layers")}
+    assert get_max_epochs_heuristic(ref.n_obs) == 400  # what max_epochs None means at this size

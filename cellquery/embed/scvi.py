@@ -1,18 +1,39 @@
 """scVI latent space, trained on the reference; the query is mapped by scArches surgery.
 
 scVI (Lopez et al. 2018, scvi-tools) is a variational autoencoder of raw
-counts (negative binomial likelihood); its latent mean is the embedding.
+counts (zero-inflated negative binomial likelihood, the default); its latent
+mean is the embedding.
 
 * Reference: ``SCVI`` on the raw counts (``layers["counts"]``) of the HVGs,
   with the reference's ``batch_key`` column as batch covariate when given
   (the embedding interface has no batch argument: set ``batch_key`` in the
-  method's params). The architecture is the one scvi-tools recommends for
-  reference mapping (``encode_covariates=True``, ``deeply_inject_covariates=False``,
-  layer norm instead of batch norm).
-* Query: ``SCVI.load_query_data`` + ``train`` for ``query_epochs`` (scArches
-  surgery: the query's new batch categories get new weights, everything else
-  stays frozen; ``weight_decay=0`` as in the scvi-tools tutorial). Without a
-  batch key there is nothing to fit and the query is encoded directly.
+  method's params).
+* Query: ``SCVI.load_query_data`` + ``train`` (scArches surgery: the query's
+  new batch categories get new weights, everything else stays frozen).
+  Without a batch key there is nothing to fit and the query is encoded directly.
+
+Defaults (scvi-tools 1.4.2; file:line under ``scvi/``). With no params the
+model and its training are the package's: ``n_hidden`` 128, ``n_latent`` 10,
+``n_layers`` 1, ``dropout_rate`` 0.1, ZINB likelihood (model/_scvi.py:118-123),
+``batch_size`` 128, no early stopping (model/base/_training_mixin.py:56-57),
+Adam at lr 1e-3 with KL warm-up over 400 epochs (train/_trainingplans.py:149-156).
+``max_epochs`` and ``query_epochs`` None are passed to ``train`` as None, so
+scvi-tools picks the epochs itself (model/base/_training_mixin.py:122-124,
+``get_max_epochs_heuristic``, model/_utils.py:37-60): ``min(round(20000 / n_obs
+* 400), 400)`` epochs, at least 1, i.e. 400 up to 20,000 cells, fewer above;
+for the query surgery ``n_obs`` is the query's.
+
+Two settings are the project's rule, not the tool's default, both from the
+scvi-tools scArches (reference mapping) tutorial:
+
+* the reference-mapping architecture ``encode_covariates=True``,
+  ``deeply_inject_covariates=False``, layer norm instead of batch norm
+  (constructor defaults: False, True, batch norm, module/_vae.py:161-165);
+  without encoded covariates the encoder never sees the batch, and surgery
+  could not change where the query's cells land in the latent space;
+* ``weight_decay=0`` in the query surgery (default 1e-6,
+  train/_trainingplans.py:153), so that weight decay does not move the frozen
+  reference weights and the reference's latent space stays exactly as trained.
 
 Training runs on a GPU when torch sees one (``accelerator="auto"``), with
 ``torch_threads`` intra-op threads on CPU (default 1: the networks are small and
@@ -53,10 +74,22 @@ def batch_column(adata: ad.AnnData, batch_key: str | None, source: str) -> dict[
     return {"batch": adata.obs[batch_key].astype(str).to_numpy()}
 
 
-def train_kwargs(max_epochs: int, batch_size: int) -> dict:
-    """Common ``train`` arguments: GPU when available, no progress bar, fixed epochs."""
+def check_epochs(**epochs: int | None) -> None:
+    """Raise :class:`InputError` unless each epoch count is None (scvi-tools' heuristic) or >= 1."""
+    bad = [name for name, n in epochs.items() if n is not None and n < 1]
+    if bad:
+        raise InputError(f"config: methods: {', '.join(bad)} must be >= 1 or left unset (scvi-tools' default)")
+
+
+def train_kwargs(max_epochs: int | None, batch_size: int) -> dict:
+    """Common ``train`` arguments: GPU when available, no progress bar.
+
+    ``max_epochs`` None is passed on as None: scvi-tools' own epoch heuristic
+    (``get_max_epochs_heuristic``). ``accelerator``, ``devices`` and
+    ``early_stopping=False`` are ``train``'s defaults, spelled out.
+    """
     return dict(
-        max_epochs=int(max_epochs),
+        max_epochs=None if max_epochs is None else int(max_epochs),
         batch_size=int(batch_size),
         accelerator="auto",
         devices="auto",
@@ -75,14 +108,15 @@ def reference_model(
     n_latent: int,
     n_layers: int,
     n_hidden: int,
-    max_epochs: int,
+    max_epochs: int | None,
     batch_size: int,
 ):
     """Train an ``SCVI`` model on the reference counts (labels registered when given, for scANVI)."""
     import scvi
 
-    if max_epochs < 1 or n_latent < 1 or n_layers < 1 or n_hidden < 1 or batch_size < 2:
-        raise InputError("config: methods: scvi: max_epochs, n_latent, n_layers, n_hidden must be >= 1, batch_size >= 2")
+    check_epochs(max_epochs=max_epochs)
+    if n_latent < 1 or n_layers < 1 or n_hidden < 1 or batch_size < 2:
+        raise InputError("config: methods: scvi: n_latent, n_layers, n_hidden must be >= 1, batch_size >= 2")
     obs = batch_column(reference, batch_key, "reference")
     if labels is not None:
         obs["label"] = labels
@@ -97,6 +131,7 @@ def reference_model(
         n_latent=n_latent,
         n_layers=n_layers,
         n_hidden=n_hidden,
+        # the project's rule: scvi-tools' scArches architecture, not the constructor defaults (module docstring)
         encode_covariates=True,
         deeply_inject_covariates=False,
         use_layer_norm="both",
@@ -116,25 +151,27 @@ def query_adata(query: ad.AnnData, genes: Sequence[str], *, batch_key: str | Non
 
 def map_query(
     model_class, model, query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, labels: str | None = None,
-    query_epochs: int, batch_size: int, seed: int,
+    query_epochs: int | None, batch_size: int, seed: int,
 ):
     """scArches surgery of ``model`` on the query's counts (:func:`query_adata`); returns (query model, query AnnData).
 
     With a batch key, the query's new batch categories get new weights, fitted
-    for ``query_epochs``. Without a batch covariate the query has no new
-    parameters to fit, and ``model`` itself encodes it (its setup is
-    transferred to the query's AnnData). Pass the AnnData to the returned
-    model's ``get_latent_representation``/``predict``.
+    for ``query_epochs`` (None: scvi-tools' heuristic on the query's cells).
+    Without a batch covariate the query has no new parameters to fit, and
+    ``model`` itself encodes it (its setup is transferred to the query's
+    AnnData). Pass the AnnData to the returned model's
+    ``get_latent_representation``/``predict``.
     """
     import scvi
 
     adata = query_adata(query, genes, batch_key=batch_key, labels=labels)
     if batch_key is None:
         return model, adata
-    if query_epochs < 1:
-        raise InputError("config: methods: query_epochs must be >= 1 when a batch key is given (scArches surgery)")
+    if query_epochs is not None and query_epochs < 1:
+        raise InputError("config: methods: query_epochs must be >= 1 or left unset when a batch key is given (scArches surgery)")
     scvi.settings.seed = int(seed)
     query_model = model_class.load_query_data(adata, model)
+    # weight_decay 0: the project's rule (scArches tutorial), not train's default 1e-6; see the module docstring
     query_model.train(**train_kwargs(query_epochs, batch_size), plan_kwargs={"weight_decay": 0.0})
     return query_model, adata
 
@@ -149,8 +186,8 @@ def embed(
     n_latent: int = 10,
     n_layers: int = 1,
     n_hidden: int = 128,
-    max_epochs: int = 100,
-    query_epochs: int = 20,
+    max_epochs: int | None = None,
+    query_epochs: int | None = None,
     batch_size: int = 128,
     torch_threads: int = 1,
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -169,7 +206,8 @@ def embed(
     n_latent, n_layers, n_hidden
         Architecture (scvi-tools defaults 10, 1, 128).
     max_epochs, query_epochs, batch_size
-        Training epochs of the reference model and of the query surgery.
+        Training epochs of the reference model and of the query surgery (None:
+        scvi-tools' heuristic, 400 up to 20,000 cells), minibatch size (128).
     torch_threads
         Torch intra-op threads on CPU while the method runs (restored afterwards).
     """

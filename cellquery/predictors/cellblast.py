@@ -18,7 +18,7 @@ project's predictions, following the paper's Methods:
 3. *Multi-model consensus*: per hit, distances are averaged and P-values
    combined by their geometric mean across models (the package's defaults,
    ``Hits.reconcile_models(dist_method="mean", pval_method="gmean")``); a hit is
-   *significant* when its P-value is below ``p_cutoff`` (0.05).
+   *significant* when its P-value is at most ``p_cutoff`` (0.05, ``Hits.filter``).
 4. *Hit-based predictions* (Methods, same name): fewer than ``min_hits`` (2)
    significant hits -> ``rejected``; the majority label must hold more than
    ``min_fraction`` (50 %) of them, else ``ambiguous``
@@ -27,6 +27,27 @@ project's predictions, following the paper's Methods:
 5. *BLAST2CO* (Methods, "BLAST2CO"), when the group has Cell Ontology ids
    (``ontology_key``): the package's ``Hits.blast2co`` on a CL graph built from
    :mod:`cellquery.ontology`, giving the ``pred_cl`` column.
+
+Defaults. With no params the wrapper runs the package's documented defaults
+(cell-blast 0.5.1; file:line in the installed package):
+
+* ``fit_DIRECTi`` (directi.py:730-751): ``latent_dim`` 10, ``h_dim`` 128,
+  ``depth`` 1, ``prob_module`` "NB", ``rmbatch_module`` "Adversarial",
+  ``learning_rate`` 1e-3, ``batch_size`` 128, ``val_split`` 0.1, at most
+  ``epoch`` 1000 epochs with early stopping after ``patience`` 30 epochs without
+  a better validation loss (``DIRECTi.fit``, directi.py:195-231; the best model
+  is restored). Adversarial batch alignment (rmbatch.py:112-114):
+  ``lambda_reg`` 0.01, ``n_steps`` 1, ``delay`` 20 epochs; early stopping only
+  counts after the delay (directi.py:216).
+* ``BLAST`` (blast.py:456-458): ``distance_metric`` "npd_v1",
+  ``n_posterior`` 50, ``n_empirical`` 10000; ``BLAST.query`` (blast.py:797):
+  ``n_neighbors`` 5 per model; ``n_jobs`` ``config.N_JOBS`` = 1 (config.py:10).
+* ``Hits.filter`` (blast.py:1143, 1137): a hit is significant when its
+  reconciled P-value is ``<= cutoff`` 0.05; ``Hits.annotate`` (blast.py:1203-1204):
+  ``min_hits`` 2, ``majority_threshold`` 0.5 (not inclusive); ``Hits.blast2co``
+  (blast.py:1282-1284): ``min_hits`` 2, ``thresh`` 0.5, ``min_path`` 4.
+* ``n_models`` 4: the package has no ensemble size (``BLAST`` takes a list of
+  models); 4 models is how the Cell BLAST paper runs it.
 
 Package defects worked around (cell-blast 0.5.1 with numpy 2 / scipy 1.17):
 
@@ -255,14 +276,14 @@ def annotate(
     """
     n_query = len(query_names)
     cell, hit, _, p_value = reconcile_hits(result.hits, result.dist, result.pval, len(blast.models))
-    significant = p_value < p_cutoff  # "P-value smaller than a specified cutoff" (Methods)
+    significant = p_value <= p_cutoff  # the package's Hits.filter keeps P <= cutoff
     labels = blast.ref.obs[label_key].astype(str).to_numpy()
     values = blast.ref.obs[list(keys)].to_numpy(float) if keys else None
     rule = dict(min_hits=min_hits, min_fraction=min_fraction)
     pred, n_hits, share, means = hit_predictions(cell, hit, significant, n_query, labels, values, **rule)
     predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share, **fate_columns(keys, means)})
     for t in sweep:
-        predictions[sweep_column(t)] = hit_predictions(cell, hit, p_value < t, n_query, labels, None, **rule)[0]
+        predictions[sweep_column(t)] = hit_predictions(cell, hit, p_value <= t, n_query, labels, None, **rule)[0]
     if ontology_key:
         predictions["pred_cl"] = blast2co(
             blast, query_names, cell, hit, p_value, significant, ontology_key,
@@ -304,16 +325,16 @@ def predict(
     seed
         Run seed; the models' seeds and the posterior sampling derive from it.
     n_models, epochs, patience
-        Models in the ensemble (paper: 4), maximum epochs and early-stopping patience of each.
+        Models in the ensemble (paper: 4), maximum epochs and early-stopping patience of each (1000, 30).
     latent_dim, h_dim, batch_size, learning_rate
         DIRECTi architecture and optimiser (package defaults 10, 128, 128, 1e-3).
     lambda_reg, adversarial_delay
         Adversarial batch alignment strength (the paper's lambda_b), epochs before it starts (defaults 0.01, 20).
     n_neighbors, n_posterior, n_empirical
         Initial Euclidean hits per model, posterior samples per cell for NPD,
-        random reference pairs of the empirical null distribution.
+        random reference pairs of the empirical null distribution (5, 50, 10000).
     p_cutoff, min_hits, min_fraction
-        Significance cut-off of the empirical P-value and the prediction rule.
+        Significance cut-off of the empirical P-value and the prediction rule (0.05, 2, 0.5).
     blast2co_threshold, blast2co_min_path
         BLAST2CO confidence threshold and minimal longest path to the root.
     n_jobs, torch_threads

@@ -9,6 +9,13 @@ pynndescent index and gives it the most frequent label among them
 the query is centred on its *own* gene means before projection (ingest's
 ``_pca``), and labels are a plain mode of the k neighbours.
 
+Defaults (scanpy 1.11.5), as ``sc.pp.pca(ref); sc.pp.neighbors(ref);
+sc.tl.ingest(query, ref, obs=label)`` runs them: ``n_comps`` None, i.e.
+``settings.N_PCS`` = 50 components, fewer only where the data have fewer
+dimensions (preprocessing/_pca/__init__.py:232-234, _settings/__init__.py:470);
+``n_neighbors`` 15, Euclidean (neighbors/__init__.py:74-81); ingest's
+``labeling_method`` "knn" with the reference graph's k (tools/_ingest.py:43).
+
 No rejection: ingest has none, so every query cell gets a reference label
 (never ``rejected`` or ``ambiguous``); its MBA on negative types is 0 by
 construction. ingest maps no continuous annotation; the fates reported here
@@ -96,7 +103,7 @@ def predict(
     continuous_keys: Sequence[str] = (),
     ontology_key: str | None = None,
     seed: int = 0,
-    n_comps: int = 30,
+    n_comps: int | None = None,
     n_neighbors: int = 15,
 ) -> MethodResult:
     """Map reference labels onto the query with scanpy's ingest.
@@ -114,11 +121,14 @@ def predict(
     seed
         Seeds the PCA (the neighbour search is exact).
     n_comps
-        Principal components (``sc.pp.pca``; ``n_pcs`` of the graph).
+        Principal components (``sc.pp.pca``; ``n_pcs`` of the graph); None: scanpy's default 50.
     n_neighbors
         Neighbours of the reference graph and of each query cell (scanpy's default 15).
     """
-    n_comps = min(n_comps, len(genes) - 1, reference.n_obs - 1)
+    import scanpy as sc
+
+    # sc.pp.pca's own rule when n_comps is None: N_PCS (50), or min(genes, cells) - 1 where that is smaller
+    n_comps = min(sc.settings.N_PCS if n_comps is None else n_comps, len(genes) - 1, reference.n_obs - 1)
     if n_comps < 1 or not 1 <= n_neighbors < reference.n_obs:
         raise InputError(f"config: methods: ingest needs n_comps >= 1 and 1 <= n_neighbors < {reference.n_obs}")
     keys, genes = list(continuous_keys), list(genes)

@@ -14,12 +14,27 @@ scVI model. The reference workflow of scvi-tools is followed:
    together, would retrain the whole model for every query; surgery keeps the
    reference model fixed, as a reference atlas is used in practice.
 
+Defaults (scvi-tools 1.4.2; file:line under ``scvi/``). With no params every
+``train`` call gets ``max_epochs=None`` and scvi-tools picks the epochs:
+the scVI pre-training ``get_max_epochs_heuristic(n_obs)`` (400 epochs up to
+20,000 cells, model/_utils.py:37-60); scANVI from a pre-trained scVI model
+``min(10, max(2, round(heuristic / 3)))``, i.e. 10 epochs up to about 280,000 cells
+(model/base/_training_mixin.py:440-444); the query surgery the heuristic on the
+query's cells (a model from ``load_query_data`` is not ``was_pretrained``, so
+the scVI rule applies). No label subsampling (``n_samples_per_label`` None,
+model/base/_training_mixin.py:362; the scvi-tools tutorial sets 100).
+Classifier: the scANVI default, one hidden layer of ``n_hidden`` units
+(``linear_classifier`` False, model/_scanvi.py:126; module/_scanvae.py:138-144),
+``classification_ratio`` 50 (train/_trainingplans.py:822). Architecture and the
+surgery's ``weight_decay=0``: :mod:`cellquery.embed.scvi`.
+
 Prediction: the classifier's probabilities (``predict(soft=True)``); the most
 probable reference label is the prediction unless its probability is below
 ``min_probability`` (default 0.5), in which case the cell is ``rejected``.
-scANVI itself never rejects; this threshold is the usual way to turn its
-class probability into a rejection, and ``probability`` is kept as an extra
-column so other thresholds can be scored from the predictions file.
+scANVI itself never rejects: the threshold is the project's rule for turning
+its class probability into a rejection, not a scvi-tools setting, and
+``probability`` is kept as an extra column so other thresholds can be scored
+from the predictions file.
 
 Continuous fates: scANVI predicts none. The fates reported are the mean over
 the ``n_neighbors`` nearest reference cells in the scANVI latent space (exact
@@ -47,7 +62,7 @@ UNLABELED = "__unlabelled__"  # scANVI's category for cells without a label (the
 
 def train_reference(
     reference: ad.AnnData, genes: Sequence[str], labels: np.ndarray, *, batch_key: str | None, seed: int,
-    scanvi_epochs: int, n_samples_per_label: int, **scvi_options,
+    scanvi_epochs: int | None, n_samples_per_label: int | None, **scvi_options,
 ):
     """Steps 1-2: the scVI model of the reference, then scANVI trained from it with every reference label."""
     import scvi  # heavy: imported only when the method runs
@@ -61,7 +76,7 @@ def train_reference(
 
 
 def query_probabilities(
-    model, query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, query_epochs: int, batch_size: int, seed: int
+    model, query: ad.AnnData, genes: Sequence[str], *, batch_key: str | None, query_epochs: int | None, batch_size: int, seed: int
 ) -> tuple[pd.DataFrame, np.ndarray]:
     """Step 3: the query (all cells unlabelled) mapped by surgery; its class probabilities (cells x labels) and latent space."""
     import scvi
@@ -109,12 +124,12 @@ def predict(
     n_latent: int = 10,
     n_layers: int = 1,
     n_hidden: int = 128,
-    scvi_epochs: int = 100,
-    scanvi_epochs: int = 20,
-    query_epochs: int = 20,
+    scvi_epochs: int | None = None,
+    scanvi_epochs: int | None = None,
+    query_epochs: int | None = None,
     batch_size: int = 128,
-    n_samples_per_label: int = 100,
-    min_probability: float = 0.5,
+    n_samples_per_label: int | None = None,
+    min_probability: float = 0.5,  # the project's rejection rule (module docstring), not a scvi-tools setting
     n_neighbors: int = 15,
     torch_threads: int = 1,
 ) -> MethodResult:
@@ -135,9 +150,10 @@ def predict(
     n_latent, n_layers, n_hidden, batch_size
         Architecture and minibatch size (scvi-tools defaults 10, 1, 128, 128).
     scvi_epochs, scanvi_epochs, query_epochs
-        Epochs of the scVI pre-training, the scANVI training and the query surgery.
+        Epochs of the scVI pre-training, the scANVI training and the query
+        surgery; None: scvi-tools' own rule (module docstring).
     n_samples_per_label
-        Labelled cells per label in each scANVI epoch (scvi-tools tutorial: 100).
+        Labelled cells per label in each scANVI epoch (None: all, scvi-tools' default).
     min_probability
         Cells whose top class probability is below this are ``rejected``.
     n_neighbors
@@ -147,8 +163,8 @@ def predict(
     """
     if not 0 <= min_probability <= 1:
         raise InputError(f"config: methods: scanvi min_probability must be in [0, 1], got {min_probability}")
-    if scanvi_epochs < 1 or n_neighbors < 1:
-        raise InputError("config: methods: scanvi scanvi_epochs and n_neighbors must be >= 1")
+    if (scanvi_epochs is not None and scanvi_epochs < 1) or n_neighbors < 1:
+        raise InputError("config: methods: scanvi scanvi_epochs (unless unset) and n_neighbors must be >= 1")
     labels = reference.obs[label_key].astype(str).to_numpy()
     if UNLABELED in set(labels):
         raise InputError(f"reference: obs column {label_key!r} uses the reserved label {UNLABELED!r}")
