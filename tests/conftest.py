@@ -85,3 +85,22 @@ def toy_run(tmp_path_factory) -> ToyRun:
     if result.returncode != 0:
         pytest.fail(f"the toy run failed (exit {result.returncode}):\n{output[-8000:]}")
     return ToyRun(workdir, output, yaml.safe_load(TOY.read_text()))
+
+
+def _run_workflow_script(name: str, snakemake) -> None:
+    """Run workflow_scripts/<name> with a stand-in ``snakemake`` object; close the log it opens as stderr."""
+    import runpy
+
+    stderr = sys.stderr
+    try:
+        runpy.run_path(str(REPO / "workflow_scripts" / name), init_globals={"snakemake": snakemake})
+    finally:
+        log, sys.stderr = sys.stderr, stderr
+        if log is not stderr:
+            log.close()
+
+
+@pytest.fixture
+def run_workflow_script():
+    """``run_workflow_script(name, snakemake)``: a workflow script run in this process, as Snakemake would run it."""
+    return _run_workflow_script

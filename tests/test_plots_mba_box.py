@@ -107,22 +107,13 @@ def test_empty_summary_and_one_seed(tmp_path, drawn):
     assert (tmp_path / "one.png").read_bytes()[:8] == PNG
 
 
-def test_workflow_script(tmp_path, drawn):
-    import runpy
-    import sys
-    from pathlib import Path
+def test_workflow_script(tmp_path, drawn, run_workflow_script):
     from types import SimpleNamespace
 
     fake_summary().to_csv(tmp_path / "summary.tsv", sep="\t", index=False)
     snakemake = SimpleNamespace(input=[tmp_path / "summary.tsv"], output=[tmp_path / "figures/mba_box.png"],
                                 params=SimpleNamespace(controls=["true_labels", "reject_all"]), log=[tmp_path / "log.txt"])
-    script = Path(__file__).resolve().parents[1] / "workflow_scripts/figure_mba_box.py"
-    stderr = sys.stderr
-    try:
-        runpy.run_path(str(script), init_globals={"snakemake": snakemake})
-    finally:
-        log, sys.stderr = sys.stderr, stderr  # the script's stderr is its log file: close it
-        log.close()
+    run_workflow_script("figure_mba_box.py", snakemake)
     assert (tmp_path / "figures/mba_box.png").read_bytes()[:8] == PNG
     labels = [t.get_text() for t in drawn[0].axes[0].get_yticklabels()]
     assert "true_labels (control)" in labels and "random_labels" in labels  # only the controls the rule names

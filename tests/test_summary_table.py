@@ -207,10 +207,7 @@ def test_markdown(table):
     assert format_summary_table(summary_table(pd.DataFrame(columns=SUMMARY_COLUMNS), benchmark_rows())) == "No runs.\n"
 
 
-def test_workflow_script(tmp_path):
-    import runpy
-    import sys
-    from pathlib import Path
+def test_workflow_script(tmp_path, run_workflow_script):
     from types import SimpleNamespace
 
     from cellquery.io import read_table
@@ -224,13 +221,7 @@ def test_workflow_script(tmp_path):
             "voter": "majority", "significance": {"p_cutoff": 0.02, "models": 3}}}),
         log=[tmp_path / "log.txt"],
     )
-    script = Path(__file__).resolve().parents[1] / "workflow_scripts/summary_table.py"
-    stderr = sys.stderr
-    try:
-        runpy.run_path(str(script), init_globals={"snakemake": snakemake})
-    finally:
-        log, sys.stderr = sys.stderr, stderr  # the script's stderr is its log file: close it
-        log.close()
+    run_workflow_script("summary_table.py", snakemake)
     written = read_table(tmp_path / "out/table.tsv")
     assert list(written.columns) == TABLE_COLUMNS
     consensus = written[written["reported_as"] == "consensus-pca"].iloc[0]

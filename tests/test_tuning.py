@@ -258,18 +258,7 @@ def test_tuning_file_round_trip(tmp_path):
     assert chosen == result.chosen and validation_mba == pytest.approx(result.validation_mba, rel=1e-14)
 
 
-def run_script(name, snakemake):
-    import runpy
-
-    stderr = sys.stderr
-    try:
-        runpy.run_path(str(REPO / "workflow_scripts" / name), init_globals={"snakemake": snakemake})
-    finally:
-        log, sys.stderr = sys.stderr, stderr  # the script's stderr is its log file: close it
-        log.close()
-
-
-def test_workflow_scripts_write_and_report_the_choice(tmp_path):
+def test_workflow_scripts_write_and_report_the_choice(tmp_path, run_workflow_script):
     from types import SimpleNamespace
 
     from cellquery.io import embedding_adata, read_table, write_h5ad, write_table
@@ -279,7 +268,7 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path):
     write_h5ad(embedding_adata(obs, x), tmp_path / "reference_embedding.h5ad")
     group = {"reference": ["r"], "query": ["q"], "label_key": "cell_type", "batch_keys": ["study"]}
     transfer = {"voter": "majority", "significance": {"p_cutoff": AUTO, "models": 1, "shrinkage": AUTO}}
-    run_script("tune_transfer.py", SimpleNamespace(
+    run_workflow_script("tune_transfer.py", SimpleNamespace(
         input=SimpleNamespace(reference=tmp_path / "reference_embedding.h5ad"),
         output=SimpleNamespace(tuning=tmp_path / "tuning/calibrated.tsv"),
         params=SimpleNamespace(transfer=transfer, group=group, k=K), wildcards=SimpleNamespace(seed="0"),
@@ -294,7 +283,7 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path):
     wildcards = dict(group="g", kind="embeddings", method="pca", seed="0", index="flat", transfer="calibrated")
     for tuning in (True, False):
         files = dict(tuning=tmp_path / "tuning/calibrated.tsv") if tuning else {}
-        run_script("metrics.py", SimpleNamespace(
+        run_workflow_script("metrics.py", SimpleNamespace(
             input=SimpleNamespace(predictions=tmp_path / "predictions.tsv", reference=tmp_path / "reference_embedding.h5ad",
                                   embedding_scores=tmp_path / "embedding_metrics.tsv", **files),
             output=SimpleNamespace(metrics=tmp_path / "metrics.tsv", sweep=tmp_path / "sweep.tsv"),
