@@ -6,7 +6,6 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
-from scipy.stats import gmean
 
 from cellquery.errors import InputError
 from cellquery.ontology import load_cell_ontology
