@@ -157,7 +157,9 @@ class AcceptedHits:
     ``mask``: the significant ones; ``sweep``: threshold -> mask at that
     threshold (a P-value cut-off t, or for distance cut-offs quantile 1 - t of
     the reference's own hit distances); ``best_hit_p``: per query cell the
-    smallest P-value (majority over models) of its hits, with P-values only.
+    smallest P-value (majority over models) of its hits, with P-values only;
+    ``p_value``: per query cell the P-value its rule compares with the cut-off
+    (:func:`cell_p_values`), with P-values only.
     """
 
     distances: np.ndarray
@@ -165,6 +167,25 @@ class AcceptedHits:
     mask: np.ndarray
     sweep: dict[float, np.ndarray] = field(default_factory=dict)
     best_hit_p: np.ndarray | None = None
+    p_value: np.ndarray | None = None
+
+
+def cell_p_values(p: np.ndarray, indices: np.ndarray, min_hits: int) -> np.ndarray:
+    """Per query cell the P-value of the rule: not rejected at cut-off t exactly when it is below t.
+
+    ``p`` is (n_models, n_query, n) as in :func:`significant_by_consensus`. A
+    hit is significant at t in a strict majority of M models exactly when its
+    r-th smallest P-value over the models is below t (r = M // 2 + 1); a cell
+    has ``min_hits`` significant hits exactly when the ``min_hits``-th smallest
+    of those is below t. That value is the cell's P-value (1 where the cell has
+    fewer than ``min_hits`` hits; 0 when ``min_hits`` is 0).
+    """
+    if min_hits <= 0:
+        return np.zeros(indices.shape[0])
+    if min_hits > indices.shape[1]:
+        return np.ones(indices.shape[0])
+    consensus = np.where(indices >= 0, np.sort(p, axis=0)[len(p) // 2], 1.0)
+    return np.partition(consensus, min_hits - 1, axis=1)[:, min_hits - 1]
 
 
 def accept_hits(
@@ -193,4 +214,4 @@ def accept_hits(
     distances, indices, mask, p = significant_by_consensus(models, p_cutoff=significance.p_cutoff)
     by_threshold = {t: significant_mask(p, indices, t) for t in sweep}
     best_hit_p = np.where(indices >= 0, p.max(axis=0), 1.0).min(axis=1)
-    return AcceptedHits(distances, indices, mask, by_threshold, best_hit_p)
+    return AcceptedHits(distances, indices, mask, by_threshold, best_hit_p, cell_p_values(p, indices, settings.min_hits))
