@@ -13,7 +13,9 @@ import pandas as pd
 from cellquery.errors import InputError
 from cellquery.registry import Registry
 from cellquery.settings import GroupSettings, TransferSettings
-from cellquery.transfer.acceptance import AMBIGUOUS, REJECTED, Model, accept_hits, decide, distance_cutoff, significant_hits
+from cellquery.transfer.acceptance import (
+    AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide, distance_cutoff, significant_hits,
+)
 from cellquery.transfer.kernel import mapping_matrix
 
 # name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
@@ -201,6 +203,9 @@ def predict_table(
             predicted[f"pred_{key}"] = fates[:, j]
     if hits.best_hit_p is not None:
         predicted["best_hit_p"] = hits.best_hit_p
+    if hits.p_value is not None:
+        predicted["p_value"] = hits.p_value
+    predicted["score"] = cell_scores(hits, predicted["top_fraction"].to_numpy(), predicted["n_hits"].to_numpy())
     for t, mask in hits.sweep.items():
         predicted[sweep_column(t)] = transfer_labels(reference_labels, hits.distances, hits.indices, mask=mask, **labels)[
             "prediction"

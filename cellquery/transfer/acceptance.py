@@ -188,6 +188,20 @@ def cell_p_values(p: np.ndarray, indices: np.ndarray, min_hits: int) -> np.ndarr
     return np.partition(consensus, min_hits - 1, axis=1)[:, min_hits - 1]
 
 
+def cell_scores(hits: AcceptedHits, top_fraction: np.ndarray, n_hits: np.ndarray) -> np.ndarray:
+    """Per query cell its confidence that it belongs to a reference type (higher: more confident).
+
+    With P-values, 1 - the cell's P-value (:func:`cell_p_values`); with a
+    distance cut-off, the winning label's share of the votes ``top_fraction``
+    times the fraction of the cell's hits that count (``n_hits`` of the hits
+    present). Neither reads a label of the query.
+    """
+    if hits.p_value is not None:
+        return 1.0 - hits.p_value
+    present = (hits.indices >= 0).sum(axis=1)
+    return np.asarray(top_fraction, float) * np.divide(n_hits, present, out=np.zeros(len(present)), where=present > 0)
+
+
 def accept_hits(
     settings: TransferSettings,
     *,
