@@ -50,6 +50,7 @@ def method_skip_reason(config: dict, group: str, method: str) -> str | None:
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` naming the first key that refers to something undeclared."""
     from cellquery.index import BACKENDS
+    from cellquery.settings import ConformalSettings
     from cellquery.transfer import VOTERS
 
     for group, spec in config["groups"].items():
@@ -78,6 +79,11 @@ def check_config(config: dict) -> None:
     for transfer, spec in config["transfers"].items():
         if spec["voter"] not in VOTERS:
             raise InputError(f"config: transfers.{transfer}.voter: unknown {spec['voter']!r} (known: {', '.join(VOTERS)})")
+        if "conformal" in spec and "significance" in spec:
+            raise InputError(f"config: transfers.{transfer}: conformal and significance exclude each other; keep one")
+        conformal = ConformalSettings.from_config(spec.get("conformal"))
+        if conformal is not None and conformal.k > config["k"]:
+            raise InputError(f"config: transfers.{transfer}.conformal.k = {conformal.k} exceeds k = {config['k']} (hits per cell)")
     for dataset, spec in config["datasets"].items():
         source = spec["source"]
         if source.startswith("http") and "sha256" not in spec:

@@ -75,6 +75,23 @@ class SignificanceSettings:
 
 
 @dataclass(frozen=True)
+class ConformalSettings:
+    """Reject by class-conditional conformal P-value (config ``transfers.<name>.conformal``).
+
+    ``alpha`` is the nominal false-rejection rate of cells of reference types
+    (a level the user states, never tuned); ``k`` the rank of the own-type
+    neighbour whose distance is the nonconformity (cellquery.transfer.conformal).
+    """
+
+    alpha: float = 0.05
+    k: int = 5
+
+    @classmethod
+    def from_config(cls, spec: Mapping | None) -> "ConformalSettings | None":
+        return cls(**spec) if spec is not None else None
+
+
+@dataclass(frozen=True)
 class TransferSettings:
     """One transfer of the config (``transfers.<name>``): a voter and the rule that accepts hits."""
 
@@ -84,6 +101,7 @@ class TransferSettings:
     min_fraction: float = 0.5
     distance_quantile: float | str | None = 0.95  # or AUTO
     significance: SignificanceSettings | None = None
+    conformal: ConformalSettings | None = None
     report_as: str | None = None
 
     @classmethod
@@ -91,6 +109,9 @@ class TransferSettings:
         values = dict(spec)
         values["params"] = dict(values.get("params") or {})
         values["significance"] = SignificanceSettings.from_config(values.get("significance"))
+        values["conformal"] = ConformalSettings.from_config(values.get("conformal"))
+        if values["significance"] is not None and values["conformal"] is not None:
+            raise InputError("config: transfers: a transfer has either significance or conformal, not both")
         return cls(**values)
 
     @property
@@ -107,6 +128,8 @@ class TransferSettings:
         """
         if self.significance is not None:
             return tuple(key for key in ("p_cutoff", "shrinkage") if getattr(self.significance, key) == AUTO)
+        if self.conformal is not None:
+            return ()
         return ("distance_quantile",) if self.distance_quantile == AUTO else ()
 
     @property

@@ -111,6 +111,7 @@ JOB_PATHS = {
     "build_index": "build_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}",
     "query_index": "query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}",
     "merge_hits": "merge_hits/{group}/{method}/seed{seed}/model{model}/{index}",
+    "conformal_calibration": "conformal_calibration/{group}/{method}/seed{seed}/model{model}/{index}",
     "transfer": "transfer/{group}/{method}/seed{seed}/{index}/{transfer}",
     "tune_transfer": "tune_transfer/{group}/{method}/seed{seed}/{transfer}",
     "predict": "predict/{group}/{method}/seed{seed}",
@@ -128,6 +129,8 @@ RUN_RULES = {
     "build_index": ["group", "method", "seed", "index"],
     "query_index": ["group", "method", "seed", "index"],
     "merge_hits": ["group", "method", "seed", "index"],
+    # built per index and read by its conformal transfers only, counted like merge_hits' calibration
+    "conformal_calibration": ["group", "method", "seed", "index"],
     "transfer": ["group", "method", "seed", "index", "transfer"],
     # choosing a transfer's `auto` settings inside the reference is part of its cost
     "tune_transfer": ["group", "method", "seed", "transfer"],

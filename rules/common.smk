@@ -133,6 +133,14 @@ def shard_hits(wildcards):
     return [f"{base}/shard{shard}/hits.npz" for shard in range(shards(wildcards.index))]
 
 
+def shard_indexes(wildcards):
+    """The per-shard index files of one model's index."""
+    base = f"{MODEL}/{{index}}".format(**wildcards)
+    return [
+        f"{base}/shard{shard}/index.bin" for shard in range(shards(wildcards.index))
+    ]
+
+
 def transfer_inputs(wildcards):
     """Named inputs of a transfer: the run's hits and embeddings, and every model its P-values combine.
 
@@ -140,9 +148,8 @@ def transfer_inputs(wildcards):
     own) with models 1 .. M - 1 of the same method; without significance the
     model lists hold model 0 only and are not read.
     """
-    n_models = TransferSettings.from_config(
-        config["transfers"][wildcards.transfer]
-    ).n_models
+    settings = TransferSettings.from_config(config["transfers"][wildcards.transfer])
+    n_models = settings.n_models
     models = [f"{MODEL}".format(**wildcards, model=j) for j in range(n_models)]
     own = models[0]
     return dict(
@@ -155,6 +162,11 @@ def transfer_inputs(wildcards):
         model_hits=[f"{m}/{wildcards.index}/hits.npz" for m in models],
         model_calibrations=[f"{m}/{wildcards.index}/calibration.npz" for m in models],
         **tuning_inputs(wildcards),
+        **(
+            dict(conformal=f"{own}/{wildcards.index}/conformal.npz")
+            if settings.conformal
+            else {}
+        ),
     )
 
 
@@ -216,6 +228,8 @@ def benchmark_files(wildcards):
         settings = TransferSettings.from_config(config["transfers"][run["transfer"]])
         if settings.needs_tuning:
             files.append(rules.tune_transfer.benchmark.format(**run))
+        if settings.conformal:
+            files.append(rules.conformal_calibration.benchmark.format(**run, model=0))
         for model in range(settings.n_models):
             files.append(rules.embed.benchmark.format(**run, model=model))
             files.append(rules.merge_hits.benchmark.format(**run, model=model))

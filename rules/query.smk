@@ -50,3 +50,29 @@ rule merge_hits:
         random_seed=random_seed,
     script:
         "../workflow_scripts/merge_hits.py"
+
+
+# Conformal calibration (transfers with `conformal`): each reference cell's
+# distances to its k nearest reference cells of its own type outside its own
+# batch, found through the same shards (cellquery.transfer.conformal).
+rule conformal_calibration:
+    input:
+        indexes=shard_indexes,
+        reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
+    output:
+        conformal="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/conformal.npz",
+    log:
+        "results/logs/conformal_calibration/{group}/{method}/seed{seed}/model{model}/{index}.log",
+    benchmark:
+        "results/benchmarks/conformal_calibration/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 2
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        group=lookup(dpath="groups/{group}", within=config),
+        k=config["k"],
+    script:
+        "../workflow_scripts/conformal_calibration.py"

@@ -9,6 +9,7 @@ from cellquery.index.calibration import Calibration
 from cellquery.io import read_embedding, read_obs, write_table
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import Model, predict_table
+from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.tuning import read_tuning
 
 settings = TransferSettings.from_config(snakemake.params.transfer)
@@ -20,7 +21,7 @@ models = [
     for reference, query, hits, calibration in zip(
         inputs.model_references, inputs.model_queries, inputs.model_hits, inputs.model_calibrations
     )
-] if settings.significance else None
+] if settings.significance or settings.conformal else None
 hits = np.load(inputs.hits)
 table = predict_table(
     reference_obs=read_obs(inputs.reference),
@@ -31,6 +32,7 @@ table = predict_table(
     group=GroupSettings.from_config(snakemake.params.group),
     settings=settings,
     models=models,
+    conformal=ConformalCalibration.load(inputs.conformal) if settings.conformal else None,
     sweep=snakemake.params.sweep,
 )
 write_table(table, snakemake.output.predictions)

@@ -44,3 +44,17 @@ def merge_shards(parts: list[dict], offsets: list[int], reference: np.ndarray, *
     rd, ri = merge_topk([(p["reference_distances"], p["reference_indices"]) for p in parts], offsets, k_self)
     calibration, self_distances = calibrate_from_reference_hits(reference, rd, ri, k=k, seed=seed)
     return distances, indices, self_distances, calibration
+
+
+def sharded_search(indexes: list, offsets: list[int]):
+    """A search function over every shard: ``search(x, n)`` returns the merged n nearest (global ids).
+
+    Each shard is asked for at most its own size; the merge is exact, so for
+    exact indexes this is the search of one index over the whole reference.
+    """
+
+    def search(points: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        parts = [index.search(points, min(n, index.n)) for index in indexes]
+        return merge_topk(parts, offsets, n)
+
+    return search

@@ -13,9 +13,11 @@ import pandas as pd
 from cellquery.errors import InputError
 from cellquery.registry import Registry
 from cellquery.settings import GroupSettings, TransferSettings
+from cellquery.transfer import conformal as conformal_rule
 from cellquery.transfer.acceptance import (
     AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide, distance_cutoff, significant_hits,
 )
+from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.kernel import mapping_matrix
 
 # name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
@@ -175,6 +177,7 @@ def predict_table(
     group: GroupSettings,
     settings: TransferSettings,
     models: list[Model] | None = None,
+    conformal: ConformalCalibration | None = None,
     sweep: list[float] | tuple[float, ...] = (),
 ) -> pd.DataFrame:
     """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
@@ -184,11 +187,18 @@ def predict_table(
     rejection thresholds t (e.g. 0.01-0.2, the Cell BLAST paper's Supp. Fig.
     9c); for each one a column :func:`sweep_column` holds the labels predicted
     with the P-value cut-off t, or, for distance cut-offs, with the cut-off at
-    quantile 1 - t of the reference's own hit distances.
+    quantile 1 - t of the reference's own hit distances. A conformal transfer
+    (:func:`conformal_table`) needs model 0 in ``models`` and the index's
+    ``conformal`` calibration.
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
     reference_labels = reference_obs[group.label_key].astype(str).to_numpy()
+    if settings.conformal is not None:
+        return conformal_table(
+            reference_obs=reference_obs, query_obs=query_obs, distances=distances, indices=indices,
+            group=group, settings=settings, model=(models or [None])[0], conformal=conformal, sweep=sweep,
+        )
     hits = accept_hits(settings, distances=distances, indices=indices, self_distances=self_distances, models=models, sweep=sweep)
     vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
     labels = dict(vote, min_fraction=settings.min_fraction)
@@ -210,5 +220,58 @@ def predict_table(
         predicted[sweep_column(t)] = transfer_labels(reference_labels, hits.distances, hits.indices, mask=mask, **labels)[
             "prediction"
         ].to_numpy()
+    to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
+    return prediction_table(query_obs, group, predicted, to_term)
+
+
+def conformal_table(
+    *,
+    reference_obs: pd.DataFrame,
+    query_obs: pd.DataFrame,
+    distances: np.ndarray,
+    indices: np.ndarray,
+    group: GroupSettings,
+    settings: TransferSettings,
+    model: Model | None,
+    conformal: ConformalCalibration | None,
+    sweep: list[float] | tuple[float, ...] = (),
+) -> pd.DataFrame:
+    """Predictions of a conformal transfer: vote over all hits, reject where the conformal P < alpha.
+
+    Every hit counts in the vote (no distance cut-off); a labelled cell whose
+    class-conditional conformal P-value (:mod:`cellquery.transfer.conformal`)
+    is below ``alpha`` becomes ``rejected``, and so do its fates; a cell the
+    vote leaves ambiguous is tested for its top label and stays ambiguous
+    unless rejected. ``p_value`` holds the P-value (NaN for cells with fewer
+    than ``min_hits`` hits); the sweep columns reject at P < t instead.
+    """
+    if model is None or conformal is None:
+        raise InputError("transfer: a conformal transfer needs model 0's embeddings and the index's conformal calibration")
+    reference_labels = reference_obs[group.label_key].astype(str).to_numpy()
+    if not np.array_equal(conformal.labels[conformal.codes], reference_labels):
+        raise InputError("transfer: the conformal calibration was built for other reference labels (rebuild it)")
+    mask = indices >= 0
+    vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
+    # the top label of every cell with enough hits, ambiguous or not: the type its P-value is computed for
+    predicted = transfer_labels(reference_labels, distances, indices, mask=mask, min_fraction=0.0, **vote)
+    label_codes = {label: code for code, label in enumerate(conformal.labels)}
+    codes = np.array([label_codes.get(p, -1) for p in predicted["prediction"]], dtype=np.int64)
+    k = settings.conformal.k
+    scores = conformal_rule.query_scores(model.query, model.reference, conformal.codes, indices, codes, k=k)
+    p = conformal_rule.p_values(scores, codes, conformal.scores(k), conformal.codes)
+    labels = predicted["prediction"].to_numpy(dtype=object)
+    labels[(codes >= 0) & (predicted["top_fraction"].to_numpy() <= settings.min_fraction)] = AMBIGUOUS
+    keys = list(group.continuous_keys)
+    if keys:
+        fates = transfer_continuous(
+            reference_obs[keys].to_numpy(float), distances, indices, mask=mask, reference_labels=reference_labels, **vote
+        )
+        fates[p < settings.conformal.alpha] = np.nan
+        for j, key in enumerate(keys):
+            predicted[f"pred_{key}"] = fates[:, j]
+    predicted["prediction"] = np.where(p < settings.conformal.alpha, REJECTED, labels)
+    predicted["p_value"] = p
+    for t in sweep:
+        predicted[sweep_column(t)] = np.where(p < t, REJECTED, labels)
     to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
     return prediction_table(query_obs, group, predicted, to_term)

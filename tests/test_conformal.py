@@ -1,0 +1,185 @@
+"""The conformal rejection rule: calibration and scores against brute force, P-values by hand, the guarantee."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellquery.index import build_index
+from cellquery.index.sharded import build_shard, shard_rows, sharded_search
+from cellquery.settings import GroupSettings, TransferSettings
+from cellquery.transfer import REJECTED, Model, predict_table
+from cellquery.transfer.conformal import calibrate, p_values, query_scores
+
+
+def brute_search(reference):
+    def search(points, n):
+        d = np.linalg.norm(points[:, None, :].astype(np.float64) - reference[None], axis=2)
+        order = np.argsort(d, axis=1, kind="stable")[:, :n]
+        return np.take_along_axis(d, order, axis=1).astype(np.float32), order.astype(np.int64)
+
+    return search
+
+
+def brute_calibration(reference, labels, batches, k):
+    """Distances to the k nearest own-type cells of other batches (or other cells if the type has one batch)."""
+    out = np.full((len(reference), k), np.inf)
+    for r in range(len(reference)):
+        same = labels == labels[r]
+        if len(set(batches[same])) > 1:
+            pool = same & (batches != batches[r])
+        else:
+            pool = same & (np.arange(len(reference)) != r)
+        d = np.sort(np.linalg.norm(reference[pool] - reference[r], axis=1))[:k]
+        out[r, : len(d)] = d
+    return out
+
+
+def mixture(rng, n, n_types=3, n_batches=2, shift=0.6, dim=4):
+    """Cells of n_types Gaussian types in n_batches batches, each batch shifted along its own direction."""
+    labels = rng.integers(0, n_types, n)
+    batches = rng.integers(0, n_batches, n)
+    centres = np.eye(n_types, dim) * 4.0
+    shifts = rng.normal(size=(n_batches, dim)) * shift
+    x = centres[labels] + shifts[batches] + rng.normal(size=(n, dim))
+    return x.astype(np.float32), labels.astype(str), batches.astype(str)
+
+
+@pytest.mark.parametrize("n_candidates", [64, 3])
+def test_calibration_equals_brute_force(n_candidates):
+    rng = np.random.default_rng(0)
+    x, labels, batches = mixture(rng, 120)
+    # type "2" lives in one batch only: scored leave-one-out
+    batches[labels == "2"] = "0"
+    cal = calibrate(x, labels, batches, search=brute_search(x), k=4, n_candidates=n_candidates)
+    expected = brute_calibration(x, labels, batches, 4)
+    np.testing.assert_allclose(cal.distances, expected, rtol=1e-5)
+    assert list(cal.labels[cal.codes]) == list(labels)
+
+
+def test_calibration_without_batches_is_leave_one_out():
+    rng = np.random.default_rng(1)
+    x, labels, _ = mixture(rng, 60)
+    cal = calibrate(x, labels, None, search=brute_search(x), k=3, n_candidates=5)
+    np.testing.assert_allclose(cal.distances, brute_calibration(x, labels, np.zeros(60, dtype=str), 3), rtol=1e-5)
+
+
+def test_calibration_through_shards_equals_one_index():
+    rng = np.random.default_rng(2)
+    x, labels, batches = mixture(rng, 150)
+    offsets = [shard_rows(len(x), 3, s)[0] for s in range(3)]
+    shards = [build_shard(x, 3, s, "faiss", {"factory": "Flat"}) for s in range(3)]
+    sharded = calibrate(x, labels, batches, search=sharded_search(shards, offsets), k=4, n_candidates=10)
+    single = calibrate(x, labels, batches, search=build_index("faiss", x, {"factory": "Flat"}).search, k=4, n_candidates=10)
+    np.testing.assert_allclose(sharded.distances, single.distances, rtol=1e-5)
+    np.testing.assert_allclose(sharded.distances, brute_calibration(x, labels, batches, 4), rtol=1e-5)
+
+
+def test_query_scores_equal_brute_force_also_when_hits_run_short():
+    rng = np.random.default_rng(3)
+    ref, labels, _ = mixture(rng, 100)
+    query, _, _ = mixture(rng, 30)
+    codes = np.unique(labels, return_inverse=True)[1]
+    _, hits = brute_search(ref)(query, 4)  # 4 hits: k = 3 own-type hits are often missing
+    predicted = rng.integers(-1, 3, len(query))
+    got = query_scores(query, ref, codes, hits, predicted, k=3)
+    for q in range(len(query)):
+        if predicted[q] < 0:
+            assert np.isnan(got[q])
+        else:
+            d = np.sort(np.linalg.norm(ref[codes == predicted[q]] - query[q], axis=1))
+            assert got[q] == pytest.approx(d[2], rel=1e-5)
+
+
+def test_p_values_by_hand():
+    cal_scores = np.array([1.0, 2.0, 3.0, 4.0, 10.0, 20.0])
+    cal_codes = np.array([0, 0, 0, 0, 1, 1])
+    scores = np.array([0.5, 2.0, 4.5, 15.0, 25.0, np.nan])
+    predicted = np.array([0, 0, 0, 1, 1, -1])
+    # type 0 (4 scores): (1 + 4) / 5, (1 + 3) / 5, (1 + 0) / 5; type 1 (2 scores): (1 + 1) / 3, 1 / 3
+    np.testing.assert_allclose(p_values(scores, predicted, cal_scores, cal_codes), [1.0, 0.8, 0.2, 2 / 3, 1 / 3, np.nan])
+
+
+def realised_false_rejection(*, leave_batch_out: bool, new_batch: bool, alpha=0.1, k=3, draws=30):
+    """Mean over draws of the rate at which query cells of reference types get P < alpha under their own type.
+
+    Cells of 4 types in 3 batches; the reference holds 280 cells of batches 0
+    and 1; the query is the rest of batches 0 and 1 (exchangeable with the
+    reference) or batch 2 (a new study, shifted).
+    """
+    rates = []
+    for draw in range(draws):
+        rng = np.random.default_rng(100 + draw)
+        x, labels, batches = mixture(rng, 500, n_types=4, n_batches=3)
+        pool = np.flatnonzero(batches != "2")
+        rng.shuffle(pool)
+        ref_rows = pool[:280]
+        query_rows = np.flatnonzero(batches == "2") if new_batch else pool[280:]
+        ref, query = x[ref_rows], x[query_rows]
+        cal = calibrate(ref, labels[ref_rows], batches[ref_rows] if leave_batch_out else None, search=brute_search(ref), k=k)
+        _, hits = brute_search(ref)(query, 10)
+        codes = np.searchsorted(cal.labels, labels[query_rows])
+        p = p_values(query_scores(query, ref, cal.codes, hits, codes, k=k), codes, cal.scores(k), cal.codes)
+        rates.append(np.mean(p < alpha))
+    return float(np.mean(rates))
+
+
+def test_false_rejection_rate_is_at_most_alpha_on_exchangeable_data():
+    """Split-conformal guarantee: cells drawn like the reference are rejected at rate <= alpha.
+
+    Leave-one-out calibration is exact there (close to alpha, not vacuous);
+    leave-one-batch-out scores calibration cells against fewer cells, so it
+    is conservative.
+    """
+    alpha = 0.1
+    leave_one_out = realised_false_rejection(leave_batch_out=False, new_batch=False, alpha=alpha)
+    assert alpha - 0.03 <= leave_one_out <= alpha + 0.01
+    assert realised_false_rejection(leave_batch_out=True, new_batch=False, alpha=alpha) <= alpha + 0.01
+
+
+def test_leave_one_batch_out_keeps_the_guarantee_for_a_new_study():
+    """A query from a shifted batch breaks leave-one-out calibration; leaving a batch out keeps the rate <= alpha."""
+    alpha = 0.1
+    assert realised_false_rejection(leave_batch_out=False, new_batch=True, alpha=alpha) > 1.5 * alpha
+    assert realised_false_rejection(leave_batch_out=True, new_batch=True, alpha=alpha) <= alpha + 0.01
+
+
+def test_unseen_types_get_small_p_values():
+    rng = np.random.default_rng(5)
+    x, labels, batches = mixture(rng, 400, n_types=4)
+    ref_rows = np.flatnonzero((np.arange(400) < 300) & (labels != "3"))
+    unseen = np.flatnonzero((np.arange(400) >= 300) & (labels == "3"))
+    ref = x[ref_rows]
+    cal = calibrate(ref, labels[ref_rows], batches[ref_rows], search=brute_search(ref), k=3)
+    _, hits = brute_search(ref)(x[unseen], 10)
+    # the type the cell would be called: the majority of its hits
+    codes = np.array([np.bincount(cal.codes[h]).argmax() for h in hits])
+    p = p_values(query_scores(x[unseen], ref, cal.codes, hits, codes, k=3), codes, cal.scores(3), cal.codes)
+    assert np.mean(p < 0.05) > 0.9
+
+
+def test_conformal_transfer_rejects_the_unseen_type():
+    rng = np.random.default_rng(7)
+    x, labels, batches = mixture(rng, 500, n_types=4)
+    ref_rows = np.flatnonzero((np.arange(500) < 350) & (labels != "3"))
+    query_rows = np.arange(350, 500)
+    ref, query = x[ref_rows], x[query_rows]
+    ref_obs = pd.DataFrame({"cell_type": labels[ref_rows], "study": batches[ref_rows]})
+    query_obs = pd.DataFrame({"cell_type": labels[query_rows]}, index=[f"q{i}" for i in query_rows])
+    distances, indices = brute_search(ref)(query, 10)
+    settings = TransferSettings.from_config({"voter": "majority", "conformal": {"alpha": 0.05, "k": 3}})
+    cal = calibrate(ref, ref_obs["cell_type"], ref_obs["study"], search=brute_search(ref), k=10)
+    table = predict_table(
+        reference_obs=ref_obs, query_obs=query_obs, distances=distances, indices=indices,
+        self_distances=np.zeros((1, 10)), group=GroupSettings(label_key="cell_type", batch_keys=("study",)),
+        settings=settings, models=[Model(ref, query, indices, None)], conformal=cal, sweep=[0.2],
+    )
+    unseen = table["true_label"] == "3"
+    rejected = table["prediction"] == REJECTED
+    # every cell has 10 hits (>= min_hits): rejected exactly where the P-value of its top label is < alpha
+    np.testing.assert_array_equal(rejected, table["p_value"] < 0.05)
+    assert rejected[unseen].mean() > 0.6 and rejected[~unseen].mean() < 0.1
+    seen = table.loc[~unseen & ~rejected]
+    assert (seen["prediction"] == seen["true_label"]).mean() > 0.85
+    # the sweep rejects at P < 0.2: a superset of the rejections at 0.05, exactly where p_value < 0.2
+    np.testing.assert_array_equal(table["sweep_0.2"] == REJECTED, table["p_value"] < 0.2)
+    assert ((table["prediction"] == REJECTED) <= (table["sweep_0.2"] == REJECTED)).all()
