@@ -243,7 +243,9 @@ def conformal_table(
     is below ``alpha`` becomes ``rejected``, and so do its fates; a cell the
     vote leaves ambiguous is tested for its top label and stays ambiguous
     unless rejected. ``p_value`` holds the P-value (NaN for cells with fewer
-    than ``min_hits`` hits); the sweep columns reject at P < t instead.
+    than ``min_hits`` hits), rejected when *small*, unlike the hit P-values
+    of significance rules, and ``score`` the same P-value (0 for those
+    cells); the sweep columns reject at P < t instead.
     """
     if model is None or conformal is None:
         raise InputError("transfer: a conformal transfer needs model 0's embeddings and the index's conformal calibration")
@@ -270,7 +272,10 @@ def conformal_table(
         for j, key in enumerate(keys):
             predicted[f"pred_{key}"] = fates[:, j]
     predicted["prediction"] = np.where(p < settings.conformal.alpha, REJECTED, labels)
+    # the conformal P-value is the cell's confidence of belonging to its type (rejected when small);
+    # cells with too few hits for a label score 0
     predicted["p_value"] = p
+    predicted["score"] = np.nan_to_num(p, nan=0.0)
     for t in sweep:
         predicted[sweep_column(t)] = np.where(p < t, REJECTED, labels)
     to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
