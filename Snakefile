@@ -55,4 +55,5 @@ rule all:
         "results/rejection_sweep.tsv",
         "results/figures/rejection_sweep.png",
         "results/figures/mba_box.png",
+        "results/figures/calibration.png",
         "results/summary_table.tsv",

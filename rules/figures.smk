@@ -138,6 +138,31 @@ rule figure_mba_box:
         "../workflow_scripts/figure_mba_box.py"
 
 
+rule figure_calibration:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/calibration.png",
+            caption="../report/calibration.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_calibration.log",
+    benchmark:
+        "results/benchmarks/figure_calibration.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    params:
+        controls=control_methods(),
+    script:
+        "../workflow_scripts/figure_calibration.py"
+
+
 FIGURE_RULES = [
     rules.figure_mba_box,
     rules.figure_mba,
@@ -145,4 +170,5 @@ FIGURE_RULES = [
     rules.figure_jsd,
     rules.figure_cl_accuracy,
     rules.figure_rejection_sweep,
+    rules.figure_calibration,
 ]
