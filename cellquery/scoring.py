@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pandas as pd
 
+from cellquery.errors import InputError
 from cellquery.settings import GroupSettings
 from cellquery.summary import SWEEP_COLUMNS, metric_rows
 from cellquery.transfer import AMBIGUOUS, REJECTED, sweep_column
+
+# Nominal levels at which the false-rejection rate of P-values and probabilities is measured
+CALIBRATION_ALPHAS = (0.01, 0.05, 0.1)
+# Points of the accuracy-coverage curve reported beside its area (AURC)
+COVERAGES = (0.5, 0.9)
 
 
 def expected_matrix(predictions: pd.DataFrame, reference_obs: pd.DataFrame, group: GroupSettings):
@@ -72,9 +80,69 @@ def score_predictions(
         per_term = m.cl_accuracy(true_cl, pred_cl, ref_cls, ontology)
         scores["cl_accuracy"] = float(np.average(per_term["accuracy"], weights=per_term["n_cells"]))
         scores["cl_mba"] = m.cl_mba(true_cl, pred_cl, ref_cls, ontology)
+    scores.update(rejection_scores(predictions, ref_types))
     if embedding_scores is not None:
         scores.update(dict(zip(embedding_scores["metric"], embedding_scores["value"])))
     return metric_rows(run, scores)
+
+
+def rejection_scores(predictions: pd.DataFrame, ref_types, alphas=CALIBRATION_ALPHAS) -> dict[str, float]:
+    """The run's per-cell ``score`` judged at every threshold at once (:mod:`cellquery.metrics.rejection`).
+
+    ``auroc_unseen``/``auprc_unseen``: the score separating query cells of
+    negative (unseen) types from those of positive types (NaN without negative
+    types); ``aurc`` and ``accuracy@coverage_<c>``: the accuracy-coverage curve
+    of the positive-type cells (a cell is correct when its ``prediction`` is its
+    true type), accepted in order of score. Then :func:`calibration_scores`.
+    """
+    from cellquery import metrics as m
+
+    if "score" not in predictions:
+        raise InputError("predictions: no 'score' column (every method writes its per-cell confidence there)")
+    true = predictions["true_label"].astype(str).to_numpy()
+    correct = predictions["prediction"].astype(str).to_numpy() == true
+    positive = np.isin(true, list(ref_types))
+    score = predictions["score"].to_numpy(float)
+    scores = {
+        "auroc_unseen": m.auroc_unseen(score, positive),
+        "auprc_unseen": m.auprc_unseen(score, positive),
+        "aurc": m.aurc(score[positive], correct[positive]),
+    }
+    for coverage in COVERAGES:
+        scores[f"accuracy@coverage_{coverage:g}"] = m.accuracy_at_coverage(score[positive], correct[positive], coverage)
+    scores.update(calibration_scores(predictions, positive, alphas))
+    return scores
+
+
+def calibration_scores(predictions: pd.DataFrame, positive: np.ndarray, alphas=CALIBRATION_ALPHAS) -> dict[str, float]:
+    """Does a P-value or probability mean what it says? Realised false rejection at nominal levels, and ECE.
+
+    ``false_rejection@<alpha>``: the fraction of positive-type cells rejected
+    at level alpha. A run with a ``p_value`` column rejects at alpha as its own
+    rule does at P-value cut-off alpha: its ``sweep_<alpha>`` predictions (NaN
+    where the run has no such column; ``rejection_sweep`` lists the levels). A
+    run with a class ``probability`` (its top class's) rejects a cell whose
+    probability is below 1 - alpha. ``ece``: the expected calibration error of
+    ``probability`` on the positive-type cells (10 bins), correct when the top
+    class (``top_label``, else ``prediction``) is the true type. Runs with
+    neither column get no rows.
+    """
+    from cellquery import metrics as m
+
+    scores: dict[str, float] = {}
+    if "p_value" in predictions:
+        for alpha in alphas:
+            column = sweep_column(alpha)
+            rejected = predictions[column].astype(str).to_numpy() == REJECTED if column in predictions else None
+            scores[f"false_rejection@{alpha:g}"] = np.nan if rejected is None else m.false_rejection_rate(rejected, positive)
+    elif "probability" in predictions:
+        probability = predictions["probability"].to_numpy(float)
+        for alpha in alphas:
+            scores[f"false_rejection@{alpha:g}"] = m.false_rejection_rate(probability < 1.0 - alpha, positive)
+        top = predictions["top_label" if "top_label" in predictions else "prediction"].astype(str).to_numpy()
+        correct = top == predictions["true_label"].astype(str).to_numpy()
+        scores["ece"] = m.expected_calibration_error(probability[positive], correct[positive])
+    return scores
 
 
 def sweep_scores(
@@ -83,28 +151,45 @@ def sweep_scores(
     reference_obs: pd.DataFrame,
     group: GroupSettings,
     run: dict,
-    thresholds: list[float] | tuple[float, ...] = (),
+    thresholds: list[float] | tuple[float, ...] | None = None,
 ) -> pd.DataFrame:
     """MBA on positive and negative types at each rejection threshold of a run (Supp. Fig. 9c of Cell BLAST).
 
-    One row per threshold t in ``thresholds`` whose column
-    :func:`cellquery.transfer.sweep_column` the run's predictions hold, and one
-    for the run's own ``prediction`` (threshold NaN), with the run's keys in
-    front. MBA is the same ontology-aware mean balanced accuracy as in
-    :func:`score_predictions`.
+    One row per threshold t whose column :func:`cellquery.transfer.sweep_column`
+    the run's predictions hold (every one, or those in ``thresholds``), in
+    ascending order, and one for the run's own ``prediction`` (threshold NaN),
+    with the run's keys in front. A threshold is the method's own: a P-value
+    cut-off, 1 - a distance quantile, or a score cut-off of a predictor
+    (:data:`cellquery.predictors.SCORE_THRESHOLDS`). MBA is the same
+    ontology-aware mean balanced accuracy as in :func:`score_predictions`.
     """
     from cellquery import metrics as m
 
     ref_types = sorted(set(reference_obs[group.label_key].astype(str)))
     true = predictions["true_label"].astype(str).to_numpy()
     expected = expected_matrix(predictions, reference_obs, group)
-    columns = {float("nan"): "prediction"}
-    columns.update({float(t): sweep_column(t) for t in thresholds if sweep_column(t) in predictions.columns})
+    swept = sweep_thresholds(predictions.columns)
+    if thresholds is not None:
+        swept = {t: c for t, c in swept.items() if any(np.isclose(t, float(x)) for x in thresholds)}
+    columns = {float("nan"): "prediction", **swept}
     rows = []
     for threshold, column in columns.items():
         mba = m.mean_balanced_accuracy(true, predictions[column].astype(str).to_numpy(), ref_types, expected=expected)
         rows.append({**run, "threshold": threshold, "mba_positive": mba["positive"], "mba_negative": mba["negative"], "mba": mba["mean"]})
     return pd.DataFrame(rows)[SWEEP_COLUMNS]
+
+
+def sweep_thresholds(columns) -> dict[float, str]:
+    """Threshold -> column of every ``sweep_<t>`` column (:func:`cellquery.transfer.sweep_column`), by threshold."""
+    found = {}
+    for column in map(str, columns):
+        match = re.fullmatch(r"sweep_(.+)", column)
+        if match:
+            try:
+                found[float(match.group(1))] = column
+            except ValueError:
+                continue
+    return dict(sorted(found.items()))
 
 
 def mixing_batches(reference_obs: pd.DataFrame, query_obs: pd.DataFrame, group: GroupSettings) -> np.ndarray:

@@ -45,7 +45,6 @@ rule metrics:
     params:
         group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
-        sweep=config["rejection_sweep"],
     script:
         "../workflow_scripts/metrics.py"
 
@@ -75,6 +74,8 @@ rule record_skip:
 rule aggregate:
     input:
         metrics_files,
+        # distance ROC AUCs of every run with an embedding (rules/novelty.smk)
+        novelty_files("distance_roc"),
     output:
         "results/summary.tsv",
     log:

@@ -11,7 +11,7 @@ from cellquery.settings import GroupSettings
 from cellquery.summary import metric_rows
 from cellquery.transfer.tuning import read_tuning
 
-predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction"])
+predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction", "score"])
 reference_obs = read_obs(snakemake.input.reference)
 group = GroupSettings.from_config(snakemake.params.group)
 run = {**dict(snakemake.wildcards), "reported_as": snakemake.params.reported_as}
@@ -26,6 +26,6 @@ if hasattr(snakemake.input, "tuning"):  # a transfer with `auto` settings: what 
     chosen, validation_mba = read_tuning(snakemake.input.tuning)
     tuned = {f"tuned_{key}": value for key, value in chosen.items()}
     table = pd.concat([table, metric_rows(run, {**tuned, "validation_mba": validation_mba})], ignore_index=True)
-sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run, thresholds=snakemake.params.sweep)
+sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)

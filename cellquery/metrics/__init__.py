@@ -13,6 +13,8 @@ One module per metric:
 - :mod:`.jsd` — Jensen–Shannon divergence of fate distributions
 - :mod:`.ontology_accuracy` — CL accuracy and CL MBA
 - :mod:`.integration` — iLISI, cLISI, silhouettes, graph connectivity, kBET (scib-metrics)
+- :mod:`.rejection` — per-cell scores: AUROC/AUPRC of unseen types, accuracy-coverage (AURC),
+  false-rejection rate, expected calibration error
 """
 
 from cellquery.metrics.alignment import seurat_alignment_score
@@ -27,15 +29,31 @@ from cellquery.metrics.integration import integration_metrics
 from cellquery.metrics.jsd import jensen_shannon_divergence
 from cellquery.metrics.map_score import map_from_embedding, mean_average_precision
 from cellquery.metrics.ontology_accuracy import cl_accuracy, cl_mba
+from cellquery.metrics.rejection import (
+    accuracy_at_coverage,
+    accuracy_coverage,
+    auprc_unseen,
+    aurc,
+    auroc_unseen,
+    expected_calibration_error,
+    false_rejection_rate,
+)
 
 __all__ = [
     "REJECTED",
     "accuracy",
+    "accuracy_at_coverage",
+    "accuracy_coverage",
+    "auprc_unseen",
+    "aurc",
+    "auroc_unseen",
     "cl_accuracy",
     "cl_mba",
+    "expected_calibration_error",
     "expected_from_csv",
     "expected_from_ontology",
     "integration_metrics",
+    "false_rejection_rate",
     "jensen_shannon_divergence",
     "map_from_embedding",
     "mean_average_precision",
