@@ -94,6 +94,31 @@ def test_significance_is_the_package_filter():
     np.testing.assert_array_equal(table["sweep_0.25"], table["prediction"])
 
 
+def test_cell_p_value_is_the_min_hits_th_smallest_and_decides_rejection():
+    rng = np.random.default_rng(4)
+    cell = np.sort(rng.integers(0, 12, 50))
+    p = rng.choice([0.01, 0.05, 0.1, 0.2, 0.5], size=50)  # ties with the cut-offs: P <= cut-off counts
+    for min_hits in (0, 1, 2, 4):
+        expected = [
+            0.0 if min_hits == 0 else np.sort(p[cell == q])[min_hits - 1] if (cell == q).sum() >= min_hits else 1.0
+            for q in range(13)  # cell 12 has no hits
+        ]
+        np.testing.assert_allclose(cellblast.cell_p_values(cell, p, 13, min_hits), expected)
+    # through annotate: a cell escapes rejection at cut-off t exactly when its P-value is at most t
+    hits = [np.arange(5) for _ in range(4)]
+    pval = [rng.choice([0.01, 0.05, 0.1, 0.2, 0.5], size=(5, 1)) for _ in range(4)]
+    blast = types.SimpleNamespace(models=[0], ref=ad.AnnData(obs=pd.DataFrame({"t": list("AAAAA")}, index=list("vwxyz"))))
+    result = types.SimpleNamespace(hits=hits, dist=[np.ones((5, 1))] * 4, pval=pval)
+    table = cellblast.annotate(
+        blast, result, ["a", "b", "c", "d"], "t", [], None, p_cutoff=0.05, sweep=[0.01, 0.05, 0.1, 0.2], min_hits=2,
+        min_fraction=0.5, blast2co_threshold=0.5, blast2co_min_path=4,
+    )
+    np.testing.assert_allclose(table["p_value"], [np.sort(q.ravel())[1] for q in pval])
+    np.testing.assert_allclose(table["score"], 1.0 - table["p_value"])
+    for t in (0.01, 0.05, 0.1, 0.2):
+        np.testing.assert_array_equal(table[f"sweep_{t:g}"] == "rejected", table["p_value"] > t)
+
+
 def _expected_blast2co(ontology, terms, weights, min_path=4, threshold=0.5):
     """BLAST2CO by hand: scores propagated to ancestors, deepest terms above the threshold."""
     score: dict[str, float] = {}

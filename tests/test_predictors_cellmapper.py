@@ -8,7 +8,7 @@ from sklearn.neighbors import NearestNeighbors
 
 from cellquery.embed import pca
 from cellquery.errors import InputError
-from cellquery.predictors import cellmapper, run_predictor
+from cellquery.predictors import SCORE_THRESHOLDS, cellmapper, run_predictor
 
 ABSENT = "erythroblast"  # held out of the reference: a negative type of the query
 
@@ -72,6 +72,10 @@ def test_rejection_follows_confidence_threshold(data):
     np.testing.assert_array_equal(strict["prediction"] == "rejected", loose["confidence"] < 0.9)
     kept = strict["prediction"] != "rejected"
     np.testing.assert_array_equal(strict.loc[kept, "prediction"], loose.loc[kept, "prediction"])
+    # the score is the confidence, and the sweep at cut-off 0.9 is the run with min_confidence 0.9
+    np.testing.assert_array_equal(loose["score"], loose["confidence"])
+    np.testing.assert_array_equal(loose["sweep_0.9"], strict["prediction"])
+    assert [c for c in loose.columns if c.startswith("sweep_")] == [f"sweep_{t:g}" for t in SCORE_THRESHOLDS]
 
 
 def test_no_params_are_cellmappers_own_defaults(data):

@@ -95,7 +95,16 @@ def test_random_labels_follow_the_reference_frequencies():
 
 def test_no_continuous_keys_no_fate_columns(pair):
     for name in CONTROLS:
-        assert list(predict(name, pair, keys=()).predictions.columns) == ["prediction"]
+        assert list(predict(name, pair, keys=()).predictions.columns) == ["prediction", "score"]
+
+
+def test_scores_ceiling_and_floors(pair):
+    assert predict("true_labels", pair).predictions["score"].tolist() == [1.0, 1.0, 1.0, 0.0, 0.0]
+    assert predict("reject_all", pair).predictions["score"].tolist() == [0.0] * 5
+    assert predict("majority_label", pair).predictions["score"].tolist() == [1.0] * 5
+    drawn = predict("random_labels", pair, seed=3).predictions["score"].to_numpy()
+    np.testing.assert_array_equal(drawn, np.random.default_rng([3, 1]).random(5))
+    assert not np.array_equal(drawn, predict("random_labels", pair, seed=4).predictions["score"])
 
 
 @pytest.mark.parametrize(
@@ -121,6 +130,8 @@ def test_scored_through_the_runner(pair):
     scores = score_predictions(table, reference_obs=reference.obs, group=GROUP, run=run).set_index("metric")["value"]
     assert scores["mba_positive"] == scores["mba_negative"] == scores["mba"] == scores["accuracy"] == 1.0
     assert scores["rejected_fraction"] == 0.4 and scores["jsd"] == 0.0  # true fates on the cells it does not reject
+    # the ceiling of the score metrics: seen cells score 1, unseen 0; every seen cell correct
+    assert scores["auroc_unseen"] == scores["auprc_unseen"] == 1.0 and scores["aurc"] == 0.0
 
 
 def test_true_labels_needs_the_query_labels(pair):

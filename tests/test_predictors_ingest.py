@@ -56,6 +56,8 @@ def test_matches_hand_computed_projection_and_vote(data, fates):
     votes = [pd.Series(labels[row]).value_counts() for row in indices]
     hand = [v[v == v.max()].index.sort_values()[0] for v in votes]
     np.testing.assert_array_equal(result.predictions["prediction"], hand)
+    # score: the share of the k neighbours that carry the label given
+    np.testing.assert_allclose(result.predictions["score"], (labels[indices] == np.array(hand)[:, None]).mean(axis=1))
     expected_fates = ref.obs[fates].to_numpy(float)[indices].mean(axis=1)
     np.testing.assert_allclose(result.predictions[[f"pred_{f}" for f in fates]], expected_fates, rtol=1e-6)
 

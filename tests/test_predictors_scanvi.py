@@ -37,6 +37,15 @@ def test_interface_and_accuracy(data, result):
     assert (table["prediction"].to_numpy()[positive] == truth[positive]).mean() > 0.8
     # rejection is exactly "top class probability below the threshold"
     np.testing.assert_array_equal(table["prediction"] == "rejected", table["probability"] < 0.5)
+    # score: the top class probability; the sweep rejects below each cut-off, keeping the top class
+    np.testing.assert_array_equal(table["score"], table["probability"])
+    kept = table["prediction"] != "rejected"
+    np.testing.assert_array_equal(table.loc[kept, "top_label"], table.loc[kept, "prediction"])
+    np.testing.assert_array_equal(table["sweep_0.5"], table["prediction"])
+    for t in (0.1, 0.9, 0.99):
+        swept = table[f"sweep_{t:g}"]
+        np.testing.assert_array_equal(swept == "rejected", table["probability"] < t)
+        np.testing.assert_array_equal(swept[swept != "rejected"], table.loc[swept != "rejected", "top_label"])
     assert ((table["probability"] > 0) & (table["probability"] <= 1 + 1e-6)).all()
 
 

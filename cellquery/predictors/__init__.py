@@ -4,7 +4,14 @@ One module per predictor. A module defines ``REQUIRES`` (e.g. ``("counts",)``)
 and ``predict(reference, query, genes, *, label_key, batch_key,
 continuous_keys, ontology_key, seed, **params) -> MethodResult``.
 A module whose rejection has a P-value cut-off sets ``SWEEPS = True`` and
-accepts ``sweep`` (cut-offs; one ``sweep_<cut-off>`` prediction column each).
+accepts ``sweep`` (cut-offs; one ``sweep_<cut-off>`` prediction column each);
+a module whose rejection is a cut-off on its own score (a confidence or a
+class probability) sweeps that cut-off over :data:`SCORE_THRESHOLDS`
+(:func:`score_sweep`).
+
+Every predictor writes a per-cell ``score``: its confidence that the cell
+belongs to a type of the reference (higher: more confident), from which
+:mod:`cellquery.metrics.rejection` scores rejection at every threshold.
 Registering a predictor is one line in :data:`PREDICTORS` (an attribute of a
 module, ``"package.module:attr"``, serves as well: the controls of
 :mod:`cellquery.predictors.controls` are registered so).
@@ -51,6 +58,24 @@ PREDICTORS = Registry(
 )
 
 
+# Cut-offs swept for predictors that reject below a cut-off on their own score (CellMapper's
+# min_confidence, scANVI's min_probability): a grid over the score's range [0, 1], denser near 1.
+SCORE_THRESHOLDS = (0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99)
+
+
+def score_sweep(labels, score, thresholds: Sequence[float] = SCORE_THRESHOLDS) -> dict[str, np.ndarray]:
+    """``sweep_<t>`` prediction columns of a rule that rejects cells whose ``score`` is below t.
+
+    ``labels`` are the cells' labels before rejection; at each cut-off t a
+    cell keeps its label when its score is at least t, else it is ``rejected``.
+    """
+    from cellquery.transfer import REJECTED, sweep_column
+
+    labels = np.asarray(labels, dtype=object)
+    score = np.asarray(score, dtype=float)
+    return {sweep_column(t): np.where(score >= t, labels, REJECTED) for t in thresholds}
+
+
 @dataclass
 class MethodResult:
     """What every predictor returns.
@@ -58,7 +83,8 @@ class MethodResult:
     ``predictions``: one row per query cell, in query order, with column
     ``prediction`` (a reference label, ``ambiguous`` or ``rejected``) and,
     where the group has them, ``pred_<continuous key>`` columns and
-    ``pred_cl``; further per-cell columns (confidence, presence score...) are
+    ``pred_cl``, and ``score`` (the cell's confidence that it belongs to a
+    reference type); further per-cell columns (confidence, presence score...) are
     kept in the predictions file. Embeddings (reference and query, same space)
     are optional. ``timings``: seconds per phase (e.g. ``train_s``, ``query_s``).
     """

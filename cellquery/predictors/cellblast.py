@@ -24,6 +24,9 @@ project's predictions, following the paper's Methods:
    ``min_fraction`` (50 %) of them, else ``ambiguous``
    (:func:`cellquery.transfer.rules.decide`); continuous annotations (fates)
    are the arithmetic mean over the significant hits.
+   The cell's ``p_value`` is the ``min_hits``-th smallest reconciled P-value
+   of its hits (1 with fewer hits): the cell is not rejected at cut-off t
+   exactly when it is at most t; its ``score`` is 1 - ``p_value``.
 5. *BLAST2CO* (Methods, "BLAST2CO"), when the group has Cell Ontology ids
    (``ontology_key``): the package's ``Hits.blast2co`` on a CL graph built from
    :mod:`cellquery.ontology`, giving the ``pred_cl`` column.
@@ -182,6 +185,26 @@ def hit_predictions(
     return pred, n_hits, share, means
 
 
+def cell_p_values(cell: np.ndarray, p_value: np.ndarray, n_query: int, min_hits: int) -> np.ndarray:
+    """Per query cell the ``min_hits``-th smallest P-value of its hits (1 with fewer hits, 0 when ``min_hits`` is 0).
+
+    With significance ``P <= cutoff`` (``Hits.filter``), a cell has
+    ``min_hits`` significant hits, and so escapes rejection, exactly when this
+    value is at most the cut-off. ``cell`` and ``p_value`` are the flat pairs of
+    :func:`reconcile_hits`.
+    """
+    if min_hits <= 0:
+        return np.zeros(n_query)
+    out = np.ones(n_query)
+    order = np.lexsort((p_value, cell))
+    c, p = cell[order], p_value[order]
+    counts = np.bincount(c, minlength=n_query)
+    start = np.searchsorted(c, np.arange(n_query))
+    enough = counts >= min_hits
+    out[enough] = p[start[enough] + min_hits - 1]
+    return out
+
+
 def cell_type_dag(terms: Sequence[str], vertex_attribute: str):
     """A ``Cell_BLAST.utils.CellTypeDAG`` of ``terms`` and all their ancestors.
 
@@ -271,7 +294,8 @@ def annotate(
     """Steps 3-5: the query's predictions from its BLAST hits ``result``.
 
     Columns ``prediction``, ``n_hits``, ``top_fraction``, ``pred_<key>`` of
-    the continuous ``keys``, one ``sweep_<cut-off>`` per ``sweep`` cut-off and,
+    the continuous ``keys``, ``p_value`` and ``score`` (:func:`cell_p_values`),
+    one ``sweep_<cut-off>`` per ``sweep`` cut-off and,
     with an ontology key, ``pred_cl`` (BLAST2CO).
     """
     n_query = len(query_names)
@@ -282,6 +306,8 @@ def annotate(
     rule = dict(min_hits=min_hits, min_fraction=min_fraction)
     pred, n_hits, share, means = hit_predictions(cell, hit, significant, n_query, labels, values, **rule)
     predictions = pd.DataFrame({"prediction": pred, "n_hits": n_hits, "top_fraction": share, **fate_columns(keys, means)})
+    predictions["p_value"] = cell_p_values(cell, p_value, n_query, min_hits)
+    predictions["score"] = 1.0 - predictions["p_value"]
     for t in sweep:
         predictions[sweep_column(t)] = hit_predictions(cell, hit, p_value <= t, n_query, labels, None, **rule)[0]
     if ontology_key:

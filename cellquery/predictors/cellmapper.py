@@ -40,6 +40,10 @@ below ``min_confidence`` (default 0.5) is ``rejected``. Continuous fates are
 the kernel-weighted means of the reference fates (NaN for rejected cells, as
 in the project's transfer stage).
 
+Score and sweep: ``score`` is the label confidence, and ``min_confidence``
+is swept over :data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``:
+rejected below confidence t).
+
 Extra columns: ``confidence`` and ``presence_score``. CellMapper's presence
 score is defined per *reference* cell (column sums of the query-to-reference
 connectivities, clipped to the 1st-99th percentile and min-max scaled, as in
@@ -56,7 +60,7 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, fate_columns, timed
+from cellquery.predictors import MethodResult, fate_columns, score_sweep, timed
 
 REQUIRES: tuple[str, ...] = ()
 KERNELS = ("gauss", "hnoca")
@@ -135,12 +139,14 @@ def compute_graphs(mapper, *, n_neighbors: int, kernel: str, knn_method: str, se
 
 
 def map_annotations(mapper, label_key: str, keys: Sequence[str], *, kernel: str, min_confidence: float) -> pd.DataFrame:
-    """Labels (``rejected`` below ``min_confidence``), fates, ``confidence`` and ``presence_score`` of the query cells."""
+    """Labels (``rejected`` below ``min_confidence``), fates, ``confidence``, ``presence_score``, ``score`` and
+    ``sweep_<t>`` columns (rejected below confidence t) of the query cells."""
     mapper.compute_mapping_matrix(kernel_method=kernel)
     mapper.map_obs(label_key)
     qry = mapper.query
     labels = qry.obs[f"{label_key}_pred"].astype(str).to_numpy(dtype=object)
     confidence = qry.obs[f"{label_key}_conf"].to_numpy(float)
+    sweep = score_sweep(labels, confidence)  # the rejection rule at every cut-off of the grid
     rejected = confidence < min_confidence
     labels[rejected] = "rejected"
     fates = np.empty((len(labels), len(keys)))
@@ -155,6 +161,9 @@ def map_annotations(mapper, label_key: str, keys: Sequence[str], *, kernel: str,
     mapped_presence = mapped_presence.toarray() if hasattr(mapped_presence, "toarray") else np.asarray(mapped_presence)
     predictions["confidence"] = confidence
     predictions["presence_score"] = np.asarray(mapped_presence, dtype=float).ravel()
+    predictions["score"] = confidence
+    for column, values in sweep.items():
+        predictions[column] = values
     return predictions
 
 

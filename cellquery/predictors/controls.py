@@ -17,6 +17,12 @@ rewards ``rejected`` for query types absent from the reference:
 - ``reject_all``: every cell ``rejected``: MBA 1 on negative types, 0 on
   positive types.
 
+Scores (``score``, the confidence that a cell belongs to a reference type):
+``true_labels`` 1 for cells of reference types and 0 for the others (the
+ceiling: AUROC 1, AURC 0); ``reject_all`` 0 and ``majority_label`` 1 for every
+cell (constant: AUROC 0.5, the floor); ``random_labels`` uniform on [0, 1]
+from its own random stream (``default_rng([seed, 1])``; AUROC about 0.5).
+
 Continuous annotations (``pred_<key>``): the query's true values for
 ``true_labels`` (NaN for rejected cells); the mean over the reference cells of
 the predicted label for ``random_labels`` and ``majority_label``; NaN for
@@ -50,11 +56,13 @@ CONTROLS = ("random_labels", "majority_label", "true_labels", "reject_all")
 Labeller = Callable[[np.ndarray, "ad.AnnData", str, int], np.ndarray]
 # (reference obs, query AnnData, label key, continuous keys, predictions) -> cells x keys
 Fates = Callable[[pd.DataFrame, "ad.AnnData", str, list, np.ndarray], np.ndarray]
+# (predictions, seed) -> one score per query cell
+Scores = Callable[[np.ndarray, int], np.ndarray]
 
 
 @dataclass(frozen=True)
 class Control:
-    """A control predictor: how it labels the query and how it fills ``pred_<key>``.
+    """A control predictor: how it labels the query, fills ``pred_<key>`` and scores its cells.
 
     Has the predictor plug-in interface of :mod:`cellquery.predictors`
     (``REQUIRES`` and :meth:`predict`).
@@ -63,6 +71,7 @@ class Control:
     name: str
     labels: Labeller
     fates: Fates
+    scores: Scores
     REQUIRES: ClassVar[tuple[str, ...]] = ()
 
     def predict(
@@ -88,7 +97,8 @@ class Control:
         with timed(timings, "query_s"):
             prediction = np.asarray(self.labels(reference_labels, query, label_key, seed), dtype=object)
             fates = fate_columns(keys, self.fates(reference.obs, query, label_key, keys, prediction)) if keys else {}
-        return MethodResult(predictions=pd.DataFrame({"prediction": prediction, **fates}), timings=timings)
+            score = np.asarray(self.scores(prediction, seed), dtype=float)
+        return MethodResult(predictions=pd.DataFrame({"prediction": prediction, "score": score, **fates}), timings=timings)
 
 
 def most_frequent(labels: np.ndarray) -> str:
@@ -134,7 +144,22 @@ def true_values(reference_obs: pd.DataFrame, query: ad.AnnData, label_key: str, 
     return fates
 
 
-random_labels = Control("random_labels", _random, label_means)
-majority_label = Control("majority_label", _majority, label_means)
-true_labels = Control("true_labels", _truth, true_values)
-reject_all = Control("reject_all", _reject, label_means)  # no reference label predicted: every fate NaN
+def accepted(prediction: np.ndarray, seed: int) -> np.ndarray:
+    """1 for every cell given a label, 0 for rejected cells (``true_labels``: the ceiling)."""
+    return (prediction != REJECTED).astype(float)
+
+
+def constant(value: float) -> Scores:
+    """The same score for every cell (a floor: it separates nothing)."""
+    return lambda prediction, seed: np.full(len(prediction), float(value))
+
+
+def uniform(prediction: np.ndarray, seed: int) -> np.ndarray:
+    """Independent uniform scores on [0, 1], a random stream of their own (``default_rng([seed, 1])``)."""
+    return np.random.default_rng([seed, 1]).random(len(prediction))
+
+
+random_labels = Control("random_labels", _random, label_means, uniform)
+majority_label = Control("majority_label", _majority, label_means, constant(1.0))
+true_labels = Control("true_labels", _truth, true_values, accepted)
+reject_all = Control("reject_all", _reject, label_means, constant(0.0))  # no reference label predicted: every fate NaN

@@ -18,7 +18,8 @@ dimensions (preprocessing/_pca/__init__.py:232-234, _settings/__init__.py:470);
 
 No rejection: ingest has none, so every query cell gets a reference label
 (never ``rejected`` or ``ambiguous``); its MBA on negative types is 0 by
-construction. ingest maps no continuous annotation; the fates reported here
+construction. Its ``score`` is the winning label's share of the k neighbours'
+votes (the fraction of neighbours carrying the label it gave). ingest maps no continuous annotation; the fates reported here
 are the mean over the same k neighbours (``pred_<key>``), so that fate
 metrics exist for it.
 
@@ -93,6 +94,11 @@ def map_query(ingest, query: ad.AnnData, genes: list[str], label_key: str, *, n_
     return ingest.to_adata()
 
 
+def vote_share(reference_labels: np.ndarray, neighbours: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per query cell the fraction of its reference ``neighbours`` (cells x k rows) whose label is its ``labels``."""
+    return (np.asarray(reference_labels)[neighbours] == np.asarray(labels)[:, None]).mean(axis=1)
+
+
 def predict(
     reference: ad.AnnData,
     query: ad.AnnData,
@@ -137,9 +143,12 @@ def predict(
         ref, ingest = reference_ingest(reference, genes, label_key, n_comps=n_comps, n_neighbors=n_neighbors, seed=seed)
     with timed(timings, "query_s"):
         mapped = map_query(ingest, query, genes, label_key, n_neighbors=n_neighbors)
-        # fates: means over the k reference neighbours ingest voted with
-        fates = neighbour_fates(reference.obs, keys, np.asarray(ingest._indices)) if keys else {}
-        predictions = pd.DataFrame({"prediction": mapped.obs[label_key].astype(str).to_numpy(), **fates})
+        # fates: means over the k reference neighbours ingest voted with; score: the winning vote share
+        neighbours = np.asarray(ingest._indices)
+        fates = neighbour_fates(reference.obs, keys, neighbours) if keys else {}
+        labels = mapped.obs[label_key].astype(str).to_numpy()
+        score = vote_share(reference.obs[label_key].astype(str).to_numpy(), neighbours, labels)
+        predictions = pd.DataFrame({"prediction": labels, "score": score, **fates})
     return MethodResult(
         predictions=predictions,
         reference_embedding=np.asarray(ref.obsm["X_pca"], dtype=np.float32),

@@ -34,7 +34,10 @@ probable reference label is the prediction unless its probability is below
 scANVI itself never rejects: the threshold is the project's rule for turning
 its class probability into a rejection, not a scvi-tools setting, and
 ``probability`` is kept as an extra column so other thresholds can be scored
-from the predictions file.
+from the predictions file. ``score`` is that probability, ``top_label`` the
+most probable class before rejection, and ``min_probability`` is swept over
+:data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``: rejected below
+probability t).
 
 Continuous fates: scANVI predicts none. The fates reported are the mean over
 the ``n_neighbors`` nearest reference cells in the scANVI latent space (exact
@@ -54,7 +57,7 @@ import pandas as pd
 
 from cellquery.errors import InputError
 from cellquery.peer_tools import limited_torch_threads
-from cellquery.predictors import MethodResult, neighbour_fates, timed
+from cellquery.predictors import MethodResult, neighbour_fates, score_sweep, timed
 
 REQUIRES: tuple[str, ...] = ("counts",)
 UNLABELED = "__unlabelled__"  # scANVI's category for cells without a label (the query)
@@ -184,6 +187,10 @@ def predict(
             )
     with timed(timings, "transfer_s"):
         prediction, best, rejected = classify(probabilities, min_probability)
+        top_label = classify(probabilities, 0.0)[0]  # the most probable class, never rejected
         fates = neighbour_fates(reference.obs, keys, latent_neighbours(ref_emb, qry_emb, n_neighbors), rejected) if keys else {}
-        predictions = pd.DataFrame({"prediction": prediction, "probability": best, **fates})
+        predictions = pd.DataFrame({
+            "prediction": prediction, "probability": best, "top_label": top_label, "score": best, **fates,
+            **score_sweep(top_label, best),
+        })
     return MethodResult(predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings)
