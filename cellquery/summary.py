@@ -85,11 +85,12 @@ def gather_benchmarks(paths: Iterable[str | os.PathLike], root: str | os.PathLik
 # ---------------------------------------------------------------------------
 # The summary table for people: one row per run setting, mean and sd over seeds
 
-TABLE_METRICS = ("mba_positive", "mba_negative", "mba", "accuracy", "map", "seurat_alignment", "jsd", "cl_accuracy")
+TABLE_METRICS = ("mba_positive", "mba_negative", "mba", "auroc_unseen", "accuracy", "map", "seurat_alignment", "jsd", "cl_accuracy")
 METRIC_LABELS = {
     "mba_positive": "MBA (positive types)",
     "mba_negative": "MBA (negative types)",
     "mba": "MBA",
+    "auroc_unseen": "AUROC (unseen types)",
     "accuracy": "accuracy",
     "map": "MAP",
     "seurat_alignment": "Seurat alignment",

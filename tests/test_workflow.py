@@ -10,9 +10,12 @@ import pandas as pd
 import pytest
 import yaml
 
+from cellquery.predictors import SCORE_THRESHOLDS
+
 REPO = Path(__file__).resolve().parents[1]
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 BASE_METRICS = {"accuracy", "mba_positive", "mba_negative", "mba"}
+SCORE_METRICS = {"auroc_unseen", "auprc_unseen", "aurc"}
 
 
 def snakemake(workdir, *args, check=True):
@@ -108,7 +111,7 @@ def test_benchmarks_and_figure(toy):
     assert {"rule", "job", "wall_s", "max_rss_mb"} <= set(bench.columns)
     expected_rules = {"load_dataset", "preprocess", "hvg", "embed", "build_index", "query_index", "transfer", "metrics",
                       "record_skip", "aggregate", "figure_mba", "predict", "embedding_metrics", "merge_hits", "figure_mba_box",
-                      "aggregate_sweep", "figure_rejection_sweep", "tune_transfer"}
+                      "aggregate_sweep", "figure_rejection_sweep", "tune_transfer", "figure_calibration"}
     assert expected_rules <= set(bench.rule)
     assert (bench.wall_s >= 0).all()
     png = (workdir / "results/figures/mba_pos_neg.png").read_bytes()
@@ -131,8 +134,13 @@ def test_rejection_sweep(toy):
             assert own[metric].iloc[0] == pytest.approx(values[(*run, metric)])
         swept = rows[rows.threshold.notna()].sort_values("threshold")
         method, transfer = run[1], run[3]
-        cellblast = config["methods"][method].get("predictor") == "cellblast"  # Cell BLAST sweeps its P-value cut-off
-        if transfer != "native" or cellblast:
+        predictor = config["methods"][method].get("predictor")
+        cellblast = predictor == "cellblast"  # Cell BLAST sweeps its P-value cut-off
+        if predictor in ("cellmapper", "scanvi"):
+            # a cut-off on the tool's own score (min_confidence, min_probability): stricter as t grows
+            assert swept.threshold.tolist() == pytest.approx(list(SCORE_THRESHOLDS)), run
+            assert (np.diff(swept.mba_negative.to_numpy()) >= -1e-12).all(), run
+        elif transfer != "native" or cellblast:
             assert swept.threshold.tolist() == pytest.approx(thresholds), run
             # P-value cut-offs: a higher t lets more hits count, so negative types are rejected no more often;
             # distance cut-offs (quantile 1 - t of the reference's own hits): a higher t is stricter
@@ -174,7 +182,7 @@ def test_default_and_paper_configs_plan(tmp_path, name):
     import re
 
     assert re.search(r"(?m)^metrics\s+(\d+)\s*$", result.stdout).group(1) == str(computed)
-    for rule in ("figure_mba", "figure_rejection_sweep", "aggregate_sweep", "gather_benchmarks"):
+    for rule in ("figure_mba", "figure_rejection_sweep", "aggregate_sweep", "gather_benchmarks", "figure_calibration"):
         assert rule in result.stdout
     assert not (tmp_path / "results").exists()
 
@@ -211,6 +219,41 @@ def test_controls_bound_every_group(toy):
         assert values[(group, "reject_all", "rejected_fraction")] == 1.0
         assert values[(group, "majority_label", "rejected_fraction")] == 0.0
         assert values[(group, "random_labels", "rejected_fraction")] == 0.0
+
+
+def test_every_run_scores_its_rejection(toy):
+    """Every computed run, controls included, writes a per-cell score and has AUROC, AUPRC and AURC rows;
+    true_labels is their ceiling; runs with P-values or probabilities are calibrated; calibration.png is drawn."""
+    workdir, config = toy
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
+    values = summary.set_index(keys + ["metric"]).value
+    computed = [r for r in expected_runs(config) if not r[6]]
+    assert {r[1] for r in computed} >= {"true_labels", "reject_all", "majority_label", "random_labels"}
+    for run in computed:
+        group, method, index, transfer, seed = run[:5]
+        kind = "predictors" if config["methods"][method].get("predictor") else "embeddings"
+        predictions = pd.read_csv(workdir / f"results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv", sep="\t")
+        assert predictions["score"].notna().all(), run
+        for metric in SCORE_METRICS:
+            assert (*run[:6], metric) in values.index, (run, metric)
+        assert 0.0 <= values[(*run[:6], "aurc")] <= 1.0, run
+        auroc = values[(*run[:6], "auroc_unseen")]
+        assert 0.0 <= auroc <= 1.0, run  # every toy group has negative types
+        predictor = config["methods"][method].get("predictor")
+        rule = config["transfers"].get(transfer, {})
+        calibrated = predictor in ("cellblast", "scanvi") or "significance" in rule or "conformal" in rule  # P-values, probabilities
+        for alpha in ("0.01", "0.05", "0.1"):
+            assert ((*run[:6], f"false_rejection@{alpha}") in values.index) == calibrated, (run, alpha)
+        assert ((*run[:6], "ece") in values.index) == (predictor == "scanvi"), run
+    for group in config["groups"]:
+        ceiling = summary[(summary.group == group) & (summary.method == "true_labels")].set_index("metric").value
+        for metric, best in (("auroc_unseen", 1.0), ("auprc_unseen", 1.0), ("aurc", 0.0)):
+            assert np.all(ceiling.loc[metric] == best), (group, metric)
+        floor = summary[(summary.group == group) & (summary.method == "reject_all")].set_index("metric").value
+        assert np.all(floor.loc["auroc_unseen"] == 0.5) and np.all(floor.loc["aurc"] == 1.0), group
+    png = (workdir / "results/figures/calibration.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
 def test_summary_table_and_mba_box(toy):
