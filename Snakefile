@@ -40,6 +40,7 @@ include: "rules/transfer.smk"
 include: "rules/predict.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"
+include: "rules/novelty.smk"
 include: "rules/scale.smk"
 
 
@@ -56,4 +57,10 @@ rule all:
         "results/figures/rejection_sweep.png",
         "results/figures/mba_box.png",
         "results/figures/calibration.png",
+        "results/novel_types.tsv",
+        "results/figures/novel_types.png",
+        "results/distance_roc.tsv",
+        "results/figures/distance_roc.png",
+        "results/hit_datasets.tsv",
+        "results/figures/hit_datasets.png",
         "results/summary_table.tsv",

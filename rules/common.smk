@@ -192,7 +192,7 @@ def run_embeddings(wildcards):
     model = "model0/" if wildcards.kind == "embeddings" else ""
     base = "results/{group}/{kind}/{method}/seed{seed}/".format(**wildcards) + model
     return dict(
-        reference=base + "reference_embedding.h5ad", query=base + "query_embedding.h5ad"
+        reference=f"{base}reference_embedding.h5ad", query=f"{base}query_embedding.h5ad"
     )
 
 
@@ -238,4 +238,71 @@ def benchmark_files(wildcards):
                     r.benchmark.format(**run, model=model, shard=shard)
                     for r in (rules.build_index, rules.query_index)
                 ]
+    files += novelty_benchmark_files()
     return list(dict.fromkeys(files))
+
+
+# Rejection analyses (rules/novelty.smk): novel types among rejected cells, distance ROC,
+# hits across reference datasets; one job per run that is not skipped.
+NOVELTY_RUN = (
+    "results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/{table}.tsv"
+)
+
+
+def novelty_inputs(wildcards):
+    """Named inputs of a run's rejection analyses.
+
+    Its predictions and model-0 embeddings (a predictor's own; 0 columns when
+    it has none) and, for an embedding method, the model-0 hits and local
+    scales (calibration) of the run's index.
+    """
+    inputs = dict(predictions=f"{RUN}/predictions.tsv".format(**wildcards))
+    inputs.update(run_embeddings(wildcards))
+    if wildcards.kind == "embeddings":
+        base = f"{MODEL}/{{index}}".format(**wildcards, model=0)
+        inputs.update(hits=f"{base}/hits.npz", calibration=f"{base}/calibration.npz")
+    return inputs
+
+
+def novelty_files(table):
+    """Input function: the per-run table ``table`` (rules/novelty.smk) of every run that is not skipped."""
+
+    def inputs(wildcards):
+        return [
+            NOVELTY_RUN.format(**r, table=table) for r in runs() if not skip_reason(r)
+        ]
+
+    return inputs
+
+
+def representative_runs(by):
+    """One run per group and ``by`` (``method`` or ``reported_as``) that is not skipped.
+
+    The first in the config's order: its first seed, then the method's first
+    index and transfer (with ``reported_as``: the first transfer reported under
+    that name).
+    """
+    chosen = {}
+    for r in runs():
+        if skip_reason(r):
+            continue
+        report_as = config["transfers"].get(r["transfer"], {}).get("report_as")
+        name = r["method"] if by == "method" else reported_as(r["method"], report_as)
+        chosen.setdefault((r["group"], name), r)
+    return list(chosen.values())
+
+
+def representative_files(table, by):
+    """Input function: the per-run table ``table`` of :func:`representative_runs` (``by``)."""
+
+    def inputs(wildcards):
+        return [NOVELTY_RUN.format(**r, table=table) for r in representative_runs(by)]
+
+    return inputs
+
+
+def novelty_benchmark_files():
+    """The benchmark files of the rejection analyses (per-run jobs, gathers, figures)."""
+    files = [r.benchmark for r in NOVELTY_RULES]
+    files += [rules.novelty.benchmark.format(**r) for r in runs() if not skip_reason(r)]
+    return files
