@@ -89,6 +89,12 @@ def group_datasets(role):
     return inputs
 
 
+def group_dataset_specs(wildcards):
+    """The config entries of a group's datasets (split and exclude are applied per seed)."""
+    spec = config["groups"][wildcards.group]
+    return {d: config["datasets"][d] for d in spec["reference"] + spec["query"]}
+
+
 def shards(index):
     """How many shards an index is built and searched as."""
     return config["indexes"][index].get("shards", 1)

@@ -17,6 +17,8 @@ rule preprocess:
         runtime=60,
     params:
         group=lookup(dpath="groups/{group}", within=config),
+        # each dataset's split and exclude, drawn per seed
+        datasets=group_dataset_specs,
         settings=config.get("preprocess", {}),
     script:
         "../workflow_scripts/preprocess.py"

@@ -1,4 +1,7 @@
-"""Load one dataset from its declared source into results/data/{dataset}.h5ad."""
+"""Load one dataset from its declared source into results/data/{dataset}.h5ad (the whole source).
+
+``split`` and ``exclude`` are drawn per seed by the preprocess step.
+"""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
