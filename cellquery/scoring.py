@@ -136,7 +136,7 @@ def calibration_scores(predictions: pd.DataFrame, positive: np.ndarray, alphas=C
             rejected = predictions[column].astype(str).to_numpy() == REJECTED if column in predictions else None
             scores[f"false_rejection@{alpha:g}"] = np.nan if rejected is None else m.false_rejection_rate(rejected, positive)
     elif "probability" in predictions:
-        probability = predictions["probability"].to_numpy(float)
+        probability = np.clip(predictions["probability"].to_numpy(float), 0.0, 1.0)  # softmax round-off above 1
         for alpha in alphas:
             scores[f"false_rejection@{alpha:g}"] = m.false_rejection_rate(probability < 1.0 - alpha, positive)
         top = predictions["top_label" if "top_label" in predictions else "prediction"].astype(str).to_numpy()

@@ -161,6 +161,9 @@ def test_run_rejects_absent_type_and_follows_interface(data, group, fates):
     np.testing.assert_allclose(table.loc[made, [f"pred_{k}" for k in fates]].sum(axis=1), 1.0, atol=1e-6)
     assert table.loc[~made, f"pred_{fates[0]}"].isna().all()
     assert (table.loc[table["prediction"] == "rejected", "n_hits"] < 2).all()
+    # the cell's P-value decides its rejection at the default cut-off 0.05; its score is 1 - P
+    np.testing.assert_array_equal(table["prediction"] == "rejected", table["p_value"] > 0.05)
+    np.testing.assert_allclose(table["score"], 1.0 - table["p_value"])
     assert ref_emb.obsm["X_emb"].shape == (ref.n_obs, 10) and qry_emb.obsm["X_emb"].shape == (qry.n_obs, 10)
     assert {"train_s", "index_s", "query_s", "annotate_s"} <= set(timings["phase"])
     negative = table["true_label"] == ABSENT

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import distinct_colours, group_panels, legend, save_png, shown_names
+from cellquery.plots import distinct_colours, distinct_markers, group_panels, legend, save_png, shown_names
 from cellquery.plots.rejection_sweep import run_labels
 
 PREFIX = "false_rejection@"
@@ -48,7 +48,8 @@ def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) 
     """One panel per group: x the nominal level alpha, y the realised false-rejection rate of positive-type cells.
 
     One line per run (mean over seeds, a band of ± sd where there are several
-    seeds), coloured by :func:`cellquery.plots.distinct_colours`; controls
+    seeds), coloured by :func:`cellquery.plots.distinct_colours`, with its own
+    open marker (:func:`cellquery.plots.distinct_markers`); controls
     (shown names in ``controls``) grey and dashed, "(control)" in the legend;
     the diagonal (realised = nominal) dotted. Columns used: ``group``,
     ``method``, ``index``, ``transfer``, ``metric``, ``value`` and, if
@@ -62,6 +63,7 @@ def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) 
     curves["label"] = curves["label"].where(~curves["control"], curves["label"] + " (control)")
     colours = distinct_colours(curves.loc[~curves["control"], "label"])
     colours.update({label: CONTROL_COLOUR for label in curves.loc[curves["control"], "label"]})
+    markers = distinct_markers(curves["label"])  # runs with equal rates stay visible under each other
     top = max(0.12, float(np.nanmax((curves["realised"] + curves["sd"].fillna(0)).to_numpy(float), initial=0.0)) * 1.05)
     top = min(top, 1.03)
     for ax, group in zip(axes, groups):
@@ -70,8 +72,8 @@ def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) 
         for label, rows in curves[curves["group"] == group].groupby("label", sort=True):
             rows = rows.sort_values("alpha")
             control = bool(rows["control"].iloc[0])
-            ax.plot(rows["alpha"], rows["realised"], "--" if control else "-", marker="o", markersize=4,
-                    color=colours[label], linewidth=1.4, zorder=2 if control else 3)
+            ax.plot(rows["alpha"], rows["realised"], "--" if control else "-", marker=markers[label], markersize=5,
+                    markerfacecolor="none", color=colours[label], linewidth=1.4, zorder=2 if control else 3)
             if rows["sd"].notna().any():
                 sd = rows["sd"].fillna(0).to_numpy(float)
                 ax.fill_between(rows["alpha"], rows["realised"] - sd, rows["realised"] + sd, color=colours[label],
@@ -80,8 +82,8 @@ def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) 
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("realised false rejection\n(positive-type cells rejected)")
     is_control = dict(zip(curves["label"], curves["control"]))
-    handles = [plt.Line2D([], [], color=colour, marker="o", markersize=4, linestyle="--" if is_control[label] else "-",
-                          label=label) for label, colour in colours.items()]
+    handles = [plt.Line2D([], [], color=colour, marker=markers[label], markersize=5, markerfacecolor="none",
+                          linestyle="--" if is_control[label] else "-", label=label) for label, colour in colours.items()]
     handles.append(plt.Line2D([], [], color="black", linestyle=":", label="realised = nominal"))
     legend(fig, handles, "method")
     save_png(fig, path)

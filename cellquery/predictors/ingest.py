@@ -19,9 +19,9 @@ dimensions (preprocessing/_pca/__init__.py:232-234, _settings/__init__.py:470);
 No rejection: ingest has none, so every query cell gets a reference label
 (never ``rejected`` or ``ambiguous``); its MBA on negative types is 0 by
 construction. Its ``score`` is the winning label's share of the k neighbours'
-votes (the fraction of neighbours carrying the label it gave). ingest maps no continuous annotation; the fates reported here
-are the mean over the same k neighbours (``pred_<key>``), so that fate
-metrics exist for it.
+votes (the fraction of neighbours carrying the label it gave). ingest maps no
+continuous annotation; the fates reported here are the mean over the same k
+neighbours (``pred_<key>``), so that fate metrics exist for it.
 
 Neighbour search: scanpy's ``Ingest`` indexes the reference with pynndescent.
 With scanpy 1.11.5 and pynndescent 0.7.0 that path fails (``Ingest`` rebuilds
