@@ -54,7 +54,12 @@ class Registry(Mapping):
 
 
 def skip_reason(plugin, values: str) -> str | None:
-    """Why a plug-in (a module with ``REQUIRES``) cannot run on data whose values are ``values``, or None."""
+    """Why a plug-in (a module with ``REQUIRES``) cannot run on data whose values are ``values``, or None.
+
+    A plug-in whose tool may be missing on a machine (an R package, an optional
+    Python package) also defines ``runtime_missing() -> str | None``.
+    """
     if "counts" in getattr(plugin, "REQUIRES", ()) and values != "counts":
         return f"needs raw counts but the group's values are {values}"
-    return None
+    runtime_missing = getattr(plugin, "runtime_missing", None)
+    return runtime_missing() if runtime_missing is not None else None

@@ -49,6 +49,8 @@ PREDICTORS = Registry(
         "cellmapper": "cellquery.predictors.cellmapper",
         "ingest": "cellquery.predictors.ingest",
         "scanvi": "cellquery.predictors.scanvi",
+        # the reference-mapping tools users pick; a missing runtime (R, an R package) is a skip reason
+        "celltypist": "cellquery.predictors.celltypist",
         # controls (Open Problems' label projection task): bounds, not methods
         "random_labels": "cellquery.predictors.controls:random_labels",
         "majority_label": "cellquery.predictors.controls:majority_label",
