@@ -1,0 +1,12 @@
+#!/usr/bin/env bash
+# Install R with the R peers' packages from Debian: Seurat 4 (r-cran-seurat), for the predictor
+# seurat (cellquery/predictors/r/*.R). Without them the method is skipped, with the reason in the summary.
+set -euo pipefail
+start=$(date +%s)
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+export DEBIAN_FRONTEND=noninteractive
+$SUDO apt-get update -qq
+$SUDO apt-get install -y -qq --no-install-recommends r-base-core r-cran-matrix r-cran-seurat >/dev/null
+echo "R peers install took $(( $(date +%s) - start )) s ($(Rscript --version 2>&1 | head -1);" \
+    "Seurat $(Rscript -e 'cat(format(packageVersion("Seurat")))'))"
