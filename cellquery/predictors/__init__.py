@@ -52,6 +52,7 @@ PREDICTORS = Registry(
         # the reference-mapping tools users pick; a missing runtime (R, an R package) is a skip reason
         "celltypist": "cellquery.predictors.celltypist",
         "seurat": "cellquery.predictors.seurat",
+        "singler": "cellquery.predictors.singler",
         # controls (Open Problems' label projection task): bounds, not methods
         "random_labels": "cellquery.predictors.controls:random_labels",
         "majority_label": "cellquery.predictors.controls:majority_label",
