@@ -53,6 +53,7 @@ PREDICTORS = Registry(
         "celltypist": "cellquery.predictors.celltypist",
         "seurat": "cellquery.predictors.seurat",
         "singler": "cellquery.predictors.singler",
+        "symphony": "cellquery.predictors.symphony",
         # controls (Open Problems' label projection task): bounds, not methods
         "random_labels": "cellquery.predictors.controls:random_labels",
         "majority_label": "cellquery.predictors.controls:majority_label",
