@@ -6,7 +6,8 @@
 #   snakemake -c2 scale --configfile config/config.yaml config/scale.yaml   # index scale sweep
 #
 # One wildcard path runs from config to figure (README: "What comes out where"):
-#   datasets -> results/data/{dataset}.h5ad -> results/{group}/seed{seed}/preprocessed/*.h5ad
+#   datasets -> results/data/{dataset}.h5ad -> results/validation/{group}.tsv (checks, every group before any preprocess)
+#   -> results/{group}/seed{seed}/preprocessed/*.h5ad
 #   -> results/{group}/seed{seed}/hvg.tsv
 #   -> results/{group}/embeddings/{method}/seed{seed}/model{model}/*_embedding.h5ad
 #   -> .../model{model}/{index}/shard{shard}/{index.bin,hits.npz} -> .../model{model}/{index}/hits.npz
@@ -31,6 +32,7 @@ validate(config, "config/schema.yaml")
 
 include: "rules/common.smk"
 include: "rules/data.smk"
+include: "rules/validate.smk"
 include: "rules/preprocess.smk"
 include: "rules/hvg.smk"
 include: "rules/embed.smk"

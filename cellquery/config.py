@@ -2,10 +2,15 @@
 
 The schema (config/schema.yaml) checks shapes and types; this module checks
 that groups name declared datasets, that methods, indexes and voters exist,
-and that a group's datasets declare one kind of values. Errors name the key.
+that a group's datasets declare one kind of values, that sources are https://
+or file:// URLs with a checksum or files that exist, and that a reference and
+query taken from one source are the two parts of one split. Errors name the
+key. What needs the data is checked by :mod:`cellquery.validate`.
 """
 
 from __future__ import annotations
+
+import os
 
 from cellquery.errors import InputError
 
@@ -85,8 +90,66 @@ def check_config(config: dict) -> None:
         if conformal is not None and conformal.k > config["k"]:
             raise InputError(f"config: transfers.{transfer}.conformal.k = {conformal.k} exceeds k = {config['k']} (hits per cell)")
     for dataset, spec in config["datasets"].items():
-        source = spec["source"]
-        if source.startswith("http") and "sha256" not in spec:
-            raise InputError(f"config: datasets.{dataset}.sha256: required for a URL source")
-        if source == "simulate" and "simulate" not in spec:
-            raise InputError(f"config: datasets.{dataset}.simulate: parameters required for source simulate")
+        check_source(dataset, spec)
+    for group, spec in config["groups"].items():
+        check_split_parts(config, group)
+
+
+def check_source(dataset: str, spec: dict) -> None:
+    """A dataset's source: https:// or file:// URLs with a sha256, a local file that exists, or a built-in source."""
+    source = str(spec["source"])
+    field = f"config: datasets.{dataset}"
+    if source.startswith("http://"):
+        raise InputError(f"{field}.source: http:// URLs are not fetched (no transport security); use https:// or a local file")
+    if "://" in source:
+        if not source.startswith(("https://", "file://")):
+            raise InputError(f"{field}.source: only https:// and file:// URLs are supported, got {source!r}")
+        if "sha256" not in spec:
+            raise InputError(f"{field}.sha256: required for a URL source (sha256sum of the file)")
+    elif source == "simulate":
+        if "simulate" not in spec:
+            raise InputError(f"{field}.simulate: parameters required for source simulate")
+    elif source != "scanpy:pbmc68k_reduced" and not os.path.exists(source):
+        raise InputError(
+            f"{field}.source: file {source!r} not found (relative paths start in the working directory {os.getcwd()}); "
+            "check the path"
+        )
+
+
+def _same_source(a: dict, b: dict) -> bool:
+    return a["source"] == b["source"] and a.get("simulate") == b.get("simulate")
+
+
+def check_split_parts(config: dict, group: str) -> None:
+    """A group whose reference and query are parts of one split takes complementary parts, never the same cells.
+
+    Two datasets with one source (and one simulation) are the two parts of a
+    split only when both declare a ``split`` with the same ``label_key``,
+    ``fraction`` and ``seed`` and different ``part``: then no cell is in both,
+    for every seed of the run.
+    """
+    spec = config["groups"][group]
+    for ref in spec["reference"]:
+        for qry in spec["query"]:
+            a, b = config["datasets"][ref], config["datasets"][qry]
+            if ref == qry:
+                raise InputError(f"config: groups.{group}: dataset {ref!r} is both reference and query; split it into two datasets")
+            if not _same_source(a, b):
+                continue
+            sa, sb = a.get("split"), b.get("split")
+            if not sa or not sb:
+                raise InputError(
+                    f"config: groups.{group}: reference {ref!r} and query {qry!r} read the same source without a split of both; "
+                    "give both a split (parts 1 and 2)"
+                )
+            shape = ("label_key", "fraction", "seed")
+            if any(sa[key] != sb[key] for key in shape):
+                raise InputError(
+                    f"config: groups.{group}: reference {ref!r} and query {qry!r} split one source differently "
+                    "(label_key, fraction and seed must agree); give both the same split with parts 1 and 2"
+                )
+            if sa["part"] == sb["part"]:
+                raise InputError(
+                    f"config: groups.{group}: reference {ref!r} and query {qry!r} take the same cells "
+                    f"(split part {sa['part']} of one source); give the query the other part"
+                )

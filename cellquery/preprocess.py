@@ -1,7 +1,9 @@
 """Preprocess one dataset group: combine datasets, check genes, QC, normalise.
 
 scanpy does the work (``filter_cells``, ``normalize_total``, ``log1p``); this
-module decides what goes in and checks that reference and query agree.
+module decides what goes in and checks that reference and query agree. The
+group's data were checked before (:mod:`cellquery.validate`, rule validate);
+the checks here guard direct library use.
 """
 
 from __future__ import annotations
@@ -15,8 +17,7 @@ import scipy.sparse as sp
 
 from cellquery.errors import InputError
 from cellquery.io import require_obs
-
-MIN_SHARED_GENES = 50
+from cellquery.validate import MIN_SHARED_GENES  # one default for the check (rule validate) and this step
 
 
 def combine(datasets: Sequence[ad.AnnData], sources: Sequence[str], keys: Sequence[str | None]) -> ad.AnnData:
@@ -40,6 +41,7 @@ def prepare_group(
     continuous_keys: Sequence[str] = (),
     min_genes: int = 20,
     target_sum: float = 1e4,
+    min_shared_genes: int = MIN_SHARED_GENES,
 ) -> tuple[ad.AnnData, ad.AnnData]:
     """Combine, QC and normalise a group's reference and query datasets.
 
@@ -47,7 +49,7 @@ def prepare_group(
     normalised with ``normalize_total(target_sum)`` + ``log1p``; data that are
     declared log-normalised are used as they are. Cells with fewer than
     ``min_genes`` detected genes are removed. Reference and query are
-    restricted to the genes they share; fewer than ``MIN_SHARED_GENES`` shared
+    restricted to the genes they share; fewer than ``min_shared_genes`` shared
     genes is an error (a gene-identifier mismatch, usually).
     """
     sources = list(reference_sources) + list(query_sources)
@@ -60,7 +62,7 @@ def prepare_group(
     ref = combine(reference, reference_sources, keys)
     qry = combine(query, query_sources, keys)
     shared = ref.var_names.intersection(qry.var_names, sort=False)
-    if len(shared) < MIN_SHARED_GENES:
+    if len(shared) < min_shared_genes:
         raise InputError(
             f"{', '.join(sources)}: var_names: reference and query share only {len(shared)} genes "
             f"(reference {ref.n_vars}, query {qry.n_vars}); check gene identifiers"

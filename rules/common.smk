@@ -95,6 +95,23 @@ def group_dataset_specs(wildcards):
     return {d: config["datasets"][d] for d in spec["reference"] + spec["query"]}
 
 
+def dataset_groups(dataset):
+    """The config entries of the groups that use ``dataset`` (their obs columns are checked on loading)."""
+    return {
+        group: spec
+        for group, spec in config["groups"].items()
+        if dataset in spec["reference"] + spec["query"]
+    }
+
+
+def validation_files(wildcards):
+    """Input function: every group's validation, so that no preprocess job runs before all groups passed.
+
+    Marked ancient: a group's validation being redone never reruns the preprocessing of another.
+    """
+    return [ancient(f"results/validation/{group}.tsv") for group in config["groups"]]
+
+
 def shards(index):
     """How many shards an index is built and searched as."""
     return config["indexes"][index].get("shards", 1)
@@ -215,6 +232,7 @@ def benchmark_files(wildcards):
         d for g in config["groups"].values() for d in g["reference"] + g["query"]
     }
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
+    files += [rules.validate.benchmark.format(group=g) for g in config["groups"]]
     for group, seed in itertools.product(config["groups"], config["seeds"]):
         files += [
             r.benchmark.format(group=group, seed=seed)

@@ -13,5 +13,7 @@ rule load_dataset:
         runtime=30,
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
+        # the groups that use the dataset: their obs columns are checked while loading
+        groups=lambda wildcards: dataset_groups(wildcards.dataset),
     script:
         "../workflow_scripts/load_dataset.py"

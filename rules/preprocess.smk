@@ -1,5 +1,7 @@
 rule preprocess:
     input:
+        # no group is preprocessed before every group of the config has passed validation
+        validation_files,
         reference=group_datasets("reference"),
         query=group_datasets("query"),
     output:

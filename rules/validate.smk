@@ -1,0 +1,29 @@
+# Bad input never costs a run: every dataset is checked while it loads (rule load_dataset),
+# every group once here, and no preprocess job starts before every group has passed.
+
+
+rule validate:
+    input:
+        reference=group_datasets("reference"),
+        query=group_datasets("query"),
+    output:
+        "results/validation/{group}.tsv",
+    log:
+        "results/logs/validate/{group}.log",
+    benchmark:
+        "results/benchmarks/validate/{group}.tsv"
+    conda:
+        "../envs/cellquery-cpu.yaml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        group=lookup(dpath="groups/{group}", within=config),
+        datasets=group_dataset_specs,
+        seeds=config["seeds"],
+        k=config["k"],
+        settings=config.get("preprocess", {}),
+    script:
+        "../workflow_scripts/validate.py"
+
