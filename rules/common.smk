@@ -11,9 +11,11 @@
 #   results/{group}/predictors/{method}/seed{seed}/native/native/       a peer tool's run
 # A run's summary rows carry the same names (group, method, index, transfer, seed).
 import itertools
+import sys
 
 from cellquery.config import check_config, method_kind
 from cellquery.config import method_skip_reason as config_skip_reason
+from cellquery.errors import report_input_errors
 from cellquery.settings import TransferSettings, model_seed
 from cellquery.summary import reported_as
 

@@ -1,5 +1,6 @@
 # Bad input never costs a run: every dataset is checked while it loads (rule load_dataset),
 # every group once here, and no preprocess job starts before every group has passed.
+# A failed job's InputError line is printed on the console (onerror below).
 
 
 rule validate:
@@ -27,3 +28,7 @@ rule validate:
     script:
         "../workflow_scripts/validate.py"
 
+
+
+onerror:
+    report_input_errors(log, sys.stderr)
