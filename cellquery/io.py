@@ -9,8 +9,12 @@ Every reader checks what the next step relies on and raises
 from __future__ import annotations
 
 import contextlib
+import glob
 import os
+import re
+import socket
 import tempfile
+import time
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -22,6 +26,7 @@ from cellquery.errors import InputError
 
 __all__ = [
     "atomic_path",
+    "remove_stale_temporaries",
     "read_h5ad",
     "write_h5ad",
     "read_table",
@@ -34,15 +39,77 @@ __all__ = [
 ]
 
 
+# Temporary files of atomic writes: ".<target name>.cqtmp~<host>~<pid>~<random><suffix>", so that
+# a later run can tell those of killed jobs (their process is gone) from those of running ones.
+_TEMP = re.compile(r"^\.(?P<target>.+)\.cqtmp~(?P<host>[^~]*)~(?P<pid>\d+)~")
+# A temporary file written on another host is taken as left behind after this long.
+FOREIGN_TEMP_AGE_S = 7 * 24 * 3600
+
+
+def _host() -> str:
+    return socket.gethostname().replace("~", "-")
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _stale(path: Path, now: float) -> bool:
+    match = _TEMP.match(path.name)
+    if match is None:
+        return False
+    if match["host"] == _host():
+        return not _alive(int(match["pid"]))
+    try:
+        return now - path.stat().st_mtime > FOREIGN_TEMP_AGE_S
+    except OSError:
+        return False
+
+
+def remove_stale_temporaries(root: str | os.PathLike) -> list[Path]:
+    """Remove the temporary files of atomic writes under ``root`` whose writer is gone; return them.
+
+    A job killed while writing (``kill -9``, a cluster's time limit) leaves
+    its hidden temporary file beside the output; the Snakefile's ``onstart``
+    calls this, and :func:`atomic_path` clears those of its own target.
+    Files of running processes on this host are kept; files from other hosts
+    are removed after :data:`FOREIGN_TEMP_AGE_S`.
+    """
+    removed = []
+    now = time.time()
+    for folder, _, files in os.walk(root):
+        for name in files:
+            path = Path(folder) / name
+            if name.startswith(".") and _stale(path, now):
+                with contextlib.suppress(OSError):
+                    path.unlink()
+                    removed.append(path)
+    return removed
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
-    On an exception the temporary file is removed and ``path`` is left untouched.
+    On an exception the temporary file is removed and ``path`` is left
+    untouched. Temporary files of earlier writers of the same ``path`` that
+    were killed (their process is gone) are removed first.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    now = time.time()
+    for old in path.parent.glob(f".{glob.escape(path.name)}.cqtmp~*"):
+        if _stale(old, now):
+            with contextlib.suppress(OSError):
+                old.unlink()
+    prefix = f".{path.name}.cqtmp~{_host()}~{os.getpid()}~"
+    fd, tmp = tempfile.mkstemp(prefix=prefix, suffix=path.suffix, dir=path.parent)
     os.close(fd)
     umask = os.umask(0)
     os.umask(umask)
@@ -64,7 +131,9 @@ def read_h5ad(path: str | os.PathLike, backed: bool = False) -> ad.AnnData:
     try:
         return ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for a corrupt file
-        raise InputError(f"{path}: not a readable h5ad file ({type(err).__name__}: {err})") from err
+        raise InputError(
+            f"{path}: not a readable h5ad file ({type(err).__name__}: {err}); write it with anndata's AnnData.write_h5ad"
+        ) from err
 
 
 def write_h5ad(adata: ad.AnnData, path: str | os.PathLike) -> None:

@@ -12,10 +12,13 @@
 # A run's summary rows carry the same names (group, method, index, transfer, seed).
 import itertools
 import sys
+from pathlib import Path
 
 from cellquery.config import check_config, method_kind
 from cellquery.config import method_skip_reason as config_skip_reason
+from cellquery.data.sources import local_source
 from cellquery.errors import report_input_errors
+from cellquery.io import remove_stale_temporaries
 from cellquery.settings import TransferSettings, model_seed
 from cellquery.summary import reported_as
 
@@ -97,6 +100,12 @@ def group_dataset_specs(wildcards):
     return {d: config["datasets"][d] for d in spec["reference"] + spec["query"]}
 
 
+def dataset_source_file(wildcards):
+    """Input function: the user's own file of a dataset with a local source (none for other sources)."""
+    path = local_source(config["datasets"][wildcards.dataset])
+    return [str(path)] if path is not None else []
+
+
 def dataset_groups(dataset):
     """The config entries of the groups that use ``dataset`` (their obs columns are checked on loading)."""
     return {
@@ -112,6 +121,17 @@ def validation_files(wildcards):
     Marked ancient: a group's validation being redone never reruns the preprocessing of another.
     """
     return [ancient(f"results/validation/{group}.tsv") for group in config["groups"]]
+
+
+def remove_unvalidated_data():
+    """After a failed run: remove loaded datasets that no group using them has validated."""
+    for dataset in config["datasets"]:
+        path = Path(f"results/data/{dataset}.h5ad")
+        groups = dataset_groups(dataset)
+        if path.exists() and not any(
+            Path(f"results/validation/{g}.tsv").exists() for g in groups
+        ):
+            path.unlink()
 
 
 def shards(index):

@@ -1,4 +1,7 @@
 rule load_dataset:
+    input:
+        # the user's own file (local sources): a corrected file reloads the dataset
+        dataset_source_file,
     output:
         "results/data/{dataset}.h5ad",
     log:

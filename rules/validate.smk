@@ -29,6 +29,12 @@ rule validate:
         "../workflow_scripts/validate.py"
 
 
+onstart:
+    # temporary files of jobs killed while writing (cellquery.io.atomic_path)
+    remove_stale_temporaries("results")
+
 
 onerror:
     report_input_errors(log, sys.stderr)
+    # a loaded dataset stays only when a group that uses it has passed validation
+    remove_unvalidated_data()

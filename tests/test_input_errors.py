@@ -1,11 +1,15 @@
-"""Bad input reaches the console as one line; config checks that need no data."""
+"""Bad input reaches the console as one line; config checks that need no data; temporary files of killed jobs."""
 
 import io
+import os
+import subprocess
+import sys
 
 import pytest
 
 from cellquery.config import check_source, check_split_parts
 from cellquery.errors import InputError, failed_job_logs, input_error_lines, report_input_errors
+from cellquery.io import atomic_path, remove_stale_temporaries
 
 SNAKEMAKE_LOG = """\
 Error in rule load_dataset:
@@ -92,3 +96,33 @@ def test_reference_and_query_of_one_source_are_the_two_parts_of_one_split():
         check("a", "e")
     with pytest.raises(InputError, match=r"dataset 'a' is both reference and query"):
         check("a", "a")
+
+
+def test_atomic_writes_leave_no_temporary_file_and_stale_ones_are_removed(tmp_path):
+    target = tmp_path / "sub" / "out.h5ad"
+    with atomic_path(target) as tmp:
+        tmp.write_text("x")
+        assert tmp.name.startswith(".out.h5ad.cqtmp~") and tmp.suffix == ".h5ad"
+    assert target.read_text() == "x" and sorted(p.name for p in target.parent.iterdir()) == ["out.h5ad"]
+    # a writer killed with kill -9 leaves its temporary file; its process is gone
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    import socket
+
+    host = socket.gethostname().replace("~", "-")
+    stale = target.parent / f".out.h5ad.cqtmp~{host}~{dead.pid}~abc.h5ad"
+    live = target.parent / f".other.tsv.cqtmp~{host}~{os.getpid()}~abc.tsv"
+    foreign = target.parent / f".third.tsv.cqtmp~elsewhere~{dead.pid}~abc.tsv"
+    plain = target.parent / ".hidden"
+    for path in (stale, live, foreign, plain):
+        path.write_text("partial")
+    assert remove_stale_temporaries(tmp_path) == [stale]
+    assert live.exists() and foreign.exists() and plain.exists()
+    old = 30 * 24 * 3600
+    os.utime(foreign, (foreign.stat().st_atime - old, foreign.stat().st_mtime - old))
+    assert remove_stale_temporaries(tmp_path) == [foreign]
+    # the next write of a target clears its own stale temporary files
+    stale.write_text("partial")
+    with atomic_path(target) as tmp:
+        tmp.write_text("y")
+    assert not stale.exists() and target.read_text() == "y"
