@@ -12,6 +12,7 @@ from typing import Sequence
 
 import anndata as ad
 import numpy as np
+import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
 
@@ -20,11 +21,29 @@ from cellquery.io import require_obs
 from cellquery.validate import MIN_SHARED_GENES  # one default for the check (rule validate) and this step
 
 
-def combine(datasets: Sequence[ad.AnnData], sources: Sequence[str], keys: Sequence[str | None]) -> ad.AnnData:
-    """Concatenate datasets on their shared genes after checking obs ``keys``."""
+def as_annotation(column: pd.Series) -> pd.Categorical:
+    """A label, batch or ontology column as string categories (integer and categorical labels are accepted)."""
+    return pd.Categorical(column.astype(str).to_numpy())
+
+
+def combine(
+    datasets: Sequence[ad.AnnData],
+    sources: Sequence[str],
+    keys: Sequence[str | None],
+    annotation_keys: Sequence[str | None] = (),
+) -> ad.AnnData:
+    """Concatenate datasets on their shared genes after checking obs ``keys``.
+
+    The ``annotation_keys`` columns (labels, batches, ontology ids) become
+    string categories, so that labels stored as integers or categoricals of
+    any kind compare equal across datasets and stages.
+    """
     for adata, source in zip(datasets, sources):
         require_obs(adata, keys, source)
     combined = ad.concat(list(datasets), join="inner", merge="same")
+    for key in dict.fromkeys(annotation_keys):
+        if key is not None:
+            combined.obs[key] = as_annotation(combined.obs[key])
     combined.uns["values"] = datasets[0].uns["values"]
     return combined
 
@@ -50,7 +69,8 @@ def prepare_group(
     declared log-normalised are used as they are. Cells with fewer than
     ``min_genes`` detected genes are removed. Reference and query are
     restricted to the genes they share; fewer than ``min_shared_genes`` shared
-    genes is an error (a gene-identifier mismatch, usually).
+    genes is an error (a gene-identifier mismatch, usually). Label, batch and
+    ontology columns become string categories (:func:`combine`).
     """
     sources = list(reference_sources) + list(query_sources)
     kinds = {a.uns.get("values") for a in list(reference) + list(query)}
@@ -59,8 +79,9 @@ def prepare_group(
     values = kinds.pop()
 
     keys = [label_key, *batch_keys, ontology_key, *continuous_keys]
-    ref = combine(reference, reference_sources, keys)
-    qry = combine(query, query_sources, keys)
+    annotations = [label_key, *batch_keys, ontology_key]
+    ref = combine(reference, reference_sources, keys, annotations)
+    qry = combine(query, query_sources, keys, annotations)
     shared = ref.var_names.intersection(qry.var_names, sort=False)
     if len(shared) < min_shared_genes:
         raise InputError(

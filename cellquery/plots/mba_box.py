@@ -77,7 +77,9 @@ def plot_mba_box(summary: pd.DataFrame, path, controls: Iterable[str] = ()) -> N
     (a run's shown name, :func:`cellquery.plots.shown_names`). ``controls``:
     shown names drawn as controls. A metric that no run has (e.g. no group
     has negative types) leaves its panel saying so ("no negative types");
-    without any MBA every panel says "no data".
+    groups without such types while others have them are named under the
+    panel ("no negative types: <group>"); without any MBA every panel says
+    "no data".
     """
     controls = {str(c) for c in controls}
     part = summary[summary["metric"].isin(list(PANELS))].dropna(subset=["value"])
@@ -95,7 +97,9 @@ def plot_mba_box(summary: pd.DataFrame, path, controls: Iterable[str] = ()) -> N
                 ax.texts[-1].set_text(absent)  # other MBA scores exist: say which types are missing
             continue
         method_boxes(ax, values, order, colours, markers, controls)
-        ax.set(title=title, xlabel="MBA")
+        lacking = sorted(set(part["group"]) - set(values["group"]))
+        # groups whose query has no such types are named under the title, not drawn as 0
+        ax.set(title=f"{title}\n({absent}: {', '.join(map(str, lacking))})" if lacking else title, xlabel="MBA")
         ax.tick_params(labelleft=not labelled)  # method names beside the first panel drawn
         labelled = True
     legend(fig, marker_handles(markers, face="white"), "group")
