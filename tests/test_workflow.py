@@ -136,8 +136,8 @@ def test_rejection_sweep(toy):
         method, transfer = run[1], run[3]
         predictor = config["methods"][method].get("predictor")
         cellblast = predictor == "cellblast"  # Cell BLAST sweeps its P-value cut-off
-        if predictor in ("cellmapper", "scanvi"):
-            # a cut-off on the tool's own score (min_confidence, min_probability): stricter as t grows
+        if predictor in ("cellmapper", "scanvi", "seurat", "symphony"):
+            # a cut-off on the tool's own score (min_confidence, min_probability, min_score): stricter as t grows
             assert swept.threshold.tolist() == pytest.approx(list(SCORE_THRESHOLDS)), run
             assert (np.diff(swept.mba_negative.to_numpy()) >= -1e-12).all(), run
         elif transfer != "native" or cellblast:

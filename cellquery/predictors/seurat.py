@@ -32,7 +32,9 @@ Rejection: Seurat has none of its own; a query cell whose
 ``prediction.score.max`` is below ``min_score`` (0.5) is ``rejected``. 0.5 is
 the threshold Seurat users commonly apply to the prediction score (cells
 with a lower score are called low-confidence or unassigned), not a Seurat
-setting. ``score`` is ``prediction.score.max``. Fates of rejected cells are NaN.
+setting. ``score`` is ``prediction.score.max``; the same cut-off is applied at
+every threshold of :data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``)
+for the rejection sweep. Fates of rejected cells are NaN.
 
 Embedding: the "pcaproject" space of the anchors (reference PCs, the query
 projected onto them), reference and query.
@@ -51,7 +53,7 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, fate_columns, rscript, timed
+from cellquery.predictors import MethodResult, fate_columns, rscript, score_sweep, timed
 
 REQUIRES: tuple[str, ...] = ()
 R_PACKAGES = ("Matrix", "Seurat")
@@ -153,7 +155,9 @@ def predict(
     score = table["prediction.score.max"].to_numpy(float)
     rejected = score < min_score
     prediction = np.where(rejected, REJECTED, table["predicted.id"].to_numpy(dtype=object))
-    predictions = pd.DataFrame({"prediction": prediction, "score": score, "top_label": table["predicted.id"].to_numpy(dtype=object)})
+    top_label = table["predicted.id"].to_numpy(dtype=object)
+    predictions = pd.DataFrame({"prediction": prediction, "score": score, "top_label": top_label})
+    predictions = pd.concat([predictions, pd.DataFrame(score_sweep(top_label, score))], axis=1)  # every cut-off of the grid
     if keys:
         values = table[[f"f{j + 1}" for j in range(len(keys))]].to_numpy(float)
         values[rejected] = np.nan

@@ -42,7 +42,9 @@ neighbours that carry the transferred label (Symphony R's ``knnPredict``
 confidence; symphonypy's classifier does not report it, so the same
 ``KNeighborsClassifier`` is asked for ``predict_proba``). Symphony does not
 reject; the project's rule rejects a cell whose confidence is below
-``min_confidence`` (0.5, as for CellMapper and scANVI). The mapping distance is
+``min_confidence`` (0.5, as for CellMapper and scANVI), and at every cut-off of
+:data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``) for the rejection
+sweep. The mapping distance is
 kept as ``mapping_distance``; ``top_label`` is the label before rejection.
 Continuous fates: the mean over the same k reference neighbours (NaN for
 rejected cells). Embedding: the integrated space (reference Harmony
@@ -60,7 +62,7 @@ import pandas as pd
 
 from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, neighbour_fates, timed
+from cellquery.predictors import MethodResult, neighbour_fates, score_sweep, timed
 
 REQUIRES: tuple[str, ...] = ()
 ADJUSTED = "X_pca_harmony"  # symphonypy's key of the integrated space (reference and mapped query)
@@ -186,6 +188,7 @@ def predict(
         "score": confidence,
         "mapping_distance": qry.obs["symphony_per_cell_dist"].to_numpy(float),
         "top_label": labels,
+        **score_sweep(labels, confidence),  # the rejection rule at every cut-off of the grid
     })
     if keys:
         for column, values in neighbour_fates(reference.obs, keys, neighbours, rejected).items():
