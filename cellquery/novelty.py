@@ -123,4 +123,15 @@ def gather(paths: Iterable[str | os.PathLike], name: str) -> pd.DataFrame:
     parts = [read_table(p, required=columns)[columns] for p in paths]
     parts = [p for p in parts if len(p)]
     table = pd.concat(parts, ignore_index=True) if parts else pd.DataFrame(columns=columns)
+    if "cluster" in table:  # Leiden ids read back as numbers (and "" as NaN): ids again
+        table["cluster"] = table["cluster"].map(_cluster_id).astype(object)
     return table.sort_values(RUN_COLUMNS, kind="mergesort").reset_index(drop=True)
+
+
+def _cluster_id(value) -> str:
+    """A cluster id as written ("all", "0", "1", ...; "" for a cell not clustered) from its value read back."""
+    if pd.isna(value):
+        return ""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)

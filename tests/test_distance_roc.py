@@ -108,10 +108,10 @@ def test_plot_distance_roc(tmp_path):
         parts.append(distance_roc(same, np.ones_like(same), scores, run=run)[1])
     curves = pd.concat(parts, ignore_index=True)
     lines = curve_lines(curves)
-    # pca's distances once (its first run), ingest's, and conformal-pca's own score
+    # pca's distances once (its first run), ingest's, and conformal-pca's own score (the only kind of score: no suffix)
     assert sorted(lines.drop_duplicates(["panel", "label"])[["panel", "label"]].itertuples(index=False, name=None)) == [
         ("euclidean", "ingest"), ("euclidean", "pca"), ("normalised", "ingest"), ("normalised", "pca"),
-        ("scores", "conformal-pca (score)"),
+        ("scores", "conformal-pca"),
     ]
     plot_distance_roc(curves, tmp_path / "roc.png", controls=["ingest"])
     plot_distance_roc(curves.iloc[:0], tmp_path / "empty.png")

@@ -178,6 +178,12 @@ def test_analyse_run_tables_and_gather(tmp_path):
     assert len(gathered) == len(tables["novel_types"]) + len(empty["novel_types"])
     assert gathered["seed"].tolist() == sorted(gathered["seed"].tolist())
     assert list(gather([], "hit_datasets").columns) == TABLES["hit_datasets"]
+    # Leiden ids come back as written (a file of numeric ids reads as floats), "" where not clustered
+    cells = tables["rejected_cells"].assign(cluster=["0", "1", "1", "0"])
+    cells.to_csv(tmp_path / "cells.tsv", sep="\t", index=False)
+    empty["rejected_cells"].to_csv(tmp_path / "unclustered.tsv", sep="\t", index=False)
+    ids = gather([tmp_path / "cells.tsv", tmp_path / "unclustered.tsv"], "rejected_cells")["cluster"].tolist()
+    assert sorted(ids) == ["", "", "", "", "0", "0", "1", "1"]
 
 
 def test_plot_novel_types(tmp_path, monkeypatch):

@@ -12,25 +12,30 @@ import matplotlib.pyplot as plt  # noqa: E402 (after cellquery.plots, which sele
 SCORES = "scores"  # the third column of panels: the runs' own per-cell scores (P-values)
 TITLES = {"euclidean": "Euclidean distance", "normalised": "distance / local scale", SCORES: "the run's own score"}
 CONTROL_GREY = (0.55, 0.55, 0.55, 1.0)
+RUN = ["group", "method", "index", "transfer", "seed"]
 
 
 def curve_lines(curves: pd.DataFrame) -> pd.DataFrame:
-    """The curves to draw, each with its ``panel`` and ``label``.
+    """The curves to draw, each with its ``panel``, ``name`` (what its colour stands for) and ``label``.
 
     A distance (Euclidean, normalised) depends on the embedding and its hits,
     not on the transfer, so it is drawn once per method (the first run of the
-    method in ``curves``, labelled by the method); a per-cell score of the
-    predictions is drawn per run, labelled ``<shown name> (<score>)``.
+    method in ``curves``), named by the method; a per-cell score of the
+    predictions is drawn per run, named by its shown name (``reported_as``),
+    and labelled ``<name> (<score>)`` where runs have several kinds of score.
     """
     if not len(curves):
-        return curves.assign(panel=[], label=[])
+        return curves.assign(panel=[], name=[], label=[])
     curves = curves.assign(shown=shown_names(curves))
     is_distance = curves["distance"].isin(DISTANCES)
-    first = curves[is_distance].drop_duplicates(["group", "method"])[["group", "method", "index", "transfer", "seed"]]
-    distances = curves[is_distance].merge(first, on=["group", "method", "index", "transfer", "seed"])
-    distances = distances.assign(panel=distances["distance"], label=distances["method"].astype(str))
+    first = curves[is_distance].drop_duplicates(["group", "method"])[RUN]
+    distances = curves[is_distance].merge(first, on=RUN)
+    distances = distances.assign(panel=distances["distance"], name=distances["method"].astype(str),
+                                 label=distances["method"].astype(str))
     scores = curves[~is_distance]
-    scores = scores.assign(panel=SCORES, label=scores["shown"] + " (" + scores["distance"].astype(str) + ")")
+    several = scores["distance"].nunique() > 1
+    label = scores["shown"] + " (" + scores["distance"].astype(str) + ")" if several else scores["shown"]
+    scores = scores.assign(panel=SCORES, name=scores["shown"], label=label)
     return pd.concat([distances, scores], ignore_index=True)
 
 
@@ -40,18 +45,22 @@ def plot_distance_roc(curves: pd.DataFrame, path, controls=()) -> None:
     ``curves``: ROC curves (``group``, ``method``, ``index``, ``transfer``,
     ``seed``, ``distance``, ``fpr``, ``tpr``, ``auc`` and, if present,
     ``reported_as``) of one representative run per name. One line per method
-    and distance (:func:`curve_lines`), coloured by its label, with its AUC in
-    the legend of its panel; ``controls`` (method names) dashed in grey and
-    marked "(control)". The dotted diagonal is a distance that knows nothing.
+    and distance (:func:`curve_lines`), one colour per name in every panel,
+    listed with its AUC under its panel; ``controls`` (method names) dashed in
+    grey and marked "(control)". The dotted diagonal is a distance that knows
+    nothing.
     """
     lines = curve_lines(curves)
     lines = lines.assign(control=lines["method"].astype(str).isin(set(map(str, controls))))
     groups = sorted(lines["group"].unique())
     panels = [*DISTANCES, *([SCORES] if (lines["panel"] == SCORES).any() else [])]
     n_rows = max(1, len(groups))
-    fig, axes = plt.subplots(n_rows, len(panels), figsize=(4.4 * len(panels), 4.2 * n_rows), squeeze=False,
-                             layout="constrained", sharex=True, sharey=True)
-    colours = distinct_colours(lines["label"])
+    # room under each panel for its legend: two columns of entries, about 0.15 inch a row
+    entries = lines.drop_duplicates(["group", "panel", "label"]).groupby(["group", "panel"]).size()
+    legend_rows = -(-int(entries.max()) // 2) if len(entries) else 0
+    fig, axes = plt.subplots(n_rows, len(panels), figsize=(4.4 * len(panels), (4.7 + 0.15 * legend_rows) * n_rows),
+                             squeeze=False, layout="constrained")
+    colours = distinct_colours(lines["name"])
     for row, group in enumerate(groups or [None]):
         for col, panel in enumerate(panels):
             ax = axes[row][col]
@@ -60,20 +69,19 @@ def plot_distance_roc(curves: pd.DataFrame, path, controls=()) -> None:
             for label, rows in lines[(lines["group"] == group) & (lines["panel"] == panel)].groupby("label", sort=True):
                 control = bool(rows["control"].iloc[0])
                 name = f"{label} (control)" if control else label
-                (handle,) = ax.step(rows["fpr"], rows["tpr"], where="post", linewidth=1.2,
-                                    color=CONTROL_GREY if control else colours[label], linestyle="--" if control else "-",
+                # ROC points joined by straight segments: tied scores move both rates at once
+                (handle,) = ax.plot(rows["fpr"], rows["tpr"], linewidth=1.2, linestyle="--" if control else "-",
+                                    color=CONTROL_GREY if control else colours[rows["name"].iloc[0]],
                                     label=f"{name}: {rows['auc'].iloc[0]:.2f}")
                 handles.append(handle)
             if handles:
-                ax.legend(handles=handles, title="AUC", fontsize=6.5, title_fontsize=7, loc="lower right", frameon=False)
+                ax.legend(handles=handles, title="AUC", fontsize=6.5, title_fontsize=7, loc="upper center",
+                          bbox_to_anchor=(0.5, -0.13), ncols=2, frameon=False)
             else:
                 ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)
-            ax.set(xlim=(0, 1), ylim=(0, 1.01))
+            ax.set(xlim=(0, 1), ylim=(0, 1.01), xlabel="false positive rate")
             ax.grid(alpha=0.3)
-            if row == 0:
-                ax.set_title(TITLES[panel], fontsize=9)
-            if row == n_rows - 1:
-                ax.set_xlabel("false positive rate")
+            ax.set_title(f"{group}: {TITLES[panel]}" if group else TITLES[panel], fontsize=9)
             if col == 0:
-                ax.set_ylabel(f"{group}\ntrue positive rate" if group else "true positive rate")
+                ax.set_ylabel("true positive rate")
     save_png(fig, path)

@@ -61,14 +61,14 @@ def plot_hit_datasets(table: pd.DataFrame, path, controls=()) -> None:
             left.scatter(np.full(len(seeds), i), seeds, s=12, color="white", edgecolor="black", linewidth=0.6, zorder=3)
         unit_key = str(mine["unit_key"].iloc[0])
         left.set_xticks(x, ticks, rotation=45, ha="right", fontsize=8)
-        left.set(ylim=(0, 1.05), ylabel=f"{group}\nnormalised entropy of hits over {unit_key}s")
-        left.set_title(f"size-adjusted spread of hits ({mine['unit'].nunique()} {unit_key}s)", fontsize=9)
+        left.set(ylim=(0, 1.05), ylabel=f"{group}\nnormalised entropy of hits (by {unit_key})")
+        left.set_title(f"size-adjusted spread of hits over {mine['unit'].nunique()} reference units ({unit_key})", fontsize=9)
         left.grid(alpha=0.3, axis="y")
 
         units = sorted(mine["unit"].astype(str).unique())
         ratio = mine.assign(unit=mine["unit"].astype(str)).groupby(["label", "unit"])["ratio"].mean()
         width = 0.8 / len(units)
-        shades = np.linspace(1.0, 0.45, len(units))
+        shades = np.linspace(1.0, 0.6, len(units))
         for j, unit in enumerate(units):
             values = [ratio.get((lab, unit), np.nan) for lab in order]
             right.bar(x - 0.4 + width * (j + 0.5), values, width=width, edgecolor="black", linewidth=0.5,
@@ -76,7 +76,7 @@ def plot_hit_datasets(table: pd.DataFrame, path, controls=()) -> None:
         right.axhline(1.0, color="black", linewidth=0.8, linestyle="--")
         right.set_xticks(x, ticks, rotation=45, ha="right", fontsize=8)
         right.set_ylabel("share of hits / share of reference cells")
-        right.set_title(f"hits per {unit_key} relative to its size", fontsize=9)
+        right.set_title(f"each unit's share of hits / its share of reference cells ({unit_key})", fontsize=9)
         handles = [Patch(facecolor=str(0.85 * shades[j]), edgecolor="black", hatch=HATCHES[j % len(HATCHES)], label=unit)
                    for j, unit in enumerate(units)]
         right.legend(handles=handles, title=unit_key, fontsize=7, title_fontsize=8, frameon=False)
