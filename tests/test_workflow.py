@@ -273,3 +273,111 @@ def test_summary_table_and_mba_box(toy):
         assert pca.wall_s.iloc[0] > 0
     png = (workdir / "results/figures/mba_box.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def computed_runs(config):
+    """(group, method, index, transfer, seed, reported_as) of every run that is not skipped."""
+    return {r[:6] for r in expected_runs(config) if not r[6]}
+
+
+def run_folder(workdir, config, group, method, index, transfer, seed):
+    from cellquery.config import method_kind
+
+    kind = "predictors" if method_kind(config, method) == "predictor" else "embeddings"
+    return workdir / f"results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}"
+
+
+def test_novel_types(toy):
+    """results/novel_types.tsv: every run; rejected counts match its predictions; controls' ratios by construction."""
+    workdir, config = toy
+    from cellquery.novelty import TABLES
+
+    table = pd.read_csv(workdir / "results/novel_types.tsv", sep="\t", keep_default_na=False, na_values=[""])
+    assert list(table.columns) == TABLES["novel_types"]
+    keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
+    assert set(map(tuple, table[keys].values.tolist())) == computed_runs(config)
+    table["cluster"] = table["cluster"].astype(str)
+    for run, rows in table.groupby(keys):
+        predictions = pd.read_csv(run_folder(workdir, config, *run[:5]) / "predictions.tsv", sep="\t")
+        rejected = predictions[predictions.prediction == "rejected"]
+        everything = rows[rows.cluster == "all"].set_index("cell_type")
+        assert (everything.cluster_cells == len(rejected)).all(), run
+        counts = rejected.true_label.value_counts()
+        for cell_type, row in everything.iterrows():
+            assert row.n_cells == counts.get(cell_type, 0), (run, cell_type)
+        clusters = rows[rows.cluster != "all"]
+        if (rows.clustering == "leiden").all():  # the clusters partition the rejected cells
+            assert clusters.drop_duplicates("cluster").cluster_cells.sum() == len(rejected), run
+            assert clusters.n_cells.sum() == len(rejected), run
+        else:
+            assert clusters.empty, run
+        if run[1] in ("true_labels", "reject_all"):
+            assert (rows.clustering == "no embedding").all(), run
+        negative = everything[everything.negative.astype(bool)]
+        if run[1] == "true_labels":  # rejects exactly the negative types: each is enriched n_query / n_negative
+            n_negative = predictions.true_label.isin(negative.index).sum()
+            assert np.allclose(negative.enrichment, len(predictions) / n_negative), run
+        if run[1] == "reject_all":  # rejects everything: every type at its query share
+            assert np.allclose(everything.enrichment, 1.0), run
+    bench = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t")
+    assert (bench.rule == "novelty").sum() == len(computed_runs(config))
+    assert {f"{kind}_{name}" for kind in ("gather", "figure") for name in ("novel_types", "distance_roc", "hit_datasets")} <= set(bench.rule)
+    png = (workdir / "results/figures/novel_types.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_distance_roc(toy):
+    """results/distance_roc.tsv: AUCs of every run with an embedding, in the summary; recomputed for one run."""
+    workdir, config = toy
+    from sklearn.metrics import roc_auc_score
+
+    aucs = pd.read_csv(workdir / "results/distance_roc.tsv", sep="\t")
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
+    in_summary = summary[summary.metric.str.startswith("distance_auc_")]
+    merged = aucs.merge(in_summary, on=keys + ["metric"], suffixes=("", "_summary"))
+    assert len(merged) == len(aucs) == len(in_summary)
+    assert np.allclose(merged.value, merged.value_summary, equal_nan=True)
+    assert aucs.value.dropna().between(0, 1).all()
+    runs = set(map(tuple, aucs[keys].values.tolist()))
+    for run in computed_runs(config):
+        controls = run[1] in ("true_labels", "reject_all", "majority_label", "random_labels")
+        assert (run in runs) != controls, run  # every run with an embedding, no control
+    metrics = aucs.groupby(keys).metric.apply(set)
+    assert all({"distance_auc_euclidean", "distance_auc_normalised"} <= m for m in metrics)
+    # pca / flat / majority on the simulated group: the Euclidean AUC of the nearest hit, recomputed
+    model = workdir / "results/simulated/embeddings/pca/seed0/model0"
+    reference, query = ad.read_h5ad(model / "reference_embedding.h5ad"), ad.read_h5ad(model / "query_embedding.h5ad")
+    nearest = np.load(model / "flat/hits.npz")["indices"][:, 0]
+    same = reference.obs["cell_type"].astype(str).to_numpy()[nearest] == query.obs["cell_type"].astype(str).to_numpy()
+    distance = np.linalg.norm(query.obsm["X_emb"].astype(np.float64) - reference.obsm["X_emb"][nearest], axis=1)
+    value = aucs.set_index(keys + ["metric"]).value
+    expected = roc_auc_score(same, -distance)
+    assert value[("simulated", "pca", "flat", "majority", 0, "pca", "distance_auc_euclidean")] == pytest.approx(expected)
+    # exact search over three shards finds the same hits: the same AUCs
+    for metric in ("distance_auc_euclidean", "distance_auc_normalised"):
+        assert value[("simulated", "pca", "flat_sharded", "majority", 0, "pca", metric)] == pytest.approx(
+            value[("simulated", "pca", "flat", "majority", 0, "pca", metric)], rel=1e-5)
+    png = (workdir / "results/figures/distance_roc.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def test_hit_datasets(toy):
+    """results/hit_datasets.tsv: the simulated group's two reference studies (one dataset); pbmc68k has no units."""
+    workdir, config = toy
+    table = pd.read_csv(workdir / "results/hit_datasets.tsv", sep="\t")
+    assert set(table.group) == {"simulated"}  # pbmc68k: one dataset, no batch key
+    assert (table.unit_key == "study").all() and set(table.unit) == {"study1", "study2"}
+    keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
+    reference = ad.read_h5ad(workdir / "results/simulated/embeddings/pca/seed0/model0/reference_embedding.h5ad")
+    for run, rows in table.groupby(keys):
+        assert len(rows) == 2 and rows.hit_fraction.sum() == pytest.approx(1.0), run
+        assert rows.entropy.nunique() == 1 and 0.0 <= rows.entropy.iloc[0] <= 1.0, run
+        if run[4] == 0:
+            sizes = reference.obs["study"].astype(str).value_counts()
+            assert rows.set_index("unit").n_reference.to_dict() == sizes.to_dict(), run
+    simulated = {r for r in computed_runs(config) if r[0] == "simulated"}
+    controls = {r for r in simulated if r[1] in ("true_labels", "reject_all", "majority_label", "random_labels")}
+    assert set(map(tuple, table[keys].values.tolist())) == simulated - controls
+    png = (workdir / "results/figures/hit_datasets.png").read_bytes()
+    assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
