@@ -20,7 +20,10 @@ def group_values(config: dict, group: str) -> str:
     spec = config["groups"][group]
     kinds = {config["datasets"][d]["values"] for d in spec["reference"] + spec["query"]}
     if len(kinds) != 1:
-        raise InputError(f"config: groups.{group}: its datasets declare different values {sorted(kinds)}")
+        raise InputError(
+            f"config: groups.{group}: its datasets declare different values {sorted(kinds)}; declare one kind for all "
+            "of a group's datasets (log1p-normalise the count data and declare log-normalised)"
+        )
     return kinds.pop()
 
 
@@ -62,7 +65,9 @@ def check_config(config: dict) -> None:
         for role in ("reference", "query"):
             for dataset in spec[role]:
                 if dataset not in config["datasets"]:
-                    raise InputError(f"config: groups.{group}.{role}: unknown dataset {dataset!r}")
+                    raise InputError(
+                        f"config: groups.{group}.{role}: unknown dataset {dataset!r} (declared: {', '.join(config['datasets'])})"
+                    )
         group_values(config, group)
     for method, spec in config["methods"].items():
         kind = method_kind(config, method)

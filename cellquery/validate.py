@@ -401,7 +401,12 @@ def load_checked_dataset(name: str, spec: Mapping, usages: Sequence[Usage] = (),
     where = describe_source(name, spec)
     path = source_file(name, spec, cache_dir)
     if path is not None:
-        backed = read_h5ad(path, backed=True)
+        try:
+            backed = ad.read_h5ad(path, backed="r")
+        except Exception as err:  # h5py/anndata raise many types for a corrupt file
+            raise InputError(
+                f"{where}: not a readable h5ad file ({type(err).__name__}: {err}); write it with anndata's AnnData.write_h5ad"
+            ) from err
         try:
             problems = dataset_problems(backed, where=where, values=spec["values"], usages=usages, spec=spec, name=name)
         except InputError:

@@ -193,7 +193,7 @@ def test_load_checked_dataset_names_the_users_file(tmp_path):
         v.load_checked_dataset("d", {"source": str(path), "values": "counts"}, USAGE)
     broken = tmp_path / "broken.h5ad"
     broken.write_bytes(b"no hdf5")
-    with pytest.raises(InputError, match=f"^{broken}: not a readable h5ad file"):
+    with pytest.raises(InputError, match=f"^{broken} \\(dataset d\\): not a readable h5ad file \\(OSError: .*\\); write it with anndata's AnnData.write_h5ad$"):
         v.load_checked_dataset("d", {"source": str(broken), "values": "counts"}, USAGE)
 
 
