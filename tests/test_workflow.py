@@ -381,3 +381,33 @@ def test_hit_datasets(toy):
     assert set(map(tuple, table[keys].values.tolist())) == simulated - controls
     png = (workdir / "results/figures/hit_datasets.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
+
+
+def declared_resources(workdir, config_path):
+    """benchmark job -> (mem_mb, runtime in minutes) of every job of the config, from a forced dry run."""
+    out = snakemake(workdir, "-n", "--forceall", "--configfile", str(config_path)).stdout
+    declared, benchmark = {}, None
+    for line in out.splitlines():
+        line = line.strip()
+        if line.startswith("benchmark: results/benchmarks/"):
+            benchmark = line.removeprefix("benchmark: results/benchmarks/").removesuffix(".tsv")
+        elif line.startswith("resources:") and benchmark is not None:
+            values = dict(item.strip().split("=", 1) for item in line.removeprefix("resources:").split(",") if "=" in item)
+            declared[benchmark] = (float(values["mem_mb"]), float(values["runtime"]))
+            benchmark = None
+        elif line.startswith("rule "):
+            benchmark = None
+    return declared
+
+
+def test_no_job_exceeds_its_declared_resources(toy):
+    """Every toy job's measured peak memory and wall time lie within the mem_mb and runtime its rule declares."""
+    workdir, config = toy
+    declared = declared_resources(workdir, REPO / "config/toy.yaml")
+    measured = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t").set_index("job")
+    jobs = [job for job in measured.index if job in declared]
+    assert len(jobs) >= 0.9 * len(measured)  # every job but gather_benchmarks' own and the skips' records
+    over_memory = [(job, measured.max_rss_mb[job], declared[job][0]) for job in jobs if measured.max_rss_mb[job] > declared[job][0]]
+    over_time = [(job, measured.wall_s[job], 60 * declared[job][1]) for job in jobs if measured.wall_s[job] > 60 * declared[job][1]]
+    assert not over_memory, over_memory
+    assert not over_time, over_time
