@@ -26,7 +26,10 @@ PROFILE = REPO / "slurm"
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 TOY = REPO / "config/toy.yaml"
 KEYS = ["group", "method", "index", "transfer", "seed", "reported_as", "metric"]
-SLURM_TIMEOUT_S = 1500
+SLURM_TIMEOUT_S = 2400
+# Snakemake asks Slurm for job states every 10 s by default; the toy's jobs take a few seconds each,
+# so the test polls every 2 s (a cluster run keeps the profile's default).
+STATUS_CHECK_S = "2"
 # Node states in which a node can run jobs now or soon.
 USABLE_NODE_STATES = {"idle", "mixed", "allocated", "completing"}
 
@@ -119,7 +122,8 @@ def toy_runs(tmp_path_factory, toy_run):
     slurm_dir = tmp_path_factory.mktemp("slurm_run")
     slurm_log = slurm_dir.parent / f"{slurm_dir.name}.log"
     t0 = time.monotonic()
-    slurm = start(["--profile", str(PROFILE), "--configfile", str(TOY)], slurm_dir, slurm_log)
+    args = ["--profile", str(PROFILE), "--configfile", str(TOY), "--seconds-between-status-checks", STATUS_CHECK_S]
+    slurm = start(args, slurm_dir, slurm_log)
     try:
         slurm_out = finish(slurm, slurm_log, SLURM_TIMEOUT_S, "run through Slurm")
     finally:
