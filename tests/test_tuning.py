@@ -277,7 +277,8 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path, run_workflow_scr
     direct = tune_transfer(x, labels, batches, SIGNIFICANCE, k=K, seed=0)
     chosen, validation_mba = read_tuning(tmp_path / "tuning/calibrated.tsv")
     assert chosen == direct.chosen and validation_mba == pytest.approx(direct.validation_mba, rel=1e-14)
-    write_table(pd.DataFrame({"cell": ["q0", "q1"], "true_label": ["type0", "new"], "prediction": ["type0", "rejected"]}),
+    write_table(pd.DataFrame({"cell": ["q0", "q1"], "true_label": ["type0", "new"], "prediction": ["type0", "rejected"],
+                              "score": [0.9, 0.1]}),
                 tmp_path / "predictions.tsv")
     write_table(pd.DataFrame({"metric": ["map"], "value": [0.5]}), tmp_path / "embedding_metrics.tsv")
     wildcards = dict(group="g", kind="embeddings", method="pca", seed="0", index="flat", transfer="calibrated")
