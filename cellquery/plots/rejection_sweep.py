@@ -5,7 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import colour_handles, distinct_colours, group_panels, legend, save_png, shown_names
+import matplotlib.pyplot as plt
+
+from cellquery.plots import distinct_colours, distinct_markers, group_panels, legend, save_png, shown_names
 
 RUN = ["group", "method", "index", "transfer"]
 
@@ -31,7 +33,7 @@ def run_labels(curves: pd.DataFrame) -> pd.Series:
     return label
 
 
-def _draw_run(ax, rows: pd.DataFrame, colour) -> None:
+def _draw_run(ax, rows: pd.DataFrame, colour, marker: str) -> None:
     """One run: a line through its thresholds (annotated) with a ring at its own setting, or one diamond."""
     swept = rows[rows["threshold"].notna()].sort_values("threshold")
     own = rows[rows["threshold"].isna()]
@@ -41,7 +43,7 @@ def _draw_run(ax, rows: pd.DataFrame, colour) -> None:
         return
     if len(own):
         ax.scatter(own["mba_positive"], own["mba_negative"], s=70, facecolors="none", edgecolors=[colour], linewidths=1.2)
-    ax.plot(swept["mba_positive"], swept["mba_negative"], "-o", color=colour, markersize=3.5, linewidth=1.2)
+    ax.plot(swept["mba_positive"], swept["mba_negative"], "-", marker=marker, color=colour, markersize=3.5, linewidth=1.2)
     for row in swept.itertuples():
         ax.annotate(f"{row.threshold:g}", (row.mba_positive, row.mba_negative), fontsize=5.5,
                     xytext=(2, 2), textcoords="offset points", color=colour)
@@ -62,11 +64,18 @@ def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
     groups = sorted(curves["group"].unique())
     fig, axes = group_panels(groups, panel_width=4.6, height=4.4, sharey=True)
     colours = distinct_colours(curves["label"])
+    # a marker per run as well as a colour: with 20+ runs some colours are close
+    markers = distinct_markers(curves["label"])
+    swept = set(curves.loc[curves["threshold"].notna(), "label"])
     for ax, group in zip(axes, groups):
         for label, rows in curves[curves["group"] == group].groupby("label", sort=True):
-            _draw_run(ax, rows, colours[label])
+            _draw_run(ax, rows, colours[label], markers[label])
         ax.set(title=group, xlabel="MBA, positive types", xlim=(-0.03, 1.03), ylim=(-0.03, 1.03))
         ax.grid(alpha=0.3)
     axes[0].set_ylabel("MBA, negative types")
-    legend(fig, colour_handles(colours, curves["label"]), "method")
+    handles = [
+        plt.Line2D([], [], color=colour, marker=markers[label] if label in swept else "D", label=label)
+        for label, colour in colours.items()
+    ]
+    legend(fig, handles, "method")
     save_png(fig, path)
