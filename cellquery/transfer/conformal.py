@@ -44,6 +44,7 @@ import faiss
 import numpy as np
 
 from cellquery.errors import InputError
+from cellquery.transfer.acceptance import exact_distances
 
 # Hits searched per reference cell for its own-type, other-batch neighbours
 # before falling back to an exact search over its type.
@@ -83,13 +84,6 @@ class ConformalCalibration:
                 "(the k the calibration was built with)"
             )
         return self.distances[:, k - 1]
-
-
-def exact_rows_distances(points: np.ndarray, reference: np.ndarray, indices: np.ndarray) -> np.ndarray:
-    """Euclidean distance from points[q] to reference[indices[q, j]]; inf where the index is -1."""
-    safe = np.where(indices >= 0, indices, 0)
-    diff = reference[safe].astype(np.float64) - points[:, None, :].astype(np.float64)
-    return np.where(indices >= 0, np.sqrt(np.einsum("qkd,qkd->qk", diff, diff)), np.inf)
 
 
 def _first_k(distances: np.ndarray, keep: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -149,7 +143,7 @@ def calibrate(
         safe = np.where(ids >= 0, ids, 0)
         keep = (ids >= 0) & (ids != rows[:, None]) & (codes[safe] == codes[rows][:, None])
         keep &= ~leave_batch[rows][:, None] | (batch_codes[safe] != batch_codes[rows][:, None])
-        found, count = _first_k(exact_rows_distances(reference[rows], reference, ids), keep, k)
+        found, count = _first_k(exact_distances(reference[rows], reference, ids), keep, k)
         out[rows] = found
         short.append(rows[count < k])
     # exact search over the type (other batches, or the other cells) where the candidates ran short
@@ -189,7 +183,7 @@ def query_scores(
     ids = indices[labelled]
     safe = np.where(ids >= 0, ids, 0)
     keep = (ids >= 0) & (reference_codes[safe] == predicted_codes[labelled][:, None])
-    found, count = _first_k(exact_rows_distances(query[labelled], reference, ids), keep, k)
+    found, count = _first_k(exact_distances(query[labelled], reference, ids), keep, k)
     scores[labelled] = found[:, k - 1]
     short = labelled[count < k]
     for t in np.unique(predicted_codes[short]):
