@@ -20,6 +20,11 @@ from cellquery.errors import InputError
 REFERENCE_STREAM, QUERY_STREAM = 0, 1
 
 
+def label_sample_size(count: int, fraction: float) -> int:
+    """How many of a label's ``count`` cells a stratified subsample keeps: the fraction, at least one."""
+    return max(1, int(round(fraction * count)))
+
+
 def stratified_rows(labels, fraction: float, rng: np.random.Generator) -> np.ndarray:
     """Sorted row positions of a subsample keeping ``fraction`` of every label (at least one cell each)."""
     if not 0.0 < fraction <= 1.0:
@@ -30,8 +35,7 @@ def stratified_rows(labels, fraction: float, rng: np.random.Generator) -> np.nda
     kept = []
     for label in np.unique(labels):
         rows = np.flatnonzero(labels == label)
-        n = max(1, int(round(fraction * len(rows))))
-        kept.append(rng.choice(rows, size=n, replace=False))
+        kept.append(rng.choice(rows, size=label_sample_size(len(rows), fraction), replace=False))
     return np.sort(np.concatenate(kept)) if kept else np.arange(0)
 
 

@@ -36,6 +36,7 @@ import scipy.sparse as sp
 from cellquery.data.sources import describe_source, selected_rows, split_mask
 from cellquery.errors import InputError
 from cellquery.io import read_h5ad
+from cellquery.resample import label_sample_size
 from cellquery.settings import GroupSettings
 
 # Reference and query must share at least this many genes (config preprocess.min_shared_genes).
@@ -465,7 +466,7 @@ def resampled_size(labels: np.ndarray, fraction: float) -> int:
     if fraction >= 1.0:
         return len(labels)
     _, counts = np.unique(labels, return_counts=True)
-    return int(sum(max(1, int(round(fraction * c))) for c in counts))
+    return int(sum(label_sample_size(c, fraction) for c in counts))
 
 
 def group_problems(
