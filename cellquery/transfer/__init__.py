@@ -167,6 +167,21 @@ def sweep_column(threshold: float) -> str:
     return f"sweep_{threshold:g}"
 
 
+def add_fates(predicted: pd.DataFrame, reference_obs: pd.DataFrame, group: GroupSettings, reference_labels, distances,
+              indices, mask, vote: dict, rejected: np.ndarray | None = None) -> None:
+    """``pred_<key>`` columns of the group's continuous keys, transferred over the counted hits (NaN where ``rejected``)."""
+    keys = list(group.continuous_keys)
+    if not keys:
+        return
+    fates = transfer_continuous(
+        reference_obs[keys].to_numpy(float), distances, indices, mask=mask, reference_labels=reference_labels, **vote
+    )
+    if rejected is not None:
+        fates[rejected] = np.nan
+    for j, key in enumerate(keys):
+        predicted[f"pred_{key}"] = fates[:, j]
+
+
 def predict_table(
     *,
     reference_obs: pd.DataFrame,
@@ -188,29 +203,31 @@ def predict_table(
     9c); for each one a column :func:`sweep_column` holds the labels predicted
     with the P-value cut-off t, or, for distance cut-offs, with the cut-off at
     quantile 1 - t of the reference's own hit distances. A conformal transfer
-    (:func:`conformal_table`) needs model 0 in ``models`` and the index's
+    (:func:`conformal_predictions`) needs model 0 in ``models`` and the index's
     ``conformal`` calibration.
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
     reference_labels = reference_obs[group.label_key].astype(str).to_numpy()
+    run = dict(reference_obs=reference_obs, reference_labels=reference_labels, distances=distances, indices=indices,
+               group=group, settings=settings, sweep=sweep)
     if settings.conformal is not None:
-        return conformal_table(
-            reference_obs=reference_obs, query_obs=query_obs, distances=distances, indices=indices,
-            group=group, settings=settings, model=(models or [None])[0], conformal=conformal, sweep=sweep,
-        )
+        predicted = conformal_predictions(**run, model=(models or [None])[0], conformal=conformal)
+    else:
+        predicted = hit_predictions(**run, self_distances=self_distances, models=models)
+    to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
+    return prediction_table(query_obs, group, predicted, to_term)
+
+
+def hit_predictions(
+    *, reference_obs, reference_labels, distances, indices, group, settings, sweep, self_distances, models
+) -> pd.DataFrame:
+    """Per-cell predictions of a distance cut-off or significance transfer (columns of :func:`predict_table`)."""
     hits = accept_hits(settings, distances=distances, indices=indices, self_distances=self_distances, models=models, sweep=sweep)
     vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
     labels = dict(vote, min_fraction=settings.min_fraction)
     predicted = transfer_labels(reference_labels, hits.distances, hits.indices, mask=hits.mask, **labels)
-    keys = list(group.continuous_keys)
-    if keys:
-        fates = transfer_continuous(
-            reference_obs[keys].to_numpy(float), hits.distances, hits.indices, mask=hits.mask,
-            reference_labels=reference_labels, **vote,
-        )
-        for j, key in enumerate(keys):
-            predicted[f"pred_{key}"] = fates[:, j]
+    add_fates(predicted, reference_obs, group, reference_labels, hits.distances, hits.indices, hits.mask, vote)
     if hits.best_hit_p is not None:
         predicted["best_hit_p"] = hits.best_hit_p
     if hits.p_value is not None:
@@ -220,23 +237,22 @@ def predict_table(
         predicted[sweep_column(t)] = transfer_labels(reference_labels, hits.distances, hits.indices, mask=mask, **labels)[
             "prediction"
         ].to_numpy()
-    to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
-    return prediction_table(query_obs, group, predicted, to_term)
+    return predicted
 
 
-def conformal_table(
+def conformal_predictions(
     *,
     reference_obs: pd.DataFrame,
-    query_obs: pd.DataFrame,
+    reference_labels: np.ndarray,
     distances: np.ndarray,
     indices: np.ndarray,
     group: GroupSettings,
     settings: TransferSettings,
+    sweep: list[float] | tuple[float, ...],
     model: Model | None,
     conformal: ConformalCalibration | None,
-    sweep: list[float] | tuple[float, ...] = (),
 ) -> pd.DataFrame:
-    """Predictions of a conformal transfer: vote over all hits, reject where the conformal P < alpha.
+    """Per-cell predictions of a conformal transfer: vote over all hits, reject where the conformal P < alpha.
 
     Every hit counts in the vote (no distance cut-off); a labelled cell whose
     class-conditional conformal P-value (:mod:`cellquery.transfer.conformal`)
@@ -249,7 +265,6 @@ def conformal_table(
     """
     if model is None or conformal is None:
         raise InputError("transfer: a conformal transfer needs model 0's embeddings and the index's conformal calibration")
-    reference_labels = reference_obs[group.label_key].astype(str).to_numpy()
     if not np.array_equal(conformal.labels[conformal.codes], reference_labels):
         raise InputError("transfer: the conformal calibration was built for other reference labels (rebuild it)")
     mask = indices >= 0
@@ -261,22 +276,15 @@ def conformal_table(
     k = settings.conformal.k
     scores = conformal_rule.query_scores(model.query, model.reference, conformal.codes, indices, codes, k=k)
     p = conformal_rule.p_values(scores, codes, conformal.scores(k), conformal.codes)
+    rejected = p < settings.conformal.alpha
     labels = predicted["prediction"].to_numpy(dtype=object)
     labels[(codes >= 0) & (predicted["top_fraction"].to_numpy() <= settings.min_fraction)] = AMBIGUOUS
-    keys = list(group.continuous_keys)
-    if keys:
-        fates = transfer_continuous(
-            reference_obs[keys].to_numpy(float), distances, indices, mask=mask, reference_labels=reference_labels, **vote
-        )
-        fates[p < settings.conformal.alpha] = np.nan
-        for j, key in enumerate(keys):
-            predicted[f"pred_{key}"] = fates[:, j]
-    predicted["prediction"] = np.where(p < settings.conformal.alpha, REJECTED, labels)
+    add_fates(predicted, reference_obs, group, reference_labels, distances, indices, mask, vote, rejected=rejected)
+    predicted["prediction"] = np.where(rejected, REJECTED, labels)
     # the conformal P-value is the cell's confidence of belonging to its type (rejected when small);
     # cells with too few hits for a label score 0
     predicted["p_value"] = p
     predicted["score"] = np.nan_to_num(p, nan=0.0)
     for t in sweep:
         predicted[sweep_column(t)] = np.where(p < t, REJECTED, labels)
-    to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
-    return prediction_table(query_obs, group, predicted, to_term)
+    return predicted
