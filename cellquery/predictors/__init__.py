@@ -113,6 +113,11 @@ def fate_columns(keys: Sequence[str], fates: np.ndarray) -> dict[str, np.ndarray
     return {f"pred_{key}": fates[:, j] for j, key in enumerate(keys)}
 
 
+def vote_share(reference_labels: np.ndarray, neighbours: np.ndarray, labels: np.ndarray) -> np.ndarray:
+    """Per query cell the fraction of its reference ``neighbours`` (cells x k rows) whose label is its ``labels``."""
+    return (np.asarray(reference_labels)[neighbours] == np.asarray(labels)[:, None]).mean(axis=1)
+
+
 def neighbour_fates(
     reference_obs: pd.DataFrame, keys: Sequence[str], neighbours: np.ndarray, rejected: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:

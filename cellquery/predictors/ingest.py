@@ -48,7 +48,7 @@ import pandas as pd
 
 from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, neighbour_fates, timed
+from cellquery.predictors import MethodResult, neighbour_fates, timed, vote_share
 
 REQUIRES: tuple[str, ...] = ()
 
@@ -92,11 +92,6 @@ def map_query(ingest, query: ad.AnnData, genes: list[str], label_key: str, *, n_
     ingest.neighbors(k=n_neighbors)
     ingest.map_labels(label_key, "knn")
     return ingest.to_adata()
-
-
-def vote_share(reference_labels: np.ndarray, neighbours: np.ndarray, labels: np.ndarray) -> np.ndarray:
-    """Per query cell the fraction of its reference ``neighbours`` (cells x k rows) whose label is its ``labels``."""
-    return (np.asarray(reference_labels)[neighbours] == np.asarray(labels)[:, None]).mean(axis=1)
 
 
 def predict(

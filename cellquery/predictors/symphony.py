@@ -39,8 +39,8 @@ its results are the same for any value).
 
 Score and rejection: ``score`` is the k-NN confidence, the share of the k
 neighbours that carry the transferred label (Symphony R's ``knnPredict``
-confidence; symphonypy's classifier does not report it, so the same
-``KNeighborsClassifier`` is asked for ``predict_proba``). Symphony does not
+confidence; symphonypy's classifier does not report it, so it is counted
+over the same ``KNeighborsClassifier``'s neighbours). Symphony does not
 reject; the project's rule rejects a cell whose confidence is below
 ``min_confidence`` (0.5, as for CellMapper and scANVI), and at every cut-off of
 :data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``) for the rejection
@@ -62,7 +62,7 @@ import pandas as pd
 
 from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, neighbour_fates, score_sweep, timed
+from cellquery.predictors import MethodResult, neighbour_fates, score_sweep, timed, vote_share
 
 REQUIRES: tuple[str, ...] = ()
 ADJUSTED = "X_pca_harmony"  # symphonypy's key of the integrated space (reference and mapped query)
@@ -120,10 +120,10 @@ def knn_transfer(ref: ad.AnnData, qry: ad.AnnData, label_key: str, *, n_neighbor
     ref_basis = ref.uns["harmony"]["ref_basis_adjusted"]
     sp.tl.transfer_labels_kNN(qry, ref, label_key, ref_basis=ref_basis, query_basis=ADJUSTED, n_neighbors=n_neighbors)
     labels = qry.obs[label_key].astype(str).to_numpy(dtype=object)
+    # the classifier's neighbours; with uniform weights its predict_proba of a label is their vote share
     knn = KNeighborsClassifier(n_neighbors=n_neighbors).fit(ref.obsm[ref_basis], ref.obs[label_key].astype(str))
-    proba = knn.predict_proba(qry.obsm[ADJUSTED])
-    confidence = proba[np.arange(len(labels)), knn.classes_.searchsorted(labels.astype(str))]
     neighbours = knn.kneighbors(qry.obsm[ADJUSTED], return_distance=False)
+    confidence = vote_share(ref.obs[label_key].astype(str).to_numpy(), neighbours, labels)
     return labels, confidence, neighbours, ref_basis
 
 
