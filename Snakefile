@@ -36,6 +36,7 @@ include: "rules/validate.smk"
 include: "rules/preprocess.smk"
 include: "rules/hvg.smk"
 include: "rules/embed.smk"
+include: "rules/given.smk"
 include: "rules/index.smk"
 include: "rules/query.smk"
 include: "rules/transfer.smk"
@@ -43,6 +44,7 @@ include: "rules/predict.smk"
 include: "rules/metrics.smk"
 include: "rules/figures.smk"
 include: "rules/novelty.smk"
+include: "rules/mapping.smk"
 include: "rules/scale.smk"
 
 
@@ -66,3 +68,5 @@ rule all:
         "results/hit_datasets.tsv",
         "results/figures/hit_datasets.png",
         "results/summary_table.tsv",
+        "results/rare_types.tsv",
+        "results/figures/rare_types.png",

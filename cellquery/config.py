@@ -17,8 +17,12 @@ from cellquery.errors import InputError
 
 def group_values(config: dict, group: str) -> str:
     """The kind of values (counts or log-normalised) of a group's datasets."""
+    from cellquery.given import group_embedding_key
+
+    if group_embedding_key(config, group):
+        return "embedding"
     spec = config["groups"][group]
-    kinds = {config["datasets"][d]["values"] for d in spec["reference"] + spec["query"]}
+    kinds = {config["datasets"][d].get("values") for d in spec["reference"] + spec["query"]}
     if len(kinds) != 1:
         raise InputError(
             f"config: groups.{group}: its datasets declare different values {sorted(kinds)}; declare one kind for all "
@@ -49,14 +53,21 @@ def method_plugins(kind: str):
 
 def method_skip_reason(config: dict, group: str, method: str) -> str | None:
     """Why ``method`` cannot run on ``group`` (e.g. it needs counts), or None."""
+    from cellquery.given import group_embedding_key, is_given
     from cellquery.registry import skip_reason
 
+    if is_given(method):
+        return None
+    key = group_embedding_key(config, group)
+    if key:
+        return f"needs expression but the group gives an embedding only (obsm {key}; method given-{key} runs on it)"
     kind = method_kind(config, method)
     return skip_reason(method_plugins(kind)[config["methods"][method][kind]], group_values(config, group))
 
 
 def check_config(config: dict) -> None:
     """Raise :class:`InputError` naming the first key that refers to something undeclared."""
+    from cellquery.given import GIVEN_PREFIX, is_given
     from cellquery.index import BACKENDS
     from cellquery.settings import ConformalSettings
     from cellquery.transfer import VOTERS
@@ -70,6 +81,8 @@ def check_config(config: dict) -> None:
                     )
         group_values(config, group)
     for method, spec in config["methods"].items():
+        if is_given(method):
+            raise InputError(f"config: methods.{method}: names starting with {GIVEN_PREFIX!r} are reserved for given embeddings; rename it")
         kind = method_kind(config, method)
         known = method_plugins(kind)
         if spec[kind] not in known:

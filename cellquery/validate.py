@@ -378,6 +378,16 @@ def dataset_problems(
     ``values`` is the declared kind of values, ``usages`` the groups that use
     the dataset and ``spec`` its config entry (``split``, ``exclude``).
     """
+    key = ((spec or {}).get("embedding") or {}).get("obsm_key")
+    if key:  # embedding-only dataset (cellquery.given): obs and obsm[key] instead of X
+        from cellquery.given import embedding_problems
+
+        if adata.n_obs == 0:
+            return [f"{where}: the dataset has no cells"]
+        problems = [p for p in name_problems(adata, where=where) if ": obs_names:" in p]  # genes unused
+        problems += embedding_problems(adata, key, where=where, name=name)
+        problems += obs_problems(adata.obs, usages, where=where, ontology=ontology)
+        return problems + selection_problems(adata.obs, spec, where=where, name=name)
     if adata.n_obs == 0 or adata.n_vars == 0:
         return [f"{where}: X has {adata.n_obs} cells x {adata.n_vars} genes; the dataset needs cells and genes"]
     problems = name_problems(adata, where=where)
@@ -409,7 +419,7 @@ def load_checked_dataset(name: str, spec: Mapping, usages: Sequence[Usage] = (),
                 f"{where}: not a readable h5ad file ({type(err).__name__}: {err}); write it with anndata's AnnData.write_h5ad"
             ) from err
         try:
-            problems = dataset_problems(backed, where=where, values=spec["values"], usages=usages, spec=spec, name=name)
+            problems = dataset_problems(backed, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name)
         except InputError:
             raise
         except Exception as err:  # h5py raises many types for a damaged file
@@ -419,7 +429,7 @@ def load_checked_dataset(name: str, spec: Mapping, usages: Sequence[Usage] = (),
         raise_problems(problems, log)
         return load_dataset(name, spec, cache_dir)
     adata = load_dataset(name, spec, cache_dir)
-    raise_problems(dataset_problems(adata, where=where, values=spec["values"], usages=usages, spec=spec, name=name), log)
+    raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
     return adata
 
 

@@ -132,7 +132,10 @@ def load_dataset(name: str, spec: dict, cache_dir: str | os.PathLike = "resource
     """
     source = str(spec["source"])
     values = spec.get("values")
-    if values not in VALUE_KINDS:
+    embedding = (spec.get("embedding") or {}).get("obsm_key")
+    if embedding:  # embedding-only (cellquery.given): obs and the embedding, no expression
+        values = "embedding"
+    elif values not in VALUE_KINDS:
         raise InputError(f"dataset {name}: values must be one of {VALUE_KINDS}, got {values!r} (config: datasets.{name}.values)")
     if source == "simulate":
         from cellquery.data.simulate import simulate_dataset
@@ -144,6 +147,10 @@ def load_dataset(name: str, spec: dict, cache_dir: str | os.PathLike = "resource
         adata = load_pbmc68k_reduced()
     else:
         adata = read_h5ad(source_file(name, spec, cache_dir))
+    if embedding:
+        from cellquery.given import embedding_dataset
+
+        adata = embedding_dataset(adata, embedding)
     adata.obs_names = [f"{name}:{o}" for o in adata.obs_names]
     adata.obs["dataset"] = name
     adata.uns["values"] = values
