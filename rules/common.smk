@@ -19,6 +19,8 @@ from cellquery.config import method_skip_reason as config_skip_reason
 from cellquery.data.sources import local_source
 from cellquery.errors import report_input_errors
 from cellquery.io import remove_stale_temporaries
+from cellquery.resources import PER_METHOD, declared, plugin_of
+from cellquery.resources import read_table as read_resources
 from cellquery.settings import TransferSettings, model_seed
 from cellquery.summary import reported_as
 
@@ -159,9 +161,24 @@ def control_methods():
     ]
 
 
-def method_resource(wildcards, name, default):
-    """A method's own job resource from config (methods.<m>.resources.<name>), else the default."""
-    return config["methods"][wildcards.method].get("resources", {}).get(name, default)
+RESOURCES = read_resources(Path(workflow.basedir) / "config" / "resources.tsv")
+
+
+def measured(job, name):
+    """mem_mb or runtime (minutes) of a job of the named step: a method's own
+    methods.<m>.resources.<name> if set, else config/resources.tsv (peaks measured in
+    real runs x a margin, per plugin for embed and predict; cellquery/resources.py),
+    times the attempt number so that retried jobs ask for more.
+    """
+
+    def value(wildcards, attempt):
+        own, plugin = None, None
+        if job in PER_METHOD:
+            own = config["methods"][wildcards.method].get("resources", {}).get(name)
+            plugin = plugin_of(config, wildcards.method)
+        return (own or declared(RESOURCES, job, plugin)[name]) * attempt
+
+    return value
 
 
 def gpu_request():

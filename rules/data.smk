@@ -12,8 +12,8 @@ rule load_dataset:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("load_dataset", "mem_mb"),
+        runtime=measured("load_dataset", "runtime"),
     params:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
         # the groups that use the dataset: their obs columns are checked while loading

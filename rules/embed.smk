@@ -14,8 +14,8 @@ rule embed:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=measured("embed", "mem_mb"),
+        runtime=measured("embed", "runtime"),
         gpu=gpu_request(),
     params:
         method=lookup(dpath="methods/{method}", within=config),

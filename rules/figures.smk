@@ -15,8 +15,8 @@ rule figure_mba:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_mba", "mem_mb"),
+        runtime=measured("figure_mba", "runtime"),
     script:
         "../workflow_scripts/figure_mba.py"
 
@@ -38,8 +38,8 @@ rule figure_map_alignment:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_map_alignment", "mem_mb"),
+        runtime=measured("figure_map_alignment", "runtime"),
     script:
         "../workflow_scripts/figure_map_alignment.py"
 
@@ -61,8 +61,8 @@ rule figure_jsd:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_jsd", "mem_mb"),
+        runtime=measured("figure_jsd", "runtime"),
     script:
         "../workflow_scripts/figure_jsd.py"
 
@@ -84,8 +84,8 @@ rule figure_cl_accuracy:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_cl_accuracy", "mem_mb"),
+        runtime=measured("figure_cl_accuracy", "runtime"),
     script:
         "../workflow_scripts/figure_cl_accuracy.py"
 
@@ -107,8 +107,8 @@ rule figure_rejection_sweep:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_rejection_sweep", "mem_mb"),
+        runtime=measured("figure_rejection_sweep", "runtime"),
     script:
         "../workflow_scripts/figure_rejection_sweep.py"
 
@@ -130,8 +130,8 @@ rule figure_mba_box:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_mba_box", "mem_mb"),
+        runtime=measured("figure_mba_box", "runtime"),
     params:
         controls=control_methods(),
     script:
@@ -155,8 +155,8 @@ rule figure_calibration:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_calibration", "mem_mb"),
+        runtime=measured("figure_calibration", "runtime"),
     params:
         controls=control_methods(),
     script:

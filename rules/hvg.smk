@@ -11,8 +11,8 @@ rule hvg:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=30,
+        mem_mb=measured("hvg", "mem_mb"),
+        runtime=measured("hvg", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         settings=config.get("hvg", {}),

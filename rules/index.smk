@@ -15,8 +15,8 @@ rule build_index:
         "../envs/cellquery-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=measured("build_index", "mem_mb"),
+        runtime=measured("build_index", "runtime"),
         gpu=gpu_request(),
     params:
         index=lookup(dpath="indexes/{index}", within=config),

@@ -11,8 +11,8 @@ rule embedding_metrics:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=measured("embedding_metrics", "mem_mb"),
+        runtime=measured("embedding_metrics", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         integration=config.get("integration_metrics", True),
@@ -40,8 +40,8 @@ rule metrics:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("metrics", "mem_mb"),
+        runtime=measured("metrics", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
@@ -60,8 +60,8 @@ rule record_skip:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=5,
+        mem_mb=measured("record_skip", "mem_mb"),
+        runtime=measured("record_skip", "runtime"),
     params:
         reason=lambda wildcards: config_skip_reason(
             config, wildcards.group, wildcards.method
@@ -86,8 +86,8 @@ rule aggregate:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("aggregate", "mem_mb"),
+        runtime=measured("aggregate", "runtime"),
     script:
         "../workflow_scripts/aggregate.py"
 
@@ -105,8 +105,8 @@ rule aggregate_sweep:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("aggregate_sweep", "mem_mb"),
+        runtime=measured("aggregate_sweep", "runtime"),
     script:
         "../workflow_scripts/aggregate_sweep.py"
 
@@ -122,8 +122,8 @@ rule gather_benchmarks:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=measured("gather_benchmarks", "mem_mb"),
+        runtime=measured("gather_benchmarks", "runtime"),
     script:
         "../workflow_scripts/gather_benchmarks.py"
 
@@ -145,8 +145,8 @@ rule summary_table:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=measured("summary_table", "mem_mb"),
+        runtime=measured("summary_table", "runtime"),
     params:
         transfers=config["transfers"],
     script:

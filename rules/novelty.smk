@@ -21,8 +21,8 @@ rule novelty:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("novelty", "mem_mb"),
+        runtime=measured("novelty", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
@@ -44,8 +44,8 @@ rule gather_novel_types:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("gather_novel_types", "mem_mb"),
+        runtime=measured("gather_novel_types", "runtime"),
     params:
         table="novel_types",
     script:
@@ -65,8 +65,8 @@ rule gather_distance_roc:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("gather_distance_roc", "mem_mb"),
+        runtime=measured("gather_distance_roc", "runtime"),
     params:
         table="distance_roc",
     script:
@@ -86,8 +86,8 @@ rule gather_hit_datasets:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("gather_hit_datasets", "mem_mb"),
+        runtime=measured("gather_hit_datasets", "runtime"),
     params:
         table="hit_datasets",
     script:
@@ -113,8 +113,8 @@ rule figure_novel_types:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_novel_types", "mem_mb"),
+        runtime=measured("figure_novel_types", "runtime"),
     params:
         controls=control_methods(),
     script:
@@ -139,8 +139,8 @@ rule figure_distance_roc:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_distance_roc", "mem_mb"),
+        runtime=measured("figure_distance_roc", "runtime"),
     params:
         controls=control_methods(),
     script:
@@ -164,8 +164,8 @@ rule figure_hit_datasets:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("figure_hit_datasets", "mem_mb"),
+        runtime=measured("figure_hit_datasets", "runtime"),
     params:
         controls=control_methods(),
     script:

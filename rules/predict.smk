@@ -20,8 +20,8 @@ rule predict:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=lambda wildcards: method_resource(wildcards, "mem_mb", 8000),
-        runtime=lambda wildcards: method_resource(wildcards, "runtime", 240),
+        mem_mb=measured("predict", "mem_mb"),
+        runtime=measured("predict", "runtime"),
         gpu=gpu_request(),
     params:
         method=lookup(dpath="methods/{method}", within=config),

@@ -15,8 +15,8 @@ rule preprocess:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=measured("preprocess", "mem_mb"),
+        runtime=measured("preprocess", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         # each dataset's split and exclude, drawn per seed

@@ -18,8 +18,8 @@ rule query_index:
         "../envs/cellquery-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=measured("query_index", "mem_mb"),
+        runtime=measured("query_index", "runtime"),
         gpu=gpu_request(),
     params:
         k=config["k"],
@@ -43,8 +43,8 @@ rule merge_hits:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=60,
+        mem_mb=measured("merge_hits", "mem_mb"),
+        runtime=measured("merge_hits", "runtime"),
     params:
         k=config["k"],
         random_seed=random_seed,
@@ -69,8 +69,8 @@ rule conformal_calibration:
         "../envs/cellquery-cpu.yaml"
     threads: 2
     resources:
-        mem_mb=8000,
-        runtime=120,
+        mem_mb=measured("conformal_calibration", "mem_mb"),
+        runtime=measured("conformal_calibration", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         k=config["k"],

@@ -53,8 +53,8 @@ rule scale_gather:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=1000,
-        runtime=10,
+        mem_mb=measured("scale_gather", "mem_mb"),
+        runtime=measured("scale_gather", "runtime"),
     script:
         "../workflow_scripts/scale_gather.py"
 
@@ -81,8 +81,8 @@ rule scale_figures:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=10,
+        mem_mb=measured("scale_figures", "mem_mb"),
+        runtime=measured("scale_figures", "runtime"),
     script:
         "../workflow_scripts/scale_figures.py"
 

@@ -11,8 +11,8 @@ rule transfer:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        mem_mb=measured("transfer", "mem_mb"),
+        runtime=measured("transfer", "runtime"),
     params:
         transfer=lookup(dpath="transfers/{transfer}", within=config),
         group=lookup(dpath="groups/{group}", within=config),
@@ -38,8 +38,8 @@ rule tune_transfer:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("tune_transfer", "mem_mb"),
+        runtime=measured("tune_transfer", "runtime"),
     params:
         transfer=lookup(dpath="transfers/{transfer}", within=config),
         group=lookup(dpath="groups/{group}", within=config),

@@ -17,8 +17,8 @@ rule validate:
         "../envs/cellquery-cpu.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("validate", "mem_mb"),
+        runtime=measured("validate", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         datasets=group_dataset_specs,
