@@ -8,7 +8,7 @@ from cellquery.index import build_index
 from cellquery.index.sharded import build_shard, shard_rows, sharded_search
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import REJECTED, Model, predict_table
-from cellquery.transfer.conformal import calibrate, p_values, query_scores
+from cellquery.transfer.conformal import ConformalCalibration, calibrate, p_values, query_scores
 
 
 def brute_search(reference):
@@ -20,17 +20,37 @@ def brute_search(reference):
     return search
 
 
-def brute_calibration(reference, labels, batches, k):
-    """Distances to the k nearest own-type cells of other batches (or other cells if the type has one batch)."""
-    out = np.full((len(reference), k), np.inf)
-    for r in range(len(reference)):
+def brute_pools(labels, batches):
+    """Per cell, the own-type cells it is scored against: other batches, or the other cells if the type has one batch."""
+    pools = []
+    for r in range(len(labels)):
         same = labels == labels[r]
         if len(set(batches[same])) > 1:
-            pool = same & (batches != batches[r])
+            pools.append(same & (batches != batches[r]))
         else:
-            pool = same & (np.arange(len(reference)) != r)
+            pools.append(same & (np.arange(len(labels)) != r))
+    return pools
+
+
+def brute_calibration(reference, labels, batches, k):
+    """Distances to the k nearest cells of each cell's pool (brute_pools)."""
+    out = np.full((len(reference), k), np.inf)
+    for r, pool in enumerate(brute_pools(labels, batches)):
         d = np.sort(np.linalg.norm(reference[pool] - reference[r], axis=1))[:k]
         out[r, : len(d)] = d
+    return out
+
+
+def brute_matched_scores(reference, labels, batches, k):
+    """Each cell's distance at rank k (m + 1) / n_t in its pool of m cells, by hand-written interpolation."""
+    out = np.full(len(reference), np.inf)
+    for r, pool in enumerate(brute_pools(labels, batches)):
+        d = np.sort(np.linalg.norm(reference[pool] - reference[r], axis=1))
+        rank = max(k * (pool.sum() + 1) / (labels == labels[r]).sum(), 1.0)
+        low, high = int(np.floor(rank)), int(np.ceil(rank))
+        if high > len(d):
+            continue
+        out[r] = d[low - 1] + (rank - low) * (d[high - 1] - d[low - 1])
     return out
 
 
@@ -54,6 +74,32 @@ def test_calibration_equals_brute_force(n_candidates):
     expected = brute_calibration(x, labels, batches, 4)
     np.testing.assert_allclose(cal.distances, expected, rtol=1e-5)
     assert list(cal.labels[cal.codes]) == list(labels)
+    np.testing.assert_array_equal(cal.pool_sizes, [pool.sum() for pool in brute_pools(labels, batches)])
+
+
+def test_matched_rank_scores_equal_brute_force():
+    rng = np.random.default_rng(4)
+    x, labels, batches = mixture(rng, 150, n_batches=3)
+    batches[labels == "2"] = "0"  # leave-one-out type: rank exactly k
+    labels[:3] = "tiny"  # 3 cells, k = 4: no score (inf)
+    cal = calibrate(x, labels, batches, search=brute_search(x), k=4, n_candidates=8)
+    expected = brute_matched_scores(x, labels, batches, 4)
+    np.testing.assert_allclose(cal.scores(4), expected, rtol=1e-5)
+    # leave-one-batch-out cells use a rank below k (about 2/3 of it with 3 batches); leave-one-out cells rank k
+    ranks = cal.ranks(4)
+    assert np.all(ranks[(labels == "2")] == 4.0)
+    assert np.all((ranks[(labels == "0") | (labels == "1")] > 2.0) & (ranks[(labels == "0") | (labels == "1")] < 3.5))
+    assert np.isinf(cal.scores(4)[:3]).all()
+
+
+def test_calibration_file_round_trip(tmp_path):
+    rng = np.random.default_rng(6)
+    x, labels, batches = mixture(rng, 60)
+    cal = calibrate(x, labels, batches, search=brute_search(x), k=3)
+    cal.save(tmp_path / "conformal.npz")
+    back = ConformalCalibration.load(tmp_path / "conformal.npz")
+    np.testing.assert_array_equal(back.pool_sizes, cal.pool_sizes)
+    np.testing.assert_array_equal(back.scores(3), cal.scores(3))
 
 
 def test_calibration_without_batches_is_leave_one_out():
@@ -127,8 +173,9 @@ def test_false_rejection_rate_is_at_most_alpha_on_exchangeable_data():
     """Split-conformal guarantee: cells drawn like the reference are rejected at rate <= alpha.
 
     Leave-one-out calibration is exact there (close to alpha, not vacuous);
-    leave-one-batch-out scores calibration cells against fewer cells, so it
-    is conservative.
+    leave-one-batch-out calibration sees a batch shift that such cells do not
+    bring (its neighbour rank matched to the smaller pool), so it is
+    conservative.
     """
     alpha = 0.1
     leave_one_out = realised_false_rejection(leave_batch_out=False, new_batch=False, alpha=alpha)
@@ -136,11 +183,17 @@ def test_false_rejection_rate_is_at_most_alpha_on_exchangeable_data():
     assert realised_false_rejection(leave_batch_out=True, new_batch=False, alpha=alpha) <= alpha + 0.01
 
 
-def test_leave_one_batch_out_keeps_the_guarantee_for_a_new_study():
-    """A query from a shifted batch breaks leave-one-out calibration; leaving a batch out keeps the rate <= alpha."""
+def test_leave_one_batch_out_keeps_the_rate_near_alpha_for_a_new_study():
+    """A query from a shifted batch breaks leave-one-out calibration; leaving a batch out brings the rate back to alpha.
+
+    A new study is not exchangeable with the reference, so there is no exact
+    bound: the batch shift between the reference's own batches stands in for
+    the query's, and with the matched rank the rate is close to alpha (within
+    0.02 over 30 draws), neither far above nor vacuously below it.
+    """
     alpha = 0.1
     assert realised_false_rejection(leave_batch_out=False, new_batch=True, alpha=alpha) > 1.5 * alpha
-    assert realised_false_rejection(leave_batch_out=True, new_batch=True, alpha=alpha) <= alpha + 0.01
+    assert alpha - 0.03 <= realised_false_rejection(leave_batch_out=True, new_batch=True, alpha=alpha) <= alpha + 0.02
 
 
 def test_unseen_types_get_small_p_values():
@@ -166,20 +219,27 @@ def test_conformal_transfer_rejects_the_unseen_type():
     ref_obs = pd.DataFrame({"cell_type": labels[ref_rows], "study": batches[ref_rows]})
     query_obs = pd.DataFrame({"cell_type": labels[query_rows]}, index=[f"q{i}" for i in query_rows])
     distances, indices = brute_search(ref)(query, 10)
+    self_distances = brute_search(ref)(ref, 11)[0][:, 1:]
     settings = TransferSettings.from_config({"voter": "majority", "conformal": {"alpha": 0.05, "k": 3}})
     cal = calibrate(ref, ref_obs["cell_type"], ref_obs["study"], search=brute_search(ref), k=10)
-    table = predict_table(
+    run = dict(
         reference_obs=ref_obs, query_obs=query_obs, distances=distances, indices=indices,
-        self_distances=np.zeros((1, 10)), group=GroupSettings(label_key="cell_type", batch_keys=("study",)),
-        settings=settings, models=[Model(ref, query, indices, None)], conformal=cal, sweep=[0.2],
+        self_distances=self_distances, group=GroupSettings(label_key="cell_type", batch_keys=("study",)),
+        models=[Model(ref, query, indices, None)], conformal=cal, sweep=[0.2],
     )
+    table = predict_table(settings=settings, **run)
+    # the vote is the distance cut-off transfer's (same settings without conformal): the rule only adds rejections
+    majority = predict_table(settings=TransferSettings.from_config({"voter": "majority"}), **run)
     unseen = table["true_label"] == "3"
     rejected = table["prediction"] == REJECTED
-    # every cell has 10 hits (>= min_hits): rejected exactly where the P-value of its top label is < alpha
-    np.testing.assert_array_equal(rejected, table["p_value"] < 0.05)
+    by_p = table["p_value"] < 0.05
+    np.testing.assert_array_equal(table["prediction"].where(~by_p, majority["prediction"]), majority["prediction"])
+    np.testing.assert_array_equal(table["p_value"].isna(), majority["prediction"] == REJECTED)
+    # rejected exactly where the cut-off leaves too few hits or the P-value of the top label is < alpha
+    np.testing.assert_array_equal(rejected, by_p | (majority["prediction"] == REJECTED))
     assert rejected[unseen].mean() > 0.6 and rejected[~unseen].mean() < 0.1
     seen = table.loc[~unseen & ~rejected]
     assert (seen["prediction"] == seen["true_label"]).mean() > 0.85
     # the sweep rejects at P < 0.2: a superset of the rejections at 0.05, exactly where p_value < 0.2
-    np.testing.assert_array_equal(table["sweep_0.2"] == REJECTED, table["p_value"] < 0.2)
+    np.testing.assert_array_equal(table["sweep_0.2"] == REJECTED, (table["p_value"] < 0.2) | table["p_value"].isna())
     assert ((table["prediction"] == REJECTED) <= (table["sweep_0.2"] == REJECTED)).all()

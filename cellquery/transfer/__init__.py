@@ -212,7 +212,7 @@ def predict_table(
     run = dict(reference_obs=reference_obs, reference_labels=reference_labels, distances=distances, indices=indices,
                group=group, settings=settings, sweep=sweep)
     if settings.conformal is not None:
-        predicted = conformal_predictions(**run, model=(models or [None])[0], conformal=conformal)
+        predicted = conformal_predictions(**run, self_distances=self_distances, model=(models or [None])[0], conformal=conformal)
     else:
         predicted = hit_predictions(**run, self_distances=self_distances, models=models)
     to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
@@ -249,25 +249,29 @@ def conformal_predictions(
     group: GroupSettings,
     settings: TransferSettings,
     sweep: list[float] | tuple[float, ...],
+    self_distances: np.ndarray,
     model: Model | None,
     conformal: ConformalCalibration | None,
 ) -> pd.DataFrame:
-    """Per-cell predictions of a conformal transfer: vote over all hits, reject where the conformal P < alpha.
+    """Per-cell predictions of a conformal transfer: the distance cut-off's vote, rejected where the conformal P < alpha.
 
-    Every hit counts in the vote (no distance cut-off); a labelled cell whose
-    class-conditional conformal P-value (:mod:`cellquery.transfer.conformal`)
-    is below ``alpha`` becomes ``rejected``, and so do its fates; a cell the
-    vote leaves ambiguous is tested for its top label and stays ambiguous
-    unless rejected. ``p_value`` holds the P-value (NaN for cells with fewer
-    than ``min_hits`` hits), rejected when *small*, unlike the hit P-values
-    of significance rules, and ``score`` the same P-value (0 for those
-    cells); the sweep columns reject at P < t instead.
+    The vote is the one a distance cut-off transfer with the same settings
+    makes (hits within ``distance_quantile`` of the reference's own hit
+    distances; fewer than ``min_hits`` of them: ``rejected``), so the rule
+    only adds rejections to it; a labelled cell whose class-conditional
+    conformal P-value (:mod:`cellquery.transfer.conformal`) is below
+    ``alpha`` becomes ``rejected``, and so do its fates; a cell the vote
+    leaves ambiguous is tested for its top label and stays ambiguous unless
+    rejected. ``p_value`` holds the P-value (NaN for cells with fewer than
+    ``min_hits`` hits), rejected when *small*, unlike the hit P-values of
+    significance rules, and ``score`` the same P-value (0 for those cells);
+    the sweep columns reject at P < t instead.
     """
     if model is None or conformal is None:
         raise InputError("transfer: a conformal transfer needs model 0's embeddings and the index's conformal calibration")
     if not np.array_equal(conformal.labels[conformal.codes], reference_labels):
         raise InputError("transfer: the conformal calibration was built for other reference labels (rebuild it)")
-    mask = indices >= 0
+    mask = accept_hits(settings, distances=distances, indices=indices, self_distances=self_distances).mask
     vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
     # the top label of every cell with enough hits, ambiguous or not: the type its P-value is computed for
     predicted = transfer_labels(reference_labels, distances, indices, mask=mask, min_fraction=0.0, **vote)

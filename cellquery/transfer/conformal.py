@@ -20,9 +20,19 @@ predicted type t as reference cells of type t are to each other:
   and the cell is ``rejected`` when p < ``alpha``.
 
 If a query cell of type t is exchangeable with the reference cells of type t,
-P(p <= alpha) <= alpha. Leaving out a batch (or the cell itself) scores the
-calibration cells against fewer type-t cells than a query cell sees, which
-makes their scores larger and the P-values conservative, never optimistic.
+P(p <= alpha) <= alpha (leave-one-out is exact conformal prediction).
+
+**Rank matched to the pool size.** Leaving out a batch scores a calibration
+cell against the m type-t cells outside its batch, often about half of the
+type's n_t reference cells, and the k-th-neighbour distance grows as the pool
+shrinks (it depends on k / n): unmatched, the calibration scores would hold
+the batch shift *and* a size bias, and the P-values would be far too large.
+A calibration cell therefore uses its rank-``k (m + 1) / n_t`` neighbour
+(linear interpolation between the integer ranks, at least rank 1): the same
+neighbour share as a query cell's k-th of n_t, and exactly rank k for a
+leave-one-out cell (m + 1 = n_t), where the exact conformal argument holds.
+This keeps the batch shift, which the calibration should see, and removes
+the size bias.
 
 The scores are found through the run's own nearest-neighbour index: each
 reference cell's ``n_candidates`` nearest cells (over all shards) supply its
@@ -58,32 +68,54 @@ class ConformalCalibration:
     ``distances[r, j]`` is the distance from reference cell r to its (j+1)-th
     nearest reference cell of the same type outside its batch (leave-one-out
     where the type has no other batch); inf where there are fewer such cells.
-    ``labels`` names the codes.
+    ``pool_sizes[r]`` is how many such cells there are (m). ``labels`` names
+    the codes.
     """
 
     labels: np.ndarray  # (n_types,) str
     codes: np.ndarray  # (n_reference,) int64
     distances: np.ndarray  # (n_reference, k_max) float32
+    pool_sizes: np.ndarray  # (n_reference,) int64
 
     def save(self, path) -> None:
-        np.savez(path, labels=self.labels.astype(str), codes=self.codes, distances=self.distances)
+        np.savez(path, labels=self.labels.astype(str), codes=self.codes, distances=self.distances, pool_sizes=self.pool_sizes)
 
     @classmethod
     def load(cls, path) -> "ConformalCalibration":
         try:
             with np.load(path) as data:
-                return cls(labels=data["labels"], codes=data["codes"], distances=data["distances"])
+                return cls(labels=data["labels"], codes=data["codes"], distances=data["distances"], pool_sizes=data["pool_sizes"])
         except (OSError, ValueError, KeyError) as exc:
-            raise InputError(f"{path}: not a conformal calibration file (labels, codes, distances): {exc}") from exc
+            raise InputError(
+                f"{path}: not a conformal calibration file (labels, codes, distances, pool_sizes; "
+                f"delete it to rebuild it): {exc}"
+            ) from exc
+
+    def ranks(self, k: int) -> np.ndarray:
+        """Every reference cell's matched neighbour rank k (m + 1) / n_t, at least 1 (module docstring)."""
+        type_sizes = np.bincount(self.codes, minlength=len(self.labels))[self.codes]
+        return np.maximum(k * (self.pool_sizes + 1.0) / type_sizes, 1.0)
 
     def scores(self, k: int) -> np.ndarray:
-        """Every reference cell's nonconformity for its own type: the k-th column."""
+        """Every reference cell's nonconformity for its own type: its distance at its matched rank.
+
+        Linear interpolation between the distances at the two integer ranks
+        around :meth:`ranks` (inf where the pool lacks the upper one).
+        """
         if not 1 <= k <= self.distances.shape[1]:
             raise InputError(
                 f"config: transfers: conformal k = {k} must be between 1 and {self.distances.shape[1]} "
                 "(the k the calibration was built with)"
             )
-        return self.distances[:, k - 1]
+        rank = self.ranks(k)
+        lower = np.floor(rank).astype(np.int64)
+        upper = np.ceil(rank).astype(np.int64)
+        rows = np.arange(len(rank))
+        d_lower = self.distances[rows, lower - 1].astype(np.float64)
+        d_upper = self.distances[rows, upper - 1].astype(np.float64)
+        weight = rank - lower
+        with np.errstate(invalid="ignore"):
+            return np.where(weight > 0, (1.0 - weight) * d_lower + weight * d_upper, d_lower)
 
 
 def _first_k(distances: np.ndarray, keep: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -134,6 +166,11 @@ def calibrate(
     # a type with cells in only one batch is scored leave-one-out
     batches_per_type = np.array([len(np.unique(batch_codes[codes == t])) for t in range(len(names))])
     leave_batch = batches_per_type[codes] > 1
+    # m: the own-type cells each cell is scored against (other batches, or the other cells)
+    type_batch = np.zeros((len(names), batch_codes.max() + 1), dtype=np.int64)
+    np.add.at(type_batch, (codes, batch_codes), 1)
+    type_sizes = type_batch.sum(axis=1)
+    pool_sizes = np.where(leave_batch, type_sizes[codes] - type_batch[codes, batch_codes], type_sizes[codes] - 1)
     n_search = min(n, n_candidates + 1)
     out = np.full((n, k), np.inf)
     short = []
@@ -158,7 +195,9 @@ def calibrate(
         for b in np.unique(batch_codes[needing]):
             rows = needing[batch_codes[needing] == b]
             out[rows] = _exact_search(reference[rows], reference[of_type[batch_codes[of_type] != b]], k)
-    return ConformalCalibration(labels=names, codes=codes.astype(np.int64), distances=out.astype(np.float32))
+    return ConformalCalibration(
+        labels=names, codes=codes.astype(np.int64), distances=out.astype(np.float32), pool_sizes=pool_sizes.astype(np.int64)
+    )
 
 
 def query_scores(
