@@ -18,6 +18,7 @@ from cellquery.config import check_config, method_kind
 from cellquery.config import method_skip_reason as config_skip_reason
 from cellquery.data.sources import local_source
 from cellquery.errors import report_input_errors
+from cellquery.given import given_method, group_embedding_key, is_given
 from cellquery.io import remove_stale_temporaries
 from cellquery.resources import PER_METHOD, declared, plugin_of
 from cellquery.resources import read_table as read_resources
@@ -47,7 +48,25 @@ wildcard_constraints:
 
 
 def runs():
-    """Every run the config asks for: dict(group, kind, method, index, transfer, seed)."""
+    """Every run the config asks for: dict(group, kind, method, index, transfer, seed).
+
+    An embedding-only group (cellquery.given) adds method given-<obsm_key> with
+    every index and transfer; the configured methods are skipped on it.
+    """
+    for group, seed in itertools.product(config["groups"], config["seeds"]):
+        key = group_embedding_key(config, group)
+        if key:
+            for index, transfer in itertools.product(
+                config["indexes"], config["transfers"]
+            ):
+                yield dict(
+                    group=group,
+                    kind="embeddings",
+                    method=given_method(key),
+                    seed=seed,
+                    index=index,
+                    transfer=transfer,
+                )
     for group, method, seed in itertools.product(
         config["groups"], config["methods"], config["seeds"]
     ):
@@ -273,6 +292,8 @@ def benchmark_files(wildcards):
     files += [rules.load_dataset.benchmark.format(dataset=d) for d in sorted(datasets)]
     files += [rules.validate.benchmark.format(group=g) for g in config["groups"]]
     for group, seed in itertools.product(config["groups"], config["seeds"]):
+        if group_embedding_key(config, group):  # no preprocess or hvg
+            continue
         files += [
             r.benchmark.format(group=group, seed=seed)
             for r in (rules.preprocess, rules.hvg)
@@ -294,7 +315,13 @@ def benchmark_files(wildcards):
         if settings.conformal:
             files.append(rules.conformal_calibration.benchmark.format(**run, model=0))
         for model in range(settings.n_models):
-            files.append(rules.embed.benchmark.format(**run, model=model))
+            if is_given(run["method"]):
+                key = run["method"].removeprefix("given-")
+                files.append(
+                    rules.given_embedding.benchmark.format(**run, key=key, model=model)
+                )
+            else:
+                files.append(rules.embed.benchmark.format(**run, model=model))
             files.append(rules.merge_hits.benchmark.format(**run, model=model))
             for shard in range(shards(run["index"])):
                 files += [
