@@ -123,7 +123,12 @@ def check_source(dataset: str, spec: dict) -> None:
         if not source.startswith(("https://", "file://")):
             raise InputError(f"{field}.source: only https:// and file:// URLs are supported, got {source!r}")
         if "sha256" not in spec:
-            raise InputError(f"{field}.sha256: required for a URL source (sha256sum of the file)")
+            raise InputError(
+                f"{field}.sha256: required for a URL source (sha256sum of the file, or first-use to record the first "
+                "download's digest in config/checksums.lock and verify later downloads against it)"
+            )
+    elif str(spec.get("sha256")) == "first-use":
+        raise InputError(f"{field}.sha256: first-use is for URL sources; give the sha256sum of the local file or none")
     elif source == "simulate":
         if "simulate" not in spec:
             raise InputError(f"{field}.simulate: parameters required for source simulate")

@@ -7,6 +7,7 @@ are (``values: counts`` or ``values: log-normalised``)::
     source: scanpy:pbmc68k_reduced      # shipped inside scanpy's wheel, offline
     source: data/my_atlas.h5ad          # local file (optional sha256)
     source: https://host/atlas.h5ad     # remote file, sha256 required and verified
+                                        # (or sha256: first-use: recorded in config/checksums.lock)
 
 Optional, for any source: ``split`` (a label-stratified two-way split, to
 take a reference and a query from one dataset) and ``exclude`` (drop cells
@@ -31,6 +32,7 @@ from urllib.parse import unquote, urlparse
 import anndata as ad
 import numpy as np
 
+from cellquery.data.checksums import DEFAULT_LOCK, FIRST_USE, fetch_first_use
 from cellquery.errors import InputError
 from cellquery.io import atomic_path, read_h5ad
 
@@ -45,6 +47,19 @@ def sha256sum(path: str | os.PathLike) -> str:
     """Hex sha256 of a file (:func:`hashlib.file_digest` reads it in blocks)."""
     with open(path, "rb") as handle:
         return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def download(url: str, dest: str | os.PathLike) -> None:
+    """Download ``url`` (https:// or file://) to ``dest``, unverified (callers check the sha256)."""
+    if not url.startswith(URL_SCHEMES):
+        raise InputError(f"{url}: only https:// and file:// URLs are fetched; use https")
+    if url.startswith("file://") and not Path(unquote(urlparse(url).path)).exists():
+        raise InputError(f"{url}: file not found; check the path of the file:// URL")
+    try:
+        with urllib.request.urlopen(url, timeout=60) as response, open(dest, "wb") as out:
+            shutil.copyfileobj(response, out)
+    except Exception as err:
+        raise InputError(f"{url}: download failed ({type(err).__name__}: {err})") from err
 
 
 def fetch_url(url: str, sha256: str, dest: str | os.PathLike) -> Path:
@@ -62,11 +77,7 @@ def fetch_url(url: str, sha256: str, dest: str | os.PathLike) -> Path:
     if url.startswith("file://") and not Path(unquote(urlparse(url).path)).exists():
         raise InputError(f"{url}: file not found; check the path of the file:// URL")
     with atomic_path(dest) as tmp:
-        try:
-            with urllib.request.urlopen(url, timeout=60) as response, open(tmp, "wb") as out:
-                shutil.copyfileobj(response, out)
-        except Exception as err:
-            raise InputError(f"{url}: download failed ({type(err).__name__}: {err})") from err
+        download(url, tmp)
         got = sha256sum(tmp)
         if got != sha256.lower():
             raise InputError(
@@ -97,14 +108,22 @@ def describe_source(name: str, spec: dict) -> str:
     return f"{source} (dataset {name})"
 
 
-def source_file(name: str, spec: dict, cache_dir: str | os.PathLike = "resources") -> Path | None:
-    """The h5ad file a dataset is read from: the local file, or the verified download of its URL (None: built in)."""
+def source_file(
+    name: str, spec: dict, cache_dir: str | os.PathLike = "resources", lock: str | os.PathLike = DEFAULT_LOCK
+) -> Path | None:
+    """The h5ad file a dataset is read from: the local file, or the verified download of its URL (None: built in).
+
+    ``sha256: first-use`` on a URL records the first download's digest in
+    ``lock`` and verifies later downloads against it (:mod:`cellquery.data.checksums`).
+    """
     source = str(spec["source"])
     if source in BUILTIN_SOURCES:
         return None
     if is_url(source):
         if "sha256" not in spec:
             raise InputError(f"dataset {name}: a URL source needs a sha256 (config: datasets.{name}.sha256)")
+        if str(spec["sha256"]) == FIRST_USE:  # recorded in / verified against the lock file
+            return fetch_first_use(name, source, Path(cache_dir) / f"{name}.h5ad", lock)
         return fetch_url(source, spec["sha256"], Path(cache_dir) / f"{name}.h5ad")
     path = Path(source)
     if path.suffix != ".h5ad":
