@@ -329,6 +329,7 @@ def benchmark_files(wildcards):
                     for r in (rules.build_index, rules.query_index)
                 ]
     files += novelty_benchmark_files()
+    files += [r.benchmark for r in MAPPING_RULES]
     return list(dict.fromkeys(files))
 
 
@@ -396,3 +397,32 @@ def novelty_benchmark_files():
     files = [r.benchmark for r in NOVELTY_RULES]
     files += [rules.novelty.benchmark.format(**r) for r in runs() if not skip_reason(r)]
     return files
+
+
+# Runs that differ in their voter alone (rules/mapping.smk): distance cut-off transfers (no
+# significance, no conformal rule) on each embedding method's first index.
+def voter_runs():
+    """Every such run that is not skipped, with its ``reported_as`` name and ``voter``."""
+    chosen = []
+    for r in runs():
+        if skip_reason(r) or r["kind"] != "embeddings":
+            continue
+        spec = config["transfers"][r["transfer"]]
+        settings = TransferSettings.from_config(spec)
+        indexes = config["methods"].get(r["method"], {}).get("indexes")
+        first = (indexes or list(config["indexes"]))[0]
+        if settings.significance or settings.conformal or r["index"] != first:
+            continue
+        name = reported_as(r["method"], spec.get("report_as"))
+        chosen.append(dict(r, reported_as=name, voter=settings.voter))
+    return chosen
+
+
+def voter_run_inputs(wildcards):
+    """Named inputs of the rare-type table: the predictions and model-0 reference embedding of :func:`voter_runs`."""
+    chosen = voter_runs()
+    model = "results/{group}/{kind}/{method}/seed{seed}/model0/reference_embedding.h5ad"
+    return dict(
+        predictions=[f"{RUN}/predictions.tsv".format(**r) for r in chosen],
+        references=[model.format(**r) for r in chosen],
+    )
