@@ -6,9 +6,11 @@ sys.stderr = open(snakemake.log[0], "w")
 import pandas as pd
 
 from cellquery.io import read_obs, read_table, write_table
+from cellquery.metrics.rare_types import rare_type_accuracy
 from cellquery.scoring import score_predictions, sweep_scores
 from cellquery.settings import GroupSettings
 from cellquery.summary import metric_rows
+from cellquery.transfer.presence import presence_auroc
 from cellquery.transfer.tuning import read_tuning
 
 predictions = read_table(snakemake.input.predictions, required=["cell", "true_label", "prediction", "score"])
@@ -26,6 +28,18 @@ if hasattr(snakemake.input, "tuning"):  # a transfer with `auto` settings: what 
     chosen, validation_mba = read_tuning(snakemake.input.tuning)
     tuned = {f"tuned_{key}": value for key, value in chosen.items()}
     table = pd.concat([table, metric_rows(run, {**tuned, "validation_mba": validation_mba})], ignore_index=True)
+# rare types (under 1 % of the reference) and, where the run writes one, its presence score as a detector of
+# negative-type cells (cellquery.transfer.presence)
+mapping = {
+    "rare_type_accuracy": rare_type_accuracy(
+        predictions["true_label"], predictions["prediction"], reference_obs[group.label_key]
+    )
+}
+if "presence_score" in predictions:
+    mapping["presence_auroc"] = presence_auroc(
+        predictions["true_label"], set(reference_obs[group.label_key].astype(str)), predictions["presence_score"]
+    )
+table = pd.concat([table, metric_rows(run, mapping)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)

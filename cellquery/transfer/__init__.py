@@ -19,6 +19,7 @@ from cellquery.transfer.acceptance import (
 )
 from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.kernel import mapping_matrix
+from cellquery.transfer.presence import transfer_presence
 
 # name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
 VOTERS = Registry(
@@ -228,6 +229,10 @@ def hit_predictions(
     labels = dict(vote, min_fraction=settings.min_fraction)
     predicted = transfer_labels(reference_labels, hits.distances, hits.indices, mask=hits.mask, **labels)
     add_fates(predicted, reference_obs, group, reference_labels, hits.distances, hits.indices, hits.mask, vote)
+    # the reference's presence in the query (column sums of the transfer's M), carried back to each query cell
+    predicted["presence_score"] = transfer_presence(
+        reference_labels, hits.distances, hits.indices, hits.mask, settings.voter, settings.params
+    )
     if hits.best_hit_p is not None:
         predicted["best_hit_p"] = hits.best_hit_p
     if hits.p_value is not None:
