@@ -46,6 +46,7 @@ include: "rules/figures.smk"
 include: "rules/novelty.smk"
 include: "rules/mapping.smk"
 include: "rules/scale.smk"
+include: "rules/meta_cells.smk"
 
 
 rule all:

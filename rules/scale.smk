@@ -92,3 +92,5 @@ rule scale:
         "results/scale/scale.tsv",
         "results/scale/query_time_vs_size.png",
         "results/scale/recall_vs_qps.png",
+        # meta cells (rules/meta_cells.smk) when config scale.meta_cells is given
+        ["results/scale/meta_cells.png"] if SCALE_CONFIG.get("meta_cells") else [],

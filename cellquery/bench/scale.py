@@ -105,6 +105,7 @@ class ScaleSettings:
     def from_config(cls, scale: Mapping | None) -> "ScaleSettings":
         """Settings of ``config["scale"]`` (absent or empty: the defaults, no index)."""
         values = dict(scale or {})
+        values.pop("meta_cells", None)  # its own settings: cellquery.bench.meta_cells
         values["sizes"] = tuple(values.get("sizes") or ())
         values["indexes"] = {name: IndexRun.from_config(spec) for name, spec in (values.get("indexes") or {}).items()}
         return cls(**values)
