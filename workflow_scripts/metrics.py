@@ -5,11 +5,12 @@ sys.stderr = open(snakemake.log[0], "w")
 
 import pandas as pd
 
-from cellquery.io import read_obs, read_table, write_table
+from cellquery.io import read_h5ad, read_obs, read_table, write_table
 from cellquery.metrics.rare_types import rare_type_accuracy
 from cellquery.scoring import score_predictions, sweep_scores
 from cellquery.settings import GroupSettings
 from cellquery.summary import metric_rows
+from cellquery.transfer.expression import ExpressionSettings, load_mapping, score_expression_transfer
 from cellquery.transfer.presence import presence_auroc
 from cellquery.transfer.tuning import read_tuning
 
@@ -38,6 +39,18 @@ mapping = {
 if "presence_score" in predictions:
     mapping["presence_auroc"] = presence_auroc(
         predictions["true_label"], set(reference_obs[group.label_key].astype(str)), predictions["presence_score"]
+    )
+if hasattr(snakemake.input, "mapping"):  # expression of held-out genes transferred through the run's M
+    mapping.update(
+        score_expression_transfer(
+            load_mapping(snakemake.input.mapping),
+            read_h5ad(snakemake.input.reference_expression),
+            read_h5ad(snakemake.input.query_expression),
+            read_table(snakemake.input.hvg, required=["gene"])["gene"],
+            reference_cells=reference_obs.index,
+            query_cells=predictions["cell"].astype(str),
+            settings=ExpressionSettings.from_config(snakemake.params.expression),
+        )[0]
     )
 table = pd.concat([table, metric_rows(run, mapping)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column

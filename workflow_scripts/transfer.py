@@ -10,6 +10,7 @@ from cellquery.io import read_embedding, read_obs, write_table
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import Model, predict_table
 from cellquery.transfer.conformal import ConformalCalibration
+from cellquery.transfer.expression import save_mapping
 from cellquery.transfer.tuning import read_tuning
 
 settings = TransferSettings.from_config(snakemake.params.transfer)
@@ -23,7 +24,7 @@ models = [
     )
 ] if settings.significance or settings.conformal else None
 hits = np.load(inputs.hits)
-table = predict_table(
+table, mapping = predict_table(
     reference_obs=read_obs(inputs.reference),
     query_obs=read_obs(inputs.query),
     distances=hits["distances"],
@@ -34,5 +35,7 @@ table = predict_table(
     models=models,
     conformal=ConformalCalibration.load(inputs.conformal) if settings.conformal else None,
     sweep=snakemake.params.sweep,
+    return_mapping=True,
 )
 write_table(table, snakemake.output.predictions)
+save_mapping(snakemake.output.mapping, mapping)

@@ -19,7 +19,7 @@ from cellquery.transfer.acceptance import (
 )
 from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.kernel import mapping_matrix
-from cellquery.transfer.presence import transfer_presence
+from cellquery.transfer.presence import mapped_presence, transfer_mapping
 
 # name -> weights(codes, mask, distances, label_frequency, **params) -> (n, k) vote weights
 VOTERS = Registry(
@@ -195,7 +195,8 @@ def predict_table(
     models: list[Model] | None = None,
     conformal: ConformalCalibration | None = None,
     sweep: list[float] | tuple[float, ...] = (),
-) -> pd.DataFrame:
+    return_mapping: bool = False,
+) -> pd.DataFrame | tuple[pd.DataFrame, "sp.csr_matrix"]:
     """Per query cell: true and predicted label, hit count, CL ids and fates where the group has them.
 
     Which hits count is decided by :func:`cellquery.transfer.acceptance.accept_hits`
@@ -205,7 +206,10 @@ def predict_table(
     with the P-value cut-off t, or, for distance cut-offs, with the cut-off at
     quantile 1 - t of the reference's own hit distances. A conformal transfer
     (:func:`conformal_predictions`) needs model 0 in ``models`` and the index's
-    ``conformal`` calibration.
+    ``conformal`` calibration. With ``return_mapping`` the transfer's mapping
+    matrix M (query x reference, rows its voter's normalised weights of the
+    counted hits, :func:`cellquery.transfer.presence.transfer_mapping`) is
+    returned beside the table.
     """
     if len(indices) != len(query_obs):
         raise InputError(f"hits: {len(indices)} rows but the query has {len(query_obs)} cells")
@@ -216,8 +220,17 @@ def predict_table(
         predicted = conformal_predictions(**run, self_distances=self_distances, model=(models or [None])[0], conformal=conformal)
     else:
         predicted = hit_predictions(**run, self_distances=self_distances, models=models)
+    mapping = predicted.attrs.pop("mapping")
     to_term = label_to_term(reference_obs, group.label_key, group.ontology_key) if group.ontology_key else None
-    return prediction_table(query_obs, group, predicted, to_term)
+    table = prediction_table(query_obs, group, predicted, to_term)
+    return (table, mapping) if return_mapping else table
+
+
+def add_presence(predicted: pd.DataFrame, reference_labels, distances, indices, mask, settings: TransferSettings) -> None:
+    """Column ``presence_score`` (the reference's presence in the query carried back through M) and M in ``attrs``."""
+    mapping = transfer_mapping(reference_labels, distances, indices, mask, settings.voter, settings.params)
+    predicted["presence_score"] = mapped_presence(mapping)
+    predicted.attrs["mapping"] = mapping
 
 
 def hit_predictions(
@@ -229,10 +242,7 @@ def hit_predictions(
     labels = dict(vote, min_fraction=settings.min_fraction)
     predicted = transfer_labels(reference_labels, hits.distances, hits.indices, mask=hits.mask, **labels)
     add_fates(predicted, reference_obs, group, reference_labels, hits.distances, hits.indices, hits.mask, vote)
-    # the reference's presence in the query (column sums of the transfer's M), carried back to each query cell
-    predicted["presence_score"] = transfer_presence(
-        reference_labels, hits.distances, hits.indices, hits.mask, settings.voter, settings.params
-    )
+    add_presence(predicted, reference_labels, hits.distances, hits.indices, hits.mask, settings)
     if hits.best_hit_p is not None:
         predicted["best_hit_p"] = hits.best_hit_p
     if hits.p_value is not None:
@@ -289,6 +299,7 @@ def conformal_predictions(
     labels = predicted["prediction"].to_numpy(dtype=object)
     labels[(codes >= 0) & (predicted["top_fraction"].to_numpy() <= settings.min_fraction)] = AMBIGUOUS
     add_fates(predicted, reference_obs, group, reference_labels, distances, indices, mask, vote, rejected=rejected)
+    add_presence(predicted, reference_labels, distances, indices, mask, settings)
     predicted["prediction"] = np.where(rejected, REJECTED, labels)
     # the conformal P-value is the cell's confidence of belonging to its type (rejected when small);
     # cells with too few hits for a label score 0

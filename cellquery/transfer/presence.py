@@ -96,13 +96,17 @@ def query_presence(reference: np.ndarray, query: np.ndarray, k: int = QUERY_PRES
 
 def transfer_presence(reference_labels, distances, indices, mask, voter: str = "majority", voter_params=None) -> np.ndarray:
     """Per query cell, :func:`mapped_presence` of a transfer's M (its voter's weights of the hits set in ``mask``)."""
+    return mapped_presence(transfer_mapping(reference_labels, distances, indices, mask, voter, voter_params))
+
+
+def transfer_mapping(reference_labels, distances, indices, mask, voter: str = "majority", voter_params=None) -> sp.csr_matrix:
+    """A transfer's mapping matrix M (query x reference): its voter's weights of the hits set in ``mask``, rows normalised."""
     labels, codes_ref = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
     frequency = np.bincount(codes_ref, minlength=len(labels)) / max(len(codes_ref), 1)
     indices = np.asarray(indices)
     counted = np.asarray(mask, dtype=bool) & (indices >= 0) & np.isfinite(distances)
     codes = codes_ref[np.where(indices >= 0, indices, 0)]
-    M = hit_mapping_matrix(codes, counted, distances, indices, frequency, len(codes_ref), voter, voter_params)
-    return mapped_presence(M)
+    return hit_mapping_matrix(codes, counted, distances, indices, frequency, len(codes_ref), voter, voter_params)
 
 
 def presence_auroc(true_labels, reference_types, presence) -> float:
