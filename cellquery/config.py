@@ -72,6 +72,12 @@ def check_config(config: dict) -> None:
     from cellquery.settings import ConformalSettings
     from cellquery.transfer import VOTERS
 
+    for dataset, spec in config["datasets"].items():
+        if "values" not in spec and not spec.get("embedding"):
+            raise InputError(
+                f"config: datasets.{dataset}.values: required (counts or log-normalised), or give "
+                "embedding: {obsm_key: <key>} for a dataset of precomputed embeddings"
+            )
     for group, spec in config["groups"].items():
         for role in ("reference", "query"):
             for dataset in spec[role]:

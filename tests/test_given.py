@@ -67,6 +67,9 @@ def test_group_key_and_skips(tmp_path, monkeypatch):
     cfg["datasets"]["qry"] = {"source": "qry.h5ad", "values": "counts"}
     with pytest.raises(InputError, match=r"^config: datasets\.qry\.embedding\.obsm_key: dataset qry of group emb has no embedding"):
         check_config(cfg)
+    del cfg["datasets"]["qry"]["values"]
+    with pytest.raises(InputError, match=r"^config: datasets\.qry\.values: required \(counts or log-normalised\), or give embedding"):
+        check_config(cfg)
     cfg = config()
     cfg["methods"]["given-mine"] = {"embedding": "pca"}
     with pytest.raises(InputError, match="reserved"):
