@@ -426,3 +426,20 @@ def voter_run_inputs(wildcards):
         predictions=[f"{RUN}/predictions.tsv".format(**r) for r in chosen],
         references=[model.format(**r) for r in chosen],
     )
+
+
+def expression_inputs(wildcards):
+    """A transfer run's mapping matrix, its group's preprocessed reference and query and HVG list (else nothing).
+
+    Scored by expression transfer of held-out genes (cellquery.transfer.expression);
+    predictor runs and embedding-only groups (no expression) have none.
+    """
+    if wildcards.kind != "embeddings" or group_embedding_key(config, wildcards.group):
+        return {}
+    base = "results/{group}/seed{seed}/".format(**wildcards)
+    return dict(
+        mapping=f"{RUN}/mapping.npz".format(**wildcards),
+        reference_expression=f"{base}preprocessed/reference.h5ad",
+        query_expression=f"{base}preprocessed/query.h5ad",
+        hvg=f"{base}hvg.tsv",
+    )

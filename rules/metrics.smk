@@ -26,6 +26,8 @@ rule metrics:
     input:
         # the tuning file of a transfer with `auto` settings: rows tuned_<setting>, validation_mba
         unpack(tuning_inputs),
+        # a transfer's mapping matrix and the expression of its held-out genes (cellquery.transfer.expression)
+        unpack(expression_inputs),
         predictions="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
         reference=lambda wildcards: run_embeddings(wildcards)["reference"],
         embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
@@ -45,6 +47,7 @@ rule metrics:
     params:
         group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
+        expression=config.get("expression_transfer", {}),
     script:
         "../workflow_scripts/metrics.py"
 

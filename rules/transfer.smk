@@ -3,6 +3,8 @@ rule transfer:
         unpack(transfer_inputs),
     output:
         predictions="results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
+        # the transfer's mapping matrix M (query x reference, scipy sparse npz)
+        mapping="results/{group}/embeddings/{method}/seed{seed}/{index}/{transfer}/mapping.npz",
     log:
         "results/logs/transfer/{group}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:
