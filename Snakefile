@@ -71,3 +71,4 @@ rule all:
         "results/summary_table.tsv",
         "results/rare_types.tsv",
         "results/figures/rare_types.png",
+        "results/figures/expression_transfer.png",

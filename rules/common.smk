@@ -443,3 +443,38 @@ def expression_inputs(wildcards):
         query_expression=f"{base}preprocessed/query.h5ad",
         hvg=f"{base}hvg.tsv",
     )
+
+
+def expression_scatter_runs():
+    """One voter run per group with expression (its first with the kernel voter, else its first) for the scatter figure."""
+    chosen = {}
+    for r in voter_runs():
+        if group_embedding_key(config, r["group"]):
+            continue
+        if r["group"] not in chosen or (
+            r["voter"] == "kernel" and chosen[r["group"]]["voter"] != "kernel"
+        ):
+            chosen[r["group"]] = r
+    return list(chosen.values())
+
+
+def mapping_figure_inputs(wildcards):
+    """Named inputs of rule mapping_figures: :func:`voter_run_inputs` and, per :func:`expression_scatter_runs`,
+    the run's M, predictions, reference embedding, preprocessed reference and query and HVG list.
+    """
+    scatter = expression_scatter_runs()
+    model = "results/{group}/{kind}/{method}/seed{seed}/model0/reference_embedding.h5ad"
+    base = "results/{group}/seed{seed}/"
+    return dict(
+        voter_run_inputs(wildcards),
+        scatter_mappings=[f"{RUN}/mapping.npz".format(**r) for r in scatter],
+        scatter_predictions=[f"{RUN}/predictions.tsv".format(**r) for r in scatter],
+        scatter_references=[model.format(**r) for r in scatter],
+        scatter_reference_expression=[
+            f"{base}preprocessed/reference.h5ad".format(**r) for r in scatter
+        ],
+        scatter_query_expression=[
+            f"{base}preprocessed/query.h5ad".format(**r) for r in scatter
+        ],
+        scatter_hvg=[f"{base}hvg.tsv".format(**r) for r in scatter],
+    )

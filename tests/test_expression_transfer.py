@@ -97,3 +97,19 @@ def test_score_expression_transfer_aligns_cells_by_name():
     # transferred: q1 = (4, 3) = measured, q0 = (1, 0.5) = measured: a perfect transfer
     assert scores["expr_genes"] == 2 and scores["expr_rmse"] == pytest.approx(0.0)
     assert per_gene["pearson"].tolist() == pytest.approx([1.0, 1.0])
+
+
+def test_scatter_values_pick_the_genes_most_variable_in_the_reference_and_the_figure_draws(tmp_path):
+    from cellquery.plots.expression import plot_expression_transfer
+    from cellquery.transfer.expression import scatter_values
+
+    reference = ad.AnnData(X=np.array([[0.0, 1.0, 0.0], [0.0, 5.0, 2.0], [0.0, 3.0, 1.0]]), var=pd.DataFrame(index=["a", "b", "c"]))
+    measured = np.array([[1.0, 2.0, 3.0], [4.0, 5.0, 6.0]])
+    predicted = measured + 1
+    values = scatter_values(["a", "b", "c"], measured, predicted, reference, n_genes=2)
+    # variances: a 0, b 8/3, c 2/3 -> b then c
+    assert values["gene"].tolist() == ["b", "b", "c", "c"]
+    assert values["measured"].tolist() == [2.0, 5.0, 3.0, 6.0] and values["transferred"].tolist() == [3.0, 6.0, 4.0, 7.0]
+    plot_expression_transfer([("g", "kernel-pca", values)], tmp_path / "scatter.png")
+    plot_expression_transfer([], tmp_path / "empty.png")
+    assert (tmp_path / "scatter.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "empty.png").stat().st_size > 0

@@ -188,3 +188,19 @@ def score_expression_transfer(M, reference, query, embedding_genes, *, reference
                                                   query_cells=query_cells, settings=settings)
     scores, per_gene = expression_scores(measured, predicted, genes)
     return {**scores, "expr_genes": float(len(genes))}, per_gene
+
+
+def scatter_values(genes, measured, predicted, reference, n_genes: int = 4) -> pd.DataFrame:
+    """Long table (``gene``, ``measured``, ``transferred``) of the ``n_genes`` held-out genes most variable in the reference.
+
+    The genes are picked from the reference alone (its variance), never from how well they transfer.
+    """
+    if not len(genes):
+        return pd.DataFrame(columns=["gene", "measured", "transferred"])
+    X = reference[:, list(genes)].X
+    variance = _dense(X).var(axis=0)
+    order = np.lexsort((np.asarray(genes, dtype=str), -variance))[:n_genes]
+    parts = [
+        pd.DataFrame({"gene": genes[j], "measured": measured[:, j], "transferred": predicted[:, j]}) for j in order
+    ]
+    return pd.concat(parts, ignore_index=True)
