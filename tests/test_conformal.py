@@ -4,6 +4,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from cellquery.errors import InputError
 from cellquery.index import build_index
 from cellquery.index.sharded import build_shard, shard_rows, sharded_search
 from cellquery.settings import GroupSettings, TransferSettings
@@ -243,3 +244,17 @@ def test_conformal_transfer_rejects_the_unseen_type():
     # the sweep rejects at P < 0.2: a superset of the rejections at 0.05, exactly where p_value < 0.2
     np.testing.assert_array_equal(table["sweep_0.2"] == REJECTED, (table["p_value"] < 0.2) | table["p_value"].isna())
     assert ((table["prediction"] == REJECTED) <= (table["sweep_0.2"] == REJECTED)).all()
+
+
+def test_conformal_transfer_refuses_a_tuned_distance_cut_off():
+    rng = np.random.default_rng(8)
+    x, labels, batches = mixture(rng, 80)
+    obs = pd.DataFrame({"cell_type": labels, "study": batches})
+    distances, indices = brute_search(x)(x[:10], 5)
+    settings = TransferSettings.from_config({"voter": "majority", "distance_quantile": "auto", "conformal": {"alpha": 0.05, "k": 3}})
+    with pytest.raises(InputError, match="distance_quantile must be a number"):
+        predict_table(
+            reference_obs=obs, query_obs=obs.iloc[:10], distances=distances, indices=indices,
+            self_distances=distances, group=GroupSettings(label_key="cell_type", batch_keys=("study",)), settings=settings,
+            models=[Model(x, x[:10], indices, None)], conformal=calibrate(x, labels, batches, search=brute_search(x), k=3),
+        )

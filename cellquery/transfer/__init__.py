@@ -286,6 +286,11 @@ def conformal_predictions(
         raise InputError("transfer: a conformal transfer needs model 0's embeddings and the index's conformal calibration")
     if not np.array_equal(conformal.labels[conformal.codes], reference_labels):
         raise InputError("transfer: the conformal calibration was built for other reference labels (rebuild it)")
+    if not isinstance(settings.distance_quantile, (int, float, type(None))):
+        raise InputError(
+            f"config: transfers: a conformal transfer's distance_quantile must be a number or null, "
+            f"not {settings.distance_quantile!r} (its vote is not tuned)"
+        )
     mask = accept_hits(settings, distances=distances, indices=indices, self_distances=self_distances).mask
     vote = dict(voter=settings.voter, voter_params=settings.params, min_hits=settings.min_hits)
     # the top label of every cell with enough hits, ambiguous or not: the type its P-value is computed for
