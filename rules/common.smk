@@ -17,6 +17,7 @@ from pathlib import Path
 from cellquery.config import check_config, method_kind
 from cellquery.config import method_skip_reason as config_skip_reason
 from cellquery.data.sources import local_source
+from cellquery.envs import put_first_on_pythonpath
 from cellquery.errors import report_input_errors
 from cellquery.given import given_method, group_embedding_key, is_given
 from cellquery.io import remove_stale_temporaries
@@ -203,6 +204,49 @@ def measured(job, name):
 def gpu_request():
     """GPUs requested by rules that can use one (config key gpu, 0 on CPU-only runs)."""
     return config.get("gpu", 0)
+
+
+# Conda environments, one per family of rules (envs/README.md): envs/<name>.yaml. The
+# plugins with heavy packages have their own; the other embeddings and predictors
+# run in envs/data.yaml. Rules that request a GPU use the -gpu twin of theirs when
+# config gpu > 0.
+EMBEDDING_ENVS = {"scvi": "scvi"}
+PREDICTOR_ENVS = {
+    "cellblast": "cellblast",
+    "cellmapper": "cellmapper",
+    "celltypist": "celltypist",
+    "scanvi": "scvi",
+    "symphony": "symphony",
+}
+GPU_ENVS = ("index", "scvi", "cellblast")
+
+
+def method_env(wildcards):
+    """The env family of a method's embedding or predictor plugin."""
+    spec = config["methods"].get(wildcards.method, {})
+    if "predictor" in spec:
+        return PREDICTOR_ENVS.get(spec["predictor"], "data")
+    return EMBEDDING_ENVS.get(spec.get("embedding"), "data")
+
+
+def conda_env(family, gpu=False):
+    """conda: of a rule: envs/<family>.yaml, or its -gpu twin for a GPU rule when config gpu > 0.
+
+    ``family`` is an env name or a function of the wildcards that returns one.
+    """
+
+    def env_file(wildcards):
+        name = family(wildcards) if callable(family) else family
+        if gpu and gpu_request() > 0 and name in GPU_ENVS:
+            name += "-gpu"
+        return f"../envs/{name}.yaml"
+
+    return env_file
+
+
+# Jobs import the workflow's own cellquery whatever env they run in: the folder of
+# this Snakefile goes first on PYTHONPATH, which every job inherits (envs/README.md).
+put_first_on_pythonpath(workflow.basedir)
 
 
 MODEL = "results/{group}/embeddings/{method}/seed{seed}/model{model}"

@@ -9,7 +9,7 @@ rule load_dataset:
     benchmark:
         "results/benchmarks/load_dataset/{dataset}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("load_dataset", "mem_mb"),

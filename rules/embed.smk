@@ -11,7 +11,7 @@ rule embed:
     benchmark:
         "results/benchmarks/embed/{group}/{method}/seed{seed}/model{model}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        conda_env(method_env, gpu=True)
     threads: 1
     resources:
         mem_mb=measured("embed", "mem_mb"),

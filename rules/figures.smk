@@ -12,7 +12,7 @@ rule figure_mba:
     benchmark:
         "results/benchmarks/figure_mba.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_mba", "mem_mb"),
@@ -35,7 +35,7 @@ rule figure_map_alignment:
     benchmark:
         "results/benchmarks/figure_map_alignment.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_map_alignment", "mem_mb"),
@@ -58,7 +58,7 @@ rule figure_jsd:
     benchmark:
         "results/benchmarks/figure_jsd.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_jsd", "mem_mb"),
@@ -81,7 +81,7 @@ rule figure_cl_accuracy:
     benchmark:
         "results/benchmarks/figure_cl_accuracy.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_cl_accuracy", "mem_mb"),
@@ -104,7 +104,7 @@ rule figure_rejection_sweep:
     benchmark:
         "results/benchmarks/figure_rejection_sweep.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_rejection_sweep", "mem_mb"),
@@ -127,7 +127,7 @@ rule figure_mba_box:
     benchmark:
         "results/benchmarks/figure_mba_box.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_mba_box", "mem_mb"),
@@ -152,7 +152,7 @@ rule figure_calibration:
     benchmark:
         "results/benchmarks/figure_calibration.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/figures.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_calibration", "mem_mb"),

@@ -22,7 +22,7 @@ rule given_embedding:
     wildcard_constraints:
         key="[A-Za-z0-9_]+",
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=4000,

@@ -8,7 +8,7 @@ rule hvg:
     benchmark:
         "results/benchmarks/hvg/{group}/seed{seed}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("hvg", "mem_mb"),

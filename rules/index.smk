@@ -12,7 +12,7 @@ rule build_index:
     benchmark:
         "results/benchmarks/build_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        conda_env("index", gpu=True)
     threads: 2
     resources:
         mem_mb=measured("build_index", "mem_mb"),

@@ -8,7 +8,7 @@ rule embedding_metrics:
     benchmark:
         "results/benchmarks/embedding_metrics/{group}/{kind}/{method}/seed{seed}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/metrics.yaml"
     threads: 1
     resources:
         mem_mb=measured("embedding_metrics", "mem_mb"),
@@ -39,7 +39,7 @@ rule metrics:
     benchmark:
         "results/benchmarks/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/metrics.yaml"
     threads: 1
     resources:
         mem_mb=measured("metrics", "mem_mb"),
@@ -60,7 +60,7 @@ rule record_skip:
     benchmark:
         "results/benchmarks/record_skip/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("record_skip", "mem_mb"),
@@ -86,7 +86,7 @@ rule aggregate:
     benchmark:
         "results/benchmarks/aggregate.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("aggregate", "mem_mb"),
@@ -105,7 +105,7 @@ rule aggregate_sweep:
     benchmark:
         "results/benchmarks/aggregate_sweep.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("aggregate_sweep", "mem_mb"),
@@ -122,7 +122,7 @@ rule gather_benchmarks:
     log:
         "results/logs/gather_benchmarks.log",
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("gather_benchmarks", "mem_mb"),
@@ -145,7 +145,7 @@ rule summary_table:
     log:
         "results/logs/summary_table.log",
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("summary_table", "mem_mb"),

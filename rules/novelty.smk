@@ -18,7 +18,7 @@ rule novelty:
     benchmark:
         "results/benchmarks/novelty/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("novelty", "mem_mb"),
@@ -41,7 +41,7 @@ rule gather_novel_types:
     benchmark:
         "results/benchmarks/gather_novel_types.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("gather_novel_types", "mem_mb"),
@@ -62,7 +62,7 @@ rule gather_distance_roc:
     benchmark:
         "results/benchmarks/gather_distance_roc.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("gather_distance_roc", "mem_mb"),
@@ -83,7 +83,7 @@ rule gather_hit_datasets:
     benchmark:
         "results/benchmarks/gather_hit_datasets.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("gather_hit_datasets", "mem_mb"),
@@ -110,7 +110,7 @@ rule figure_novel_types:
     benchmark:
         "results/benchmarks/figure_novel_types.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_novel_types", "mem_mb"),
@@ -136,7 +136,7 @@ rule figure_distance_roc:
     benchmark:
         "results/benchmarks/figure_distance_roc.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_distance_roc", "mem_mb"),
@@ -161,7 +161,7 @@ rule figure_hit_datasets:
     benchmark:
         "results/benchmarks/figure_hit_datasets.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/novelty.yaml"
     threads: 1
     resources:
         mem_mb=measured("figure_hit_datasets", "mem_mb"),

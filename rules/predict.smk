@@ -17,7 +17,7 @@ rule predict:
     benchmark:
         "results/benchmarks/predict/{group}/{method}/seed{seed}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        conda_env(method_env, gpu=True)
     threads: 1
     resources:
         mem_mb=measured("predict", "mem_mb"),

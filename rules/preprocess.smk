@@ -12,7 +12,7 @@ rule preprocess:
     benchmark:
         "results/benchmarks/preprocess/{group}/seed{seed}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("preprocess", "mem_mb"),

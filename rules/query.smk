@@ -15,7 +15,7 @@ rule query_index:
     benchmark:
         "results/benchmarks/query_index/{group}/{method}/seed{seed}/model{model}/{index}/shard{shard}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        conda_env("index", gpu=True)
     threads: 2
     resources:
         mem_mb=measured("query_index", "mem_mb"),
@@ -40,7 +40,7 @@ rule merge_hits:
     benchmark:
         "results/benchmarks/merge_hits/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/index.yaml"
     threads: 1
     resources:
         mem_mb=measured("merge_hits", "mem_mb"),
@@ -66,7 +66,7 @@ rule conformal_calibration:
     benchmark:
         "results/benchmarks/conformal_calibration/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/index.yaml"
     threads: 2
     resources:
         mem_mb=measured("conformal_calibration", "mem_mb"),

@@ -24,7 +24,7 @@ rule scale_knn:
     benchmark:
         "results/benchmarks/scale/{scale_index}/n{n_ref}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/scale.yaml"
     threads: SCALE.threads
     resources:
         mem_mb=lambda wildcards: SCALE.mem_mb(
@@ -50,7 +50,7 @@ rule scale_gather:
     benchmark:
         "results/benchmarks/scale/gather.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/scale.yaml"
     threads: 1
     resources:
         mem_mb=measured("scale_gather", "mem_mb"),
@@ -78,7 +78,7 @@ rule scale_figures:
     benchmark:
         "results/benchmarks/scale/figures.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/scale.yaml"
     threads: 1
     resources:
         mem_mb=measured("scale_figures", "mem_mb"),

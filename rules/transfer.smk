@@ -10,7 +10,7 @@ rule transfer:
     benchmark:
         "results/benchmarks/transfer/{group}/{method}/seed{seed}/{index}/{transfer}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/metrics.yaml"
     threads: 1
     resources:
         mem_mb=measured("transfer", "mem_mb"),
@@ -37,7 +37,7 @@ rule tune_transfer:
     benchmark:
         "results/benchmarks/tune_transfer/{group}/{method}/seed{seed}/{transfer}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/metrics.yaml"
     threads: 1
     resources:
         mem_mb=measured("tune_transfer", "mem_mb"),

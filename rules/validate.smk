@@ -14,7 +14,7 @@ rule validate:
     benchmark:
         "results/benchmarks/validate/{group}.tsv"
     conda:
-        "../envs/cellquery-cpu.yaml"
+        "../envs/data.yaml"
     threads: 1
     resources:
         mem_mb=measured("validate", "mem_mb"),
