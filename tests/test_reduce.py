@@ -124,3 +124,15 @@ def test_bad_reduction_is_named():
         reduce_reference(X, labels, method="random", n=3)
     with pytest.raises(InputError, match=r"reduce.n = 11"):
         reduce_reference(X, labels, method="kmeans", n=11)
+
+
+def test_hashed_boxes_are_the_grid_cells():
+    """The box index of every cell partitions the cells exactly as the integer grid coordinates do (brute force)."""
+    X, _ = blobs([400, 400], dim=5, spread=2.0)
+    for side in (0.5, 1.0, 3.0):
+        cells = np.floor((X.astype(np.float64) - X.min(axis=0)) / side).astype(np.int64)
+        _, exact = np.unique(cells, axis=0, return_inverse=True)
+        hashed = _occupied_boxes(X.astype(np.float64), side)
+        # same partition: a one-to-one map between the two box numberings
+        pairs = set(zip(exact.ravel().tolist(), hashed.tolist()))
+        assert len(pairs) == len(set(exact.ravel().tolist())) == len(set(hashed.tolist()))

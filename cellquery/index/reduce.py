@@ -104,7 +104,10 @@ def kmeans_centroids(X: np.ndarray, n: int, seed: int, niter: int = KMEANS_ITER)
 def _occupied_boxes(X: np.ndarray, side: float) -> np.ndarray:
     """The box of every row of ``X`` in a grid of cubes of edge ``side`` (an inverse index into the occupied boxes)."""
     cells = np.floor((X - X.min(axis=0)) / side).astype(np.int64)
-    _, inverse = np.unique(cells, axis=0, return_inverse=True)
+    # one 64-bit key per box (a random linear hash, wrapping; a collision among n boxes has
+    # probability about n^2 / 2^64), so that np.unique sorts numbers rather than rows
+    multipliers = np.random.default_rng(0).integers(1, 2**62, size=cells.shape[1], dtype=np.int64) | 1
+    _, inverse = np.unique(cells @ multipliers, return_inverse=True)
     return inverse.ravel()
 
 
