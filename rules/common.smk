@@ -473,16 +473,22 @@ def voter_run_inputs(wildcards):
 
 
 def expression_inputs(wildcards):
-    """A transfer run's mapping matrix, its group's preprocessed reference and query and HVG list (else nothing).
+    """A run's mapping matrix, its group's preprocessed reference and query and HVG list (else nothing).
 
-    Scored by expression transfer of held-out genes (cellquery.transfer.expression);
-    predictor runs and embedding-only groups (no expression) have none.
+    Scored by expression transfer of held-out genes (cellquery.transfer.expression).
+    The mapping matrix of a transfer is its mapping.npz; a predictor's is in its
+    query embedding file (obsm "mapping", CellMapper; the others have none).
+    Embedding-only groups (no expression) have none.
     """
-    if wildcards.kind != "embeddings" or group_embedding_key(config, wildcards.group):
+    if group_embedding_key(config, wildcards.group):
         return {}
     base = "results/{group}/seed{seed}/".format(**wildcards)
+    if wildcards.kind == "embeddings":
+        mapping = f"{RUN}/mapping.npz".format(**wildcards)
+    else:
+        mapping = run_embeddings(wildcards)["query"]
     return dict(
-        mapping=f"{RUN}/mapping.npz".format(**wildcards),
+        mapping=mapping,
         reference_expression=f"{base}preprocessed/reference.h5ad",
         query_expression=f"{base}preprocessed/query.h5ad",
         hvg=f"{base}hvg.tsv",

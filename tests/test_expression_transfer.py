@@ -113,3 +113,24 @@ def test_scatter_values_pick_the_genes_most_variable_in_the_reference_and_the_fi
     plot_expression_transfer([("g", "kernel-pca", values)], tmp_path / "scatter.png")
     plot_expression_transfer([], tmp_path / "empty.png")
     assert (tmp_path / "scatter.png").read_bytes()[:4] == b"\x89PNG" and (tmp_path / "empty.png").stat().st_size > 0
+
+
+def test_cellmappers_mapping_matrix_transfers_expression_as_its_map_layers(small_group, group):
+    """The predictor keeps CellMapper's M (query file obsm "mapping"); M . X equals CellMapper's own map_layers."""
+    pytest.importorskip("cellmapper")
+    from cellquery.predictors import cellmapper, run_predictor
+
+    ref, qry, genes = small_group(None)
+    params = dict(n_neighbors=15, representation="pca", n_comps=16)
+    _, _, query_file, _ = run_predictor(ref, qry, genes, predictor="cellmapper", params=params, group=group, seed=0)
+    M = sp.csr_matrix(query_file.obsm["mapping"])
+    assert M.shape == (qry.n_obs, ref.n_obs)
+    np.testing.assert_allclose(np.asarray(M.sum(axis=1)).ravel(), 1.0, rtol=1e-6)
+    # CellMapper itself, same settings, on the light AnnDatas (HVGs in X): its map_layers("X")
+    mapper = cellmapper.joint_space(ref, qry, genes, group.label_key, [], representation="pca", n_comps=16, seed=0)
+    cellmapper.compute_graphs(mapper, n_neighbors=15, kernel="gauss", knn_method="sklearn", seed=0)
+    mapper.compute_mapping_matrix(kernel_method="gauss")
+    mapper.map_layers("X")
+    imputed = mapper.query_imputed.X
+    imputed = imputed.toarray() if sp.issparse(imputed) else np.asarray(imputed)
+    np.testing.assert_allclose(transfer_expression(M, ref[:, genes].X), imputed, rtol=1e-5, atol=1e-8)

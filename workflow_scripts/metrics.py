@@ -31,19 +31,21 @@ if hasattr(snakemake.input, "tuning"):  # a transfer with `auto` settings: what 
     table = pd.concat([table, metric_rows(run, {**tuned, "validation_mba": validation_mba})], ignore_index=True)
 # rare types (under 1 % of the reference) and, where the run writes one, its presence score as a detector of
 # negative-type cells (cellquery.transfer.presence)
-mapping = {
+extra = {
     "rare_type_accuracy": rare_type_accuracy(
         predictions["true_label"], predictions["prediction"], reference_obs[group.label_key]
     )
 }
 if "presence_score" in predictions:
-    mapping["presence_auroc"] = presence_auroc(
+    extra["presence_auroc"] = presence_auroc(
         predictions["true_label"], set(reference_obs[group.label_key].astype(str)), predictions["presence_score"]
     )
-if hasattr(snakemake.input, "mapping"):  # expression of held-out genes transferred through the run's M
-    mapping.update(
+# expression of held-out genes transferred through the run's M (a transfer's, or a predictor's own such as CellMapper's)
+M = load_mapping(snakemake.input.mapping) if hasattr(snakemake.input, "mapping") else None
+if M is not None:
+    extra.update(
         score_expression_transfer(
-            load_mapping(snakemake.input.mapping),
+            M,
             read_h5ad(snakemake.input.reference_expression),
             read_h5ad(snakemake.input.query_expression),
             read_table(snakemake.input.hvg, required=["gene"])["gene"],
@@ -52,7 +54,7 @@ if hasattr(snakemake.input, "mapping"):  # expression of held-out genes transfer
             settings=ExpressionSettings.from_config(snakemake.params.expression),
         )[0]
     )
-table = pd.concat([table, metric_rows(run, mapping)], ignore_index=True)
+table = pd.concat([table, metric_rows(run, extra)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)

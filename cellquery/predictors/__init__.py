@@ -92,12 +92,16 @@ class MethodResult:
     reference type); further per-cell columns (confidence, presence score...) are
     kept in the predictions file. Embeddings (reference and query, same space)
     are optional. ``timings``: seconds per phase (e.g. ``train_s``, ``query_s``).
+    ``mapping``: the tool's mapping matrix M (query x reference cells, rows
+    normalised; CellMapper), optional; kept in the query embedding file's
+    ``obsm["mapping"]`` so that expression can be transferred through it.
     """
 
     predictions: pd.DataFrame
     reference_embedding: np.ndarray | None = None
     query_embedding: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
+    mapping: object | None = None
 
 
 @contextlib.contextmanager
@@ -181,4 +185,9 @@ def _outputs(reference, query, group: GroupSettings, result: MethodResult, uns: 
     ref_emb = np.zeros((reference.n_obs, 0), np.float32) if result.reference_embedding is None else result.reference_embedding
     qry_emb = np.zeros((query.n_obs, 0), np.float32) if result.query_embedding is None else result.query_embedding
     timings = pd.DataFrame({"phase": list(result.timings), "seconds": list(result.timings.values())})
-    return table, embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns), timings
+    query_adata = embedding_adata(query.obs, qry_emb, uns)
+    if result.mapping is not None:
+        import scipy.sparse as sp
+
+        query_adata.obsm["mapping"] = sp.csr_matrix(result.mapping, dtype=np.float64)
+    return table, embedding_adata(reference.obs, ref_emb, uns), query_adata, timings

@@ -44,6 +44,11 @@ Score and sweep: ``score`` is the label confidence, and ``min_confidence``
 is swept over :data:`cellquery.predictors.SCORE_THRESHOLDS` (``sweep_<t>``:
 rejected below confidence t).
 
+Mapping matrix: ``mapping_operator.matrix`` is returned as the result's
+``mapping`` (the query embedding file's ``obsm["mapping"]``), through which
+the metrics stage transfers held-out genes as ``map_layers`` would
+(:mod:`cellquery.transfer.expression`).
+
 Extra columns: ``confidence`` and ``presence_score``. CellMapper's presence
 score is defined per *reference* cell (column sums of the query-to-reference
 connectivities, clipped to the 1st-99th percentile and min-max scaled, as in
@@ -225,4 +230,8 @@ def predict(
         predictions = map_annotations(mapper, label_key, keys, kernel=kernel, min_confidence=min_confidence)
     ref_emb = np.asarray(mapper.reference.obsm["X_emb"], dtype=np.float32)
     qry_emb = np.asarray(mapper.query.obsm["X_emb"], dtype=np.float32)
-    return MethodResult(predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings)
+    # CellMapper's mapping matrix (mapping_operator.matrix, rows normalised): map_layers is M . X_reference
+    mapping = mapper.mapping_operator.matrix
+    return MethodResult(
+        predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings, mapping=mapping
+    )

@@ -157,7 +157,13 @@ def save_mapping(path, M: sp.spmatrix) -> None:
             sp.save_npz(handle, sp.csr_matrix(M))
 
 
-def load_mapping(path) -> sp.csr_matrix:
+def load_mapping(path) -> sp.csr_matrix | None:
+    """M from a transfer's ``mapping.npz``, or from a predictor's query embedding file (``obsm["mapping"]``; None without)."""
+    if str(path).endswith(".h5ad"):
+        from cellquery.io import read_h5ad
+
+        query = read_h5ad(path)
+        return sp.csr_matrix(query.obsm["mapping"]) if "mapping" in query.obsm else None
     return sp.load_npz(path).tocsr()
 
 
