@@ -10,6 +10,7 @@ from cellquery.metrics.rare_types import rare_type_accuracy
 from cellquery.scoring import score_predictions, sweep_scores
 from cellquery.settings import GroupSettings
 from cellquery.summary import metric_rows
+from cellquery.transfer.embedding_transfer import score_embedding_transfer
 from cellquery.transfer.expression import ExpressionSettings, load_mapping, score_expression_transfer
 from cellquery.transfer.presence import presence_auroc
 from cellquery.transfer.tuning import read_tuning
@@ -42,18 +43,13 @@ if "presence_score" in predictions:
     )
 # expression of held-out genes transferred through the run's M (a transfer's, or a predictor's own such as CellMapper's)
 M = load_mapping(snakemake.input.mapping) if hasattr(snakemake.input, "mapping") else None
-if M is not None:
-    extra.update(
-        score_expression_transfer(
-            M,
-            read_h5ad(snakemake.input.reference_expression),
-            read_h5ad(snakemake.input.query_expression),
-            read_table(snakemake.input.hvg, required=["gene"])["gene"],
-            reference_cells=reference_obs.index,
-            query_cells=predictions["cell"].astype(str),
-            settings=ExpressionSettings.from_config(snakemake.params.expression),
-        )[0]
-    )
+if M is not None:  # ... and the project's PCA of the reference (a second latent) transferred the same way
+    reference_expression, query_expression = read_h5ad(snakemake.input.reference_expression), read_h5ad(snakemake.input.query_expression)
+    hvg = read_table(snakemake.input.hvg, required=["gene"])["gene"]
+    cells = dict(reference_cells=reference_obs.index, query_cells=predictions["cell"].astype(str))
+    settings = ExpressionSettings.from_config(snakemake.params.expression)
+    extra.update(score_expression_transfer(M, reference_expression, query_expression, hvg, **cells, settings=settings)[0])
+    extra.update(score_embedding_transfer(M, reference_expression, query_expression, hvg, **cells))
 table = pd.concat([table, metric_rows(run, extra)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)
