@@ -85,7 +85,11 @@ def gather_benchmarks(paths: Iterable[str | os.PathLike], root: str | os.PathLik
 # ---------------------------------------------------------------------------
 # The summary table for people: one row per run setting, mean and sd over seeds
 
-TABLE_METRICS = ("mba_positive", "mba_negative", "mba", "auroc_unseen", "accuracy", "map", "seurat_alignment", "jsd", "cl_accuracy")
+TABLE_METRICS = (
+    "mba_positive", "mba_negative", "mba", "auroc_unseen", "accuracy", "map", "seurat_alignment", "jsd", "cl_accuracy",
+    # what the mapping matrix carries (docs/formats.md): rare types, presence, held-out genes
+    "rare_type_accuracy", "presence_auroc", "expr_pearson", "expr_jsd",
+)
 METRIC_LABELS = {
     "mba_positive": "MBA (positive types)",
     "mba_negative": "MBA (negative types)",
@@ -96,6 +100,10 @@ METRIC_LABELS = {
     "seurat_alignment": "Seurat alignment",
     "jsd": "JSD (lower is better)",
     "cl_accuracy": "CL accuracy",
+    "rare_type_accuracy": "accuracy (types < 1 % of the reference)",
+    "presence_auroc": "AUROC (presence score)",
+    "expr_pearson": "expression r (held-out genes)",
+    "expr_jsd": "expression JSD (lower is better)",
 }
 TABLE_KEYS = ["group", "reported_as", "method", "index", "transfer"]
 TABLE_COLUMNS = [
