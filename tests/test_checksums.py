@@ -82,3 +82,20 @@ def test_config_check_refuses_a_url_without_sha256_or_first_use(tmp_path):
     local = h5ad(tmp_path / "x.h5ad", 0)
     with pytest.raises(InputError, match="first-use is for URL sources"):
         check_source("d", {"source": str(local), "values": "counts", "sha256": "first-use"})
+
+
+def _record_many(args):
+    lock, name = args
+    for i in range(20):
+        record_checksum(lock, name, f"file:///{name}.h5ad", f"{i:064x}")
+
+
+def test_loading_jobs_record_at_once_without_losing_a_record(tmp_path):
+    """Four processes (loading jobs of four datasets) rewrite the lock 20 times each, at the same time."""
+    from concurrent.futures import ProcessPoolExecutor
+
+    lock = tmp_path / "checksums.lock"
+    names = ["baron", "muraro", "segerstolpe", "xin"]
+    with ProcessPoolExecutor(4) as pool:
+        list(pool.map(_record_many, [(lock, n) for n in names]))
+    assert read_lock(lock) == {n: (f"file:///{n}.h5ad", f"{19:064x}") for n in names}
