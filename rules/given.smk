@@ -25,8 +25,8 @@ rule given_embedding:
         "../envs/data.yaml"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        mem_mb=measured("given_embedding", "mem_mb"),
+        runtime=measured("given_embedding", "runtime"),
     params:
         group=lookup(dpath="groups/{group}", within=config),
         datasets=group_dataset_specs,
