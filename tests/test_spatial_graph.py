@@ -100,3 +100,15 @@ def test_visium_radius_graph_is_the_hexagonal_grid():
     interior = expected.sum(axis=1) == 6
     assert interior.sum() > 2000 and np.all(degree[interior] == 6) and degree.max() == 6
     print(f"Visium radius graph: {graph.nnz} edges, {degree.mean():.2f} per spot, {interior.sum()} interior spots")
+
+
+def test_graph_benchmark_measure_counts_edges():
+    from cellquery.bench.spatial_graph import FIELDS, measure
+
+    row = measure(3000, neighbours=10.0, k_hop=1, chunk_size=1000)
+    assert tuple(row) == FIELDS
+    rng = np.random.default_rng(0)  # the benchmark's section, rebuilt: edges by brute force
+    coords = rng.uniform(0.0, np.sqrt(3000), (3000, 2))
+    expected = _brute_radius(coords, np.sqrt(10.0 / np.pi), np.zeros(3000)).sum()
+    assert row["edges"] == expected and row["k_hop_pairs_per_cell"] == pytest.approx(1 + expected / 3000, abs=1e-3)
+    assert 8.5 < row["edges_per_cell"] < 10.0  # 10 per cell inside, fewer at the border
