@@ -105,7 +105,8 @@ def test_no_params_pass_the_package_defaults(data, monkeypatch):
     for _, kwargs, _, _ in calls:
         assert kwargs["max_epochs"] is None  # scvi-tools' own epoch rule
         assert kwargs["batch_size"] == train_defaults["batch_size"]
-        assert kwargs["early_stopping"] is False and kwargs["accelerator"] == train_defaults["accelerator"]
+        assert kwargs["early_stopping"] is False
+        assert kwargs["accelerator"] == "cpu" and kwargs["devices"] == "auto"  # no GPU asked for (cellquery.device)
     assert calls[1][1]["n_samples_per_label"] is train_defaults["n_samples_per_label"] is None
     assert calls[1][3] and not calls[2][3]  # scANVI from scVI is pre-trained; the query model is not
     assert calls[2][1]["plan_kwargs"] == {"weight_decay": 0.0}  # the project's surgery rule (scArches tutorial)

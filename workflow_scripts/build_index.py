@@ -3,6 +3,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from cellquery.device import request_gpu
+
+# the job's GPU request (config gpu) for faiss: used, or a one-line error when no GPU is visible
+request_gpu(snakemake.resources.get("gpu", 0), snakemake.rule, "faiss")
+
 from cellquery.index.sharded import build_shard
 from cellquery.io import atomic_path, read_embedding
 

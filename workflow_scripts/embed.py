@@ -3,6 +3,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from cellquery.device import request_gpu
+
+# the job's GPU request (config gpu) for torch: used, or a one-line error when no GPU is visible
+request_gpu(snakemake.resources.get("gpu", 0), snakemake.rule, "torch")
+
 from cellquery.embed import embed_group
 from cellquery.io import read_h5ad, read_table, write_h5ad
 

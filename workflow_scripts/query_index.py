@@ -3,6 +3,11 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+from cellquery.device import request_gpu
+
+# the job's GPU request (config gpu) for faiss: used, or a one-line error when no GPU is visible
+request_gpu(snakemake.resources.get("gpu", 0), snakemake.rule, "faiss")
+
 import numpy as np
 
 from cellquery.index import load_index

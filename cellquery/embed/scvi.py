@@ -35,8 +35,9 @@ scvi-tools scArches (reference mapping) tutorial:
   train/_trainingplans.py:153), so that weight decay does not move the frozen
   reference weights and the reference's latent space stays exactly as trained.
 
-Training runs on a GPU when torch sees one (``accelerator="auto"``), with
-``torch_threads`` intra-op threads on CPU (default 1: the networks are small and
+Training runs on the GPU when the job asked for one (config ``gpu``;
+:func:`cellquery.device.torch_accelerator`, which stops a job that asked but sees
+no CUDA device) and on the CPU otherwise, with ``torch_threads`` intra-op threads on CPU (default 1: the networks are small and
 more threads were slower on shared CPUs). ``scvi.settings.seed`` is set from
 the run seed, so a run is reproducible on the same hardware.
 
@@ -52,6 +53,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 
+from cellquery.device import torch_accelerator
 from cellquery.errors import InputError
 from cellquery.peer_tools import limited_torch_threads, raw_counts
 
@@ -82,17 +84,19 @@ def check_epochs(**epochs: int | None) -> None:
 
 
 def train_kwargs(max_epochs: int | None, batch_size: int) -> dict:
-    """Common ``train`` arguments: GPU when available, no progress bar.
+    """Common ``train`` arguments: the job's device, no progress bar.
 
     ``max_epochs`` None is passed on as None: scvi-tools' own epoch heuristic
-    (``get_max_epochs_heuristic``). ``accelerator``, ``devices`` and
-    ``early_stopping=False`` are ``train``'s defaults, spelled out.
+    (``get_max_epochs_heuristic``). ``accelerator`` is ``"gpu"`` (one device) when
+    the job asked for a GPU, else ``"cpu"``; ``early_stopping=False`` is ``train``'s
+    default, spelled out.
     """
+    accelerator = torch_accelerator()
     return dict(
         max_epochs=None if max_epochs is None else int(max_epochs),
         batch_size=int(batch_size),
-        accelerator="auto",
-        devices="auto",
+        accelerator=accelerator,
+        devices=1 if accelerator == "gpu" else "auto",
         enable_progress_bar=False,
         early_stopping=False,
     )

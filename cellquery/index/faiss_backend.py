@@ -1,8 +1,10 @@
 """faiss backend: any ``faiss.index_factory`` string with the L2 metric.
 
-Uses a faiss GPU when ``faiss.get_num_gpus() > 0`` (the faiss-gpu build) unless
-``params["gpu"] is False``; indexes faiss cannot move to the GPU (HNSW, refine wrappers)
-stay on the CPU. Saved files always hold the CPU form.
+Uses a faiss GPU (``index_cpu_to_gpu`` on ``StandardGpuResources``) when the job asked for
+one (config ``gpu``, :mod:`cellquery.device`; a job that asked but whose faiss sees no GPU
+stops with one line) or ``params["gpu"] is True`` and ``faiss.get_num_gpus() > 0``; never
+with ``params["gpu"] is False``. Indexes faiss cannot move to the GPU (HNSW, refine
+wrappers) stay on the CPU. Saved files always hold the CPU form, which any job can load.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import IO
 import faiss
 import numpy as np
 
+from cellquery import device
 from cellquery.errors import InputError
 from cellquery.index.base import Index, check_int, finalize, restore_common
 
@@ -89,7 +92,8 @@ class FaissIndex(Index):
     max_train : int or None
         Training sample cap; None -> ``max(256 * nlist, 65536)``.
     gpu : bool or None
-        None = use a GPU when faiss has one, False = force CPU, True = GPU if available.
+        None = the job's request (config gpu, :mod:`cellquery.device`), False = CPU,
+        True = a GPU if faiss has one.
     """
 
     backend = "faiss"
@@ -127,8 +131,13 @@ class FaissIndex(Index):
         """Factory string with ``{nlist}`` filled in (after training)."""
         return str(self.params["factory"]).replace("{nlist}", str(self.params["nlist"]))
 
+    def _wants_gpu(self) -> bool:
+        if self.params["gpu"] is None:
+            return device.use_faiss_gpu()
+        return bool(self.params["gpu"]) and _gpu_available()
+
     def _maybe_to_gpu(self) -> None:
-        if self.params["gpu"] is False or not _gpu_available():
+        if not self._wants_gpu():
             return
         try:
             self._gpu_res = faiss.StandardGpuResources()

@@ -69,7 +69,8 @@ Package defects worked around (cell-blast 0.5.1 with numpy 2 / scipy 1.17):
 
 Device: the package picks a GPU through NVML at import, even where torch
 cannot use it (the CPU build of torch on a GPU machine); :func:`use_device`
-sets the device from ``torch.cuda.is_available()`` instead. On CPU, torch runs
+sets it from the job's request instead (CUDA when the job asked for a GPU, config
+``gpu``, and stops it if torch sees none: :func:`cellquery.device.torch_accelerator`). On CPU, torch runs
 with ``torch_threads`` intra-op threads (default 1): the DIRECTi networks are
 small, and on shared CPUs more threads made training about ten times slower
 (spin-waiting threads).
@@ -97,10 +98,12 @@ REQUIRES: tuple[str, ...] = ("counts",)
 
 
 def use_device(cb) -> None:
-    """Train and infer on CUDA when torch can use it, else on CPU."""
+    """Train and infer on CUDA when the job asked for a GPU, else on CPU."""
     import torch
 
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    from cellquery.device import torch_accelerator
+
+    device = torch.device("cuda" if torch_accelerator() == "gpu" else "cpu")
     cb.config.DEVICE = device
     cb.directi.DEVICE = device  # directi keeps its own copy, taken at import
 

@@ -44,7 +44,8 @@ the ``n_neighbors`` nearest reference cells in the scANVI latent space (exact
 search, :mod:`cellquery.index` faiss ``Flat``), NaN for rejected cells.
 
 The embedding is the scANVI latent space (reference and mapped query).
-Training uses a GPU when torch sees one (``accelerator="auto"``).
+Training uses the GPU when the job asked for one (config ``gpu``,
+:func:`cellquery.embed.scvi.train_kwargs`), else the CPU.
 """
 
 from __future__ import annotations
