@@ -16,7 +16,6 @@ has no GPU code (a PCA embedding) runs as on the CPU.
 
 from __future__ import annotations
 
-import importlib.util
 from dataclasses import dataclass
 
 from cellquery.errors import InputError
@@ -55,19 +54,19 @@ def requested(library: str) -> bool:
 
 def faiss_gpus() -> int:
     """GPUs faiss can use: ``faiss.get_num_gpus()`` in a GPU build, 0 in a CPU build or without faiss."""
-    if importlib.util.find_spec("faiss") is None:
+    try:  # optional: a job without faiss has no faiss GPU
+        import faiss
+    except ImportError:
         return 0
-    import faiss
-
     return int(faiss.get_num_gpus()) if hasattr(faiss, "StandardGpuResources") else 0
 
 
 def torch_cuda() -> bool | None:
     """``torch.cuda.is_available()``, or None where torch is not installed."""
-    if importlib.util.find_spec("torch") is None:
+    try:  # optional: the index envs have no torch
+        import torch
+    except ImportError:
         return None
-    import torch
-
     return bool(torch.cuda.is_available())
 
 

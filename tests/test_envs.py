@@ -245,7 +245,7 @@ def imported_modules(roots: list[tuple[Path, set[str] | None]]) -> set[str]:
                 if top == "cellquery":
                     if names is not None and parents.get(node) is tree and isinstance(node, ast.ImportFrom):
                         # `from m import sub` of a submodule: all of it if used, else its module level
-                        last = module.rsplit(".", 1)[1]
+                        last = module.rsplit(".", 1)[-1]
                         taken = (taken & used) if taken is not None else (None if last in used else set())
                     parts = module.split(".")
                     for i in range(1, len(parts)):  # parent packages run their module level first
