@@ -8,7 +8,7 @@ import scipy.sparse as sp
 from scipy.spatial.distance import cdist
 
 from cellquery.errors import InputError
-from cellquery.spatial.graph import ego_net, hex_spacing, k_hop_reach, radius_graph
+from cellquery.spatial.graph import ego_net, hex_spacing, iter_ego_nets, k_hop_reach, radius_graph
 
 from test_spatial_data import SEURAT_VISIUM, needs_seurat_visium
 
@@ -71,10 +71,17 @@ def test_k_hop_reach_and_ego_nets_match_bfs(k):
     graph = radius_graph(coords, 1.2)
     expected = _bfs_reach(graph.toarray() > 0, k)
     np.testing.assert_array_equal(k_hop_reach(graph, k, chunk_size=9).toarray(), expected)
+    np.testing.assert_array_equal(k_hop_reach(graph, k, rows=[5, 2], chunk_size=1).toarray(), expected[[5, 2]])
     for center in (0, 17, 79):
         nodes, sub = ego_net(graph, center, k)
         assert nodes[0] == center and sorted(nodes) == sorted(np.flatnonzero(expected[center]))
         np.testing.assert_array_equal(sub.toarray(), graph.toarray()[np.ix_(nodes, nodes)])
+    nets = list(iter_ego_nets(graph, k, chunk_size=7))
+    assert [c for c, _, _ in nets] == list(range(80))
+    for center, nodes, sub in nets:
+        bfs_nodes, bfs_sub = ego_net(graph, center, k)
+        np.testing.assert_array_equal(nodes, bfs_nodes)
+        assert (sub != bfs_sub).nnz == 0
 
 
 @needs_seurat_visium

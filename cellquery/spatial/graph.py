@@ -14,7 +14,8 @@ every cell: the cells within ``k_hop`` edges of it, with the edges among them.
 * :func:`k_hop_reach`: which cells are within ``k`` hops of each cell
   (sparse boolean powers of ``A + I``, a chunk of rows at a time).
 * :func:`ego_net`: the nodes and induced adjacency of one cell's k-hop
-  ego-net, centre first.
+  ego-net, centre first (breadth-first); :func:`iter_ego_nets` every cell's,
+  from :func:`k_hop_reach` in batches of centres.
 * :func:`hex_spacing`: the median nearest-neighbour distance (a Visium grid's
   centre-to-centre spacing), to set ``radius`` from the data.
 """
@@ -76,23 +77,45 @@ def radius_graph(coords, radius: float, sections=None, *, chunk_size: int = CHUN
     return graph
 
 
-def k_hop_reach(adjacency: sp.spmatrix, k: int, *, chunk_size: int = CHUNK_CELLS) -> sp.csr_matrix:
-    """Boolean CSR: entry (i, j) when j is within ``k`` hops of i (i itself included, hop 0)."""
+def k_hop_reach(adjacency: sp.spmatrix, k: int, *, rows=None, chunk_size: int = CHUNK_CELLS) -> sp.csr_matrix:
+    """Boolean CSR: entry (i, j) when j is within ``k`` hops of i (i itself included, hop 0).
+
+    ``rows``: only these cells' rows (in that order), e.g. the centres of a batch of ego-nets.
+    """
     if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 0:
         raise InputError(f"k_hop must be an integer >= 0, got {k!r}")
     adjacency = sp.csr_matrix(adjacency, dtype=bool)
     n = adjacency.shape[0]
+    rows = np.arange(n) if rows is None else np.asarray(rows, dtype=int)
     step = (adjacency + sp.identity(n, dtype=bool, format="csr")).tocsr()
     parts = []
-    for start in range(0, n, chunk_size):
-        stop = min(start + chunk_size, n)
-        reach = sp.identity(n, dtype=bool, format="csr")[start:stop]
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start : start + chunk_size]
+        reach = sp.csr_matrix((np.ones(len(chunk), dtype=bool), (np.arange(len(chunk)), chunk)), shape=(len(chunk), n))
         for _ in range(int(k)):
             reach = (reach @ step).astype(bool)
         parts.append(reach.tocsr())
-    out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, 0), dtype=bool)
+    out = sp.vstack(parts, format="csr") if parts else sp.csr_matrix((0, n), dtype=bool)
     out.sort_indices()
     return out
+
+
+def iter_ego_nets(adjacency: sp.spmatrix, k: int, centers=None, *, chunk_size: int = 4096):
+    """Yield ``(center, nodes, sub_adjacency)`` for every centre (all cells by default): SpatialSSL's ego-net dataset.
+
+    ``nodes`` starts with the centre, then the other cells within ``k`` hops in
+    ascending order; ``sub_adjacency`` is the induced adjacency. Reach is
+    computed for ``chunk_size`` centres at a time.
+    """
+    adjacency = sp.csr_matrix(adjacency)
+    centers = np.arange(adjacency.shape[0]) if centers is None else np.asarray(centers, dtype=int)
+    for start in range(0, len(centers), chunk_size):
+        batch = centers[start : start + chunk_size]
+        reach = k_hop_reach(adjacency, k, rows=batch, chunk_size=chunk_size)
+        for i, center in enumerate(batch):
+            others = reach.indices[reach.indptr[i] : reach.indptr[i + 1]]
+            nodes = np.concatenate([[center], others[others != center]]).astype(int)
+            yield int(center), nodes, adjacency[nodes][:, nodes].tocsr()
 
 
 def ego_net(adjacency: sp.spmatrix, center: int, k: int) -> tuple[np.ndarray, sp.csr_matrix]:
