@@ -43,7 +43,7 @@ def test_niches_recover_simulated_domains_from_types():
     from cellquery.data.simulate_spatial import simulate_sections
 
     sections = simulate_sections(1200, sections=["s1", "s2"], seed=5)
-    graph = radius_graph(sections.obsm["spatial"], 20.0, sections.obs["section"].to_numpy())
+    graph = radius_graph(sections.obsm["spatial"], 30.0, sections.obs["section"].to_numpy())  # ~28 neighbours
     types = sections.obs["cell_type"].to_numpy()
     ari = niche_ari(niche_clusters(types, graph, 4), sections.obs["domain"])
     shuffled = np.random.default_rng(0).permutation(types)  # same types, no spatial arrangement
