@@ -509,7 +509,7 @@ def expression_scatter_runs():
 
 
 def mapping_figure_inputs(wildcards):
-    """Named inputs of rule mapping_figures: :func:`voter_run_inputs` and, per :func:`expression_scatter_runs`,
+    """Named inputs of mapping_figures (rules/mapping.smk): :func:`voter_run_inputs` and, per :func:`expression_scatter_runs`,
     the run's M, predictions, reference embedding, preprocessed reference and query and HVG list.
     """
     scatter = expression_scatter_runs()
