@@ -8,6 +8,7 @@ GPU code path is taken and what it hands to faiss and torch, not a GPU's results
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from pathlib import Path
@@ -171,3 +172,36 @@ def test_a_job_with_gpu_1_on_a_machine_without_one_fails_with_one_console_line(t
     assert f"InputError: {no_gpu_line('build_index')}" in console.splitlines(), console[-3000:]
     assert (tmp_path / model / "reference_embedding.h5ad").is_file()  # embed ran (gpu=1, no GPU code in PCA)
     assert not (tmp_path / target).exists()
+
+
+def test_gpu_check_without_a_gpu_says_so_and_exits_0():
+    proc = subprocess.run([sys.executable, "-m", "cellquery.gpu_check"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = [json.loads(line) for line in proc.stdout.splitlines()]
+    assert [line["path"] for line in lines] == ["faiss Flat", "faiss IVF{nlist},PQ8", "scvi 1 epoch"]
+    assert all(line["gpu"] is False for line in lines)
+    assert lines[0]["reason"] == "faiss.get_num_gpus() == 0"
+
+
+def test_gpu_check_compares_the_faiss_gpu_path_with_brute_force(fake_faiss_gpu):
+    """With the GPU API stubbed (the 'GPU' index is the CPU one), the check's recall and agreement are exact."""
+    from cellquery.gpu_check import faiss_path
+
+    line = faiss_path("Flat", n_ref=2_000, n_query=100, dim=8)
+    assert line["gpu"] is True and line["recall_gpu"] == line["recall_cpu"] == 1.0 and line["label_agreement"] == 1.0
+    assert [c[0] for c in fake_faiss_gpu] == ["to_gpu"]  # only the run that asked for the GPU moved its index
+    assert not device.requested("faiss")  # the check leaves no request behind
+
+
+def test_gpu_check_scvi_path_runs_both_twins(monkeypatch):
+    """The scVI check's code on this CPU: torch said to see a GPU, the 'GPU' run trained on the CPU
+    (train_kwargs' accelerator stubbed); the same seed gives the same loss on both."""
+    pytest.importorskip("scvi")
+    import cellquery.embed.scvi as scvi_embed
+    from cellquery.gpu_check import scvi_path
+
+    monkeypatch.setattr(device, "torch_cuda", lambda: True)
+    monkeypatch.setattr(scvi_embed, "torch_accelerator", lambda: "cpu")
+    line = scvi_path(n_cells=300, n_genes=500)
+    assert line["gpu"] is True and np.isfinite(line["elbo_cpu"])
+    assert line["elbo_gpu"] == pytest.approx(line["elbo_cpu"], rel=1e-5)
