@@ -62,7 +62,10 @@ def method_skip_reason(config: dict, group: str, method: str) -> str | None:
     if key:
         return f"needs expression but the group gives an embedding only (obsm {key}; method given-{key} runs on it)"
     kind = method_kind(config, method)
-    return skip_reason(method_plugins(kind)[config["methods"][method][kind]], group_values(config, group))
+    plugin = method_plugins(kind)[config["methods"][method][kind]]
+    if "spatial" in getattr(plugin, "REQUIRES", ()) and not config["groups"][group].get("spatial"):
+        return "needs spatial coordinates but the group has none (groups.<name>.spatial: {section_key, radius})"
+    return skip_reason(plugin, group_values(config, group))
 
 
 def check_config(config: dict) -> None:
@@ -86,6 +89,10 @@ def check_config(config: dict) -> None:
                         f"config: groups.{group}.{role}: unknown dataset {dataset!r} (declared: {', '.join(config['datasets'])})"
                     )
         group_values(config, group)
+        for key in ("methods", "indexes", "transfers"):  # a group's own subset of the runs
+            unknown = [name for name in spec.get(key) or [] if name not in config[key]]
+            if unknown:
+                raise InputError(f"config: groups.{group}.{key}: unknown {unknown[0]!r} (declared: {', '.join(config[key])})")
     for method, spec in config["methods"].items():
         if is_given(method):
             raise InputError(f"config: methods.{method}: names starting with {GIVEN_PREFIX!r} are reserved for given embeddings; rename it")
@@ -138,6 +145,9 @@ def check_source(dataset: str, spec: dict) -> None:
     elif source == "simulate":
         if "simulate" not in spec:
             raise InputError(f"{field}.simulate: parameters required for source simulate")
+    elif source == "simulate_spatial":
+        if "cells_per_section" not in (spec.get("simulate_spatial") or {}):
+            raise InputError(f"{field}.simulate_spatial: parameters (at least cells_per_section) required for source simulate_spatial")
     elif source != "scanpy:pbmc68k_reduced" and not os.path.exists(source):
         raise InputError(
             f"{field}.source: file {source!r} not found (relative paths start in the working directory {os.getcwd()}); "
@@ -146,7 +156,7 @@ def check_source(dataset: str, spec: dict) -> None:
 
 
 def _same_source(a: dict, b: dict) -> bool:
-    return a["source"] == b["source"] and a.get("simulate") == b.get("simulate")
+    return a["source"] == b["source"] and a.get("simulate") == b.get("simulate") and a.get("simulate_spatial") == b.get("simulate_spatial")
 
 
 def check_split_parts(config: dict, group: str) -> None:

@@ -74,6 +74,10 @@ def runs():
         kind = method_kind(config, method)
         run = dict(group=group, kind=KIND_FOLDER[kind], method=method, seed=seed)
         if kind == "predictor":
+        # a group may run a subset: groups.<name>.methods, .indexes, .transfers
+        subset = config["groups"][group]
+        if method not in subset.get("methods", config["methods"]):
+            continue
             yield dict(run, index=NATIVE, transfer=NATIVE)
             continue
         spec = config["methods"][method]
@@ -82,6 +86,8 @@ def runs():
         for index, transfer in itertools.product(indexes, transfers):
             yield dict(run, index=index, transfer=transfer)
 
+        indexes = [i for i in indexes if i in subset.get("indexes", indexes)]
+        transfers = [t for t in transfers if t in subset.get("transfers", transfers)]
 
 def skip_reason(run):
     """Why a run's method cannot run on its group (None when it can)."""
@@ -103,6 +109,15 @@ def metrics_files(wildcards=None):
 def sweep_files(wildcards=None):
     """The rejection sweep of every run that is not skipped."""
     return [f"{RUN}/sweep.tsv".format(**r) for r in runs() if not skip_reason(r)]
+
+
+def niche_files(wildcards=None):
+    """The niche scores (rules/niches.smk) of every run of a spatial group that is not skipped."""
+    return [
+        f"{RUN}/niche_metrics.tsv".format(**r)
+        for r in runs()
+        if config["groups"][r["group"]].get("spatial") and not skip_reason(r)
+    ]
 
 
 def group_datasets(role):
@@ -372,6 +387,8 @@ def benchmark_files(wildcards):
                     r.benchmark.format(**run, model=model, shard=shard)
                     for r in (rules.build_index, rules.query_index)
                 ]
+        if config["groups"][run["group"]].get("spatial"):
+            files.append(rules.niches.benchmark.format(**run))
     files += novelty_benchmark_files()
     files += [r.benchmark for r in MAPPING_RULES]
     return list(dict.fromkeys(files))

@@ -77,6 +77,8 @@ rule record_skip:
 rule aggregate:
     input:
         metrics_files,
+        # niche_ari of every run of a spatial group (rules/niches.smk)
+        niche_files,
         # distance ROC AUCs of every run with an embedding (rules/novelty.smk)
         novelty_files("distance_roc"),
     output:

@@ -8,6 +8,7 @@ from cellquery.io import read_h5ad, write_h5ad
 from cellquery.preprocess import prepare_group
 from cellquery.resample import resample_group
 from cellquery.settings import GroupSettings
+from cellquery.spatial.settings import SpatialSettings
 
 spec = snakemake.params.group
 specs = snakemake.params.datasets
@@ -43,5 +44,9 @@ reference, query = resample_group(
     reference_fraction=group.reference_fraction,
     query_fraction=group.query_fraction,
 )
+spatial = SpatialSettings.from_config(spec.get("spatial"))
+if spatial is not None:  # a spatial group: its settings travel with the data (cellquery.spatial.settings)
+    for part in (reference, query):
+        part.uns["spatial"] = spatial.as_uns()
 write_h5ad(reference, snakemake.output.reference)
 write_h5ad(query, snakemake.output.query)

@@ -4,6 +4,8 @@ A dataset entry in the config has a ``source`` and declares what its values
 are (``values: counts`` or ``values: log-normalised``)::
 
     source: simulate                    # cellquery.data.simulate.simulate_dataset(**simulate)
+    source: simulate_spatial            # cellquery.data.simulate_spatial: sections (obsm spatial) or,
+                                        # with simulate_spatial: {dissociated: true}, the dissociated reference
     source: scanpy:pbmc68k_reduced      # shipped inside scanpy's wheel, offline
     source: data/my_atlas.h5ad          # local file (optional sha256)
     source: https://host/atlas.h5ad     # remote file, sha256 required and verified
@@ -39,7 +41,7 @@ from cellquery.io import atomic_path, read_h5ad
 VALUE_KINDS = ("counts", "log-normalised")
 # Random stream of a split within a seed (cellquery.resample draws streams 0 and 1 from [seed, stream]).
 SPLIT_STREAM = 2
-BUILTIN_SOURCES = ("simulate", "scanpy:pbmc68k_reduced")
+BUILTIN_SOURCES = ("simulate", "simulate_spatial", "scanpy:pbmc68k_reduced")
 URL_SCHEMES = ("https://", "file://")
 
 
@@ -128,7 +130,7 @@ def source_file(
     path = Path(source)
     if path.suffix != ".h5ad":
         raise InputError(
-            f"dataset {name}: source {source!r} is not simulate, scanpy:pbmc68k_reduced, an .h5ad path or an https:// URL"
+            f"dataset {name}: source {source!r} is not simulate, simulate_spatial, scanpy:pbmc68k_reduced, an .h5ad path or an https:// URL"
         )
     if not path.exists():
         raise InputError(f"{path}: file not found (config: datasets.{name}.source); check the path")
@@ -160,6 +162,14 @@ def load_dataset(name: str, spec: dict, cache_dir: str | os.PathLike = "resource
         from cellquery.data.simulate import simulate_dataset
 
         adata = simulate_dataset(**spec.get("simulate", {}))
+    elif source == "simulate_spatial":
+        from cellquery.data.simulate_spatial import simulate_dissociated_reference, simulate_sections
+
+        kwargs = dict(spec.get("simulate_spatial", {}))
+        dissociated = kwargs.pop("dissociated", False)
+        if "cells_per_section" not in kwargs:
+            raise InputError(f"dataset {name}: simulate_spatial.cells_per_section is required (config: datasets.{name}.simulate_spatial)")
+        adata = (simulate_dissociated_reference if dissociated else simulate_sections)(**kwargs)
     elif source == "scanpy:pbmc68k_reduced":
         from cellquery.data.pbmc68k import load_pbmc68k_reduced
 

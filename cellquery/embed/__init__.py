@@ -19,6 +19,8 @@ EMBEDDINGS = Registry(
         "pca_subsample": "cellquery.embed.pca_subsample",
         "pearson_pca": "cellquery.embed.pearson_pca",
         "scvi": "cellquery.embed.scvi",
+        # spatial groups only (REQUIRES "spatial"): neighbourhood-averaged expression
+        "spatial_avg": "cellquery.embed.spatial_avg",
     },
 )
 

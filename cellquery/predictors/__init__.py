@@ -54,6 +54,9 @@ PREDICTORS = Registry(
         "seurat": "cellquery.predictors.seurat",
         "singler": "cellquery.predictors.singler",
         "symphony": "cellquery.predictors.symphony",
+        # spatial groups only (REQUIRES "spatial"): a GNN on the radius graph, not pretrained or pretrained
+        "gnn": "cellquery.predictors.gnn",
+        "gnn_pretrained": "cellquery.predictors.gnn:pretrained",
         # controls (Open Problems' label projection task): bounds, not methods
         "random_labels": "cellquery.predictors.controls:random_labels",
         "majority_label": "cellquery.predictors.controls:majority_label",
