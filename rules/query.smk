@@ -48,6 +48,7 @@ rule merge_hits:
     params:
         k=config["k"],
         random_seed=random_seed,
+        reduced=lambda wildcards: is_reduced(wildcards.index),
     script:
         "../workflow_scripts/merge_hits.py"
 

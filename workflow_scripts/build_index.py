@@ -12,8 +12,14 @@ from cellquery.index.sharded import build_shard
 from cellquery.io import atomic_path, read_embedding
 
 spec = snakemake.params.index
+if str(snakemake.input.reference).endswith(".npz"):  # a reduced index: its meta cells' vectors
+    from cellquery.index.reduce import load_meta_cells
+
+    vectors = load_meta_cells(snakemake.input.reference)[0].vectors
+else:
+    vectors = read_embedding(snakemake.input.reference)
 index = build_shard(
-    read_embedding(snakemake.input.reference),
+    vectors,
     snakemake.params.shards,
     int(snakemake.wildcards.shard),
     spec["backend"],

@@ -15,6 +15,12 @@ parts = [dict(np.load(path)) for path in snakemake.input.hits]
 distances, indices, self_distances, calibration = merge_shards(
     parts, offsets, reference, k=snakemake.params.k, seed=snakemake.params.random_seed
 )
+if snakemake.params.reduced:
+    # hits are meta cells: the self distances are reference cells' distances to their nearest meta cells
+    from cellquery.index.reduce import reduced_self_distances
+
+    k = distances.shape[1]
+    self_distances = reduced_self_distances(parts[0]["reference_distances"], k, seed=snakemake.params.random_seed)
 with atomic_path(snakemake.output.hits) as tmp:
     np.savez(tmp, distances=distances, indices=indices)
 with atomic_path(snakemake.output.self_distances) as tmp:

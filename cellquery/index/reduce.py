@@ -217,3 +217,96 @@ def meta_vote(distances, ids, meta: MetaCells, *, cutoff: float, min_hits: int =
         fates = sums / np.maximum(weights.sum(axis=1), 1)[:, None]
         fates[~accepted] = np.nan
     return predictions, share, fates
+
+
+# --- reduced indexes of the workflow (config ``indexes.<name>.reduce``) ---
+
+VOTERS = ("majority",)  # a meta cell votes with its label distribution: majority voting of its members
+
+
+def reduce_spec(index_spec: dict | None) -> dict | None:
+    """``{method, n}`` of an index that searches meta cells (config ``indexes.<name>.reduce``), or None."""
+    spec = (index_spec or {}).get("reduce")
+    if not spec or spec.get("method", "none") == "none":
+        return None
+    return {"method": str(spec["method"]), "n": int(spec["n"])}
+
+
+def check_reduce(name: str, index_spec: dict) -> None:
+    """A reduced index: a known method, ``n`` >= 1 and one shard (its meta cells are chosen from the whole reference)."""
+    spec = index_spec.get("reduce")
+    if not spec:
+        return
+    field = f"config: indexes.{name}.reduce"
+    if spec.get("method") not in ("kmeans", "sketch"):
+        raise InputError(f"{field}.method: give kmeans or sketch, not {spec.get('method')!r}")
+    if not isinstance(spec.get("n"), int) or spec["n"] < 1:
+        raise InputError(f"{field}.n: give the number of meta cells (an integer >= 1), not {spec.get('n')!r}")
+    if index_spec.get("shards", 1) != 1:
+        raise InputError(f"{field}: a reduced index is built as one shard (its meta cells come from the whole reference); drop shards")
+
+
+def reduced_skip_reason(config: dict, index: str, transfer: str) -> str | None:
+    """Why ``transfer`` cannot run on reduced index ``index`` (None when it can or the index is not reduced)."""
+    if reduce_spec(config.get("indexes", {}).get(index)) is None:
+        return None
+    spec = config["transfers"].get(transfer, {})
+    if "significance" in spec or "conformal" in spec:
+        return "the index searches meta cells: P-values and conformal scores need the reference cells' own hits"
+    if spec.get("voter", "majority") not in VOTERS:
+        return f"the index searches meta cells, which vote with their label distributions (voter majority only, not {spec.get('voter')})"
+    return None
+
+
+def save_meta_cells(path, meta: MetaCells, fate_keys=(), n_reference: int | None = None) -> None:
+    """Meta cells as an npz (keys: docs/formats.md); ``path`` may be an open file."""
+    arrays = dict(
+        method=np.array(meta.method),
+        vectors=meta.vectors,
+        labels=meta.labels.astype(str),
+        label_counts=meta.label_counts,
+        assignment=meta.assignment,
+        fate_keys=np.asarray(list(fate_keys), dtype=str),
+    )
+    if meta.fates is not None:
+        arrays["fates"] = meta.fates
+    np.savez(path, **arrays)
+
+
+def load_meta_cells(path) -> tuple[MetaCells, tuple[str, ...]]:
+    """(meta cells, the names of their fate columns) of :func:`save_meta_cells`."""
+    with np.load(path, allow_pickle=False) as f:
+        meta = MetaCells(
+            str(f["method"]), f["vectors"], f["labels"].astype(str), f["label_counts"], f["assignment"],
+            f["fates"] if "fates" in f else None,
+        )
+        return meta, tuple(f["fate_keys"].astype(str))
+
+
+def membership_matrix(meta: MetaCells):
+    """Meta cells x reference cells (scipy CSR): row j is 1 / size over meta cell j's members (rows sum to 1)."""
+    import scipy.sparse as sp
+
+    n = len(meta.assignment)
+    weights = 1.0 / meta.sizes[meta.assignment]
+    return sp.csr_matrix((weights, (meta.assignment, np.arange(n))), shape=(meta.n, n))
+
+
+def bytes_per_cell(meta: MetaCells) -> float:
+    """Bytes of the reduced reference (:meth:`MetaCells.nbytes`) per reference cell it stands for."""
+    return meta.nbytes() / len(meta.assignment)
+
+
+def reduced_self_distances(reference_distances: np.ndarray, k: int, seed: int = 0) -> np.ndarray:
+    """Distances from sampled reference cells to their ``k`` nearest meta cells: the hits a query cell would get.
+
+    ``reference_distances`` (reference cells x >= k) are every reference
+    cell's hits in the index of meta cells; the rows are those sampled by
+    :func:`cellquery.index.calibration.sample_rows`, as for unreduced indexes.
+    A reference cell is not a meta cell (k-means) or is one of very many
+    (sketch), so nothing is left out.
+    """
+    from cellquery.index.calibration import sample_rows
+
+    rows = sample_rows(len(reference_distances), seed=seed)
+    return np.asarray(reference_distances[rows, :k], dtype=np.float32)
