@@ -71,23 +71,23 @@ def runs():
     for group, method, seed in itertools.product(
         config["groups"], config["methods"], config["seeds"]
     ):
-        kind = method_kind(config, method)
-        run = dict(group=group, kind=KIND_FOLDER[kind], method=method, seed=seed)
-        if kind == "predictor":
         # a group may run a subset: groups.<name>.methods, .indexes, .transfers
         subset = config["groups"][group]
         if method not in subset.get("methods", config["methods"]):
             continue
+        kind = method_kind(config, method)
+        run = dict(group=group, kind=KIND_FOLDER[kind], method=method, seed=seed)
+        if kind == "predictor":
             yield dict(run, index=NATIVE, transfer=NATIVE)
             continue
         spec = config["methods"][method]
         indexes = spec.get("indexes", list(config["indexes"]))
         transfers = spec.get("transfers", list(config["transfers"]))
+        indexes = [i for i in indexes if i in subset.get("indexes", indexes)]
+        transfers = [t for t in transfers if t in subset.get("transfers", transfers)]
         for index, transfer in itertools.product(indexes, transfers):
             yield dict(run, index=index, transfer=transfer)
 
-        indexes = [i for i in indexes if i in subset.get("indexes", indexes)]
-        transfers = [t for t in transfers if t in subset.get("transfers", transfers)]
 
 def skip_reason(run):
     """Why a run's method cannot run on its group (None when it can)."""
@@ -106,11 +106,6 @@ def metrics_files(wildcards=None):
     ]
 
 
-def sweep_files(wildcards=None):
-    """The rejection sweep of every run that is not skipped."""
-    return [f"{RUN}/sweep.tsv".format(**r) for r in runs() if not skip_reason(r)]
-
-
 def niche_files(wildcards=None):
     """The niche scores (rules/niches.smk) of every run of a spatial group that is not skipped."""
     return [
@@ -118,6 +113,11 @@ def niche_files(wildcards=None):
         for r in runs()
         if config["groups"][r["group"]].get("spatial") and not skip_reason(r)
     ]
+
+
+def sweep_files(wildcards=None):
+    """The rejection sweep of every run that is not skipped."""
+    return [f"{RUN}/sweep.tsv".format(**r) for r in runs() if not skip_reason(r)]
 
 
 def group_datasets(role):
@@ -364,6 +364,8 @@ def benchmark_files(wildcards):
         files += [
             r.benchmark.format(**run) for r in (rules.embedding_metrics, rules.metrics)
         ]
+        if config["groups"][run["group"]].get("spatial"):
+            files.append(rules.niches.benchmark.format(**run))
         if run["kind"] == "predictors":
             files.append(rules.predict.benchmark.format(**run))
             continue
@@ -387,8 +389,6 @@ def benchmark_files(wildcards):
                     r.benchmark.format(**run, model=model, shard=shard)
                     for r in (rules.build_index, rules.query_index)
                 ]
-        if config["groups"][run["group"]].get("spatial"):
-            files.append(rules.niches.benchmark.format(**run))
     files += novelty_benchmark_files()
     files += [r.benchmark for r in MAPPING_RULES]
     return list(dict.fromkeys(files))
