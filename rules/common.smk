@@ -20,6 +20,7 @@ from cellquery.data.sources import local_source
 from cellquery.envs import put_first_on_pythonpath
 from cellquery.errors import report_input_errors
 from cellquery.given import given_method, group_embedding_key, is_given
+from cellquery.index.reduce import check_reduce, reduce_spec, reduced_skip_reason
 from cellquery.io import remove_stale_temporaries
 from cellquery.resources import PER_METHOD, declared, plugin_of
 from cellquery.resources import read_table as read_resources
@@ -27,6 +28,8 @@ from cellquery.settings import TransferSettings, model_seed
 from cellquery.summary import reported_as
 
 check_config(config)
+for _name, _spec in config["indexes"].items():
+    check_reduce(_name, _spec)
 
 NAME = "[A-Za-z0-9_-]+"
 # A predictor (a peer tool) embeds, searches and transfers by itself; its runs
@@ -90,8 +93,10 @@ def runs():
 
 
 def skip_reason(run):
-    """Why a run's method cannot run on its group (None when it can)."""
-    return config_skip_reason(config, run["group"], run["method"])
+    """Why a run's method cannot run on its group, or its transfer on its index (None when it can)."""
+    return config_skip_reason(
+        config, run["group"], run["method"]
+    ) or reduced_skip_reason(config, run["index"], run["transfer"])
 
 
 RUN = "results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}"
@@ -174,6 +179,19 @@ def remove_unvalidated_data():
 def shards(index):
     """How many shards an index is built and searched as."""
     return config["indexes"][index].get("shards", 1)
+
+
+def is_reduced(index):
+    """Whether an index searches meta cells (indexes.<name>.reduce)."""
+    return reduce_spec(config["indexes"][index]) is not None
+
+
+def index_reference(wildcards):
+    """What build_index indexes: the reference embedding, or a reduced index's meta cells."""
+    base = f"{MODEL}".format(**wildcards)
+    if is_reduced(wildcards.index):
+        return f"{base}/{wildcards.index}/meta_cells.npz"
+    return f"{base}/reference_embedding.h5ad"
 
 
 def random_seed(wildcards):
@@ -303,6 +321,11 @@ def transfer_inputs(wildcards):
         model_calibrations=[f"{m}/{wildcards.index}/calibration.npz" for m in models],
         **tuning_inputs(wildcards),
         **(
+            dict(meta_cells=f"{own}/{wildcards.index}/meta_cells.npz")
+            if is_reduced(wildcards.index)
+            else {}
+        ),
+        **(
             dict(conformal=f"{own}/{wildcards.index}/conformal.npz")
             if settings.conformal
             else {}
@@ -406,11 +429,12 @@ def novelty_inputs(wildcards):
 
     Its predictions and model-0 embeddings (a predictor's own; 0 columns when
     it has none) and, for an embedding method, the model-0 hits and local
-    scales (calibration) of the run's index.
+    scales (calibration) of the run's index; a reduced index's hits are meta
+    cells, so its runs search the reference exactly instead (cellquery.novelty).
     """
     inputs = dict(predictions=f"{RUN}/predictions.tsv".format(**wildcards))
     inputs.update(run_embeddings(wildcards))
-    if wildcards.kind == "embeddings":
+    if wildcards.kind == "embeddings" and not is_reduced(wildcards.index):
         base = f"{MODEL}/{{index}}".format(**wildcards, model=0)
         inputs.update(hits=f"{base}/hits.npz", calibration=f"{base}/calibration.npz")
     return inputs

@@ -66,9 +66,7 @@ rule record_skip:
         mem_mb=measured("record_skip", "mem_mb"),
         runtime=measured("record_skip", "runtime"),
     params:
-        reason=lambda wildcards: config_skip_reason(
-            config, wildcards.group, wildcards.method
-        ),
+        reason=lambda wildcards: skip_reason(dict(wildcards)),
         reported_as=reported_name,
     script:
         "../workflow_scripts/record_skip.py"
@@ -77,10 +75,10 @@ rule record_skip:
 rule aggregate:
     input:
         metrics_files,
-        # niche_ari of every run of a spatial group (rules/niches.smk)
-        niche_files,
         # distance ROC AUCs of every run with an embedding (rules/novelty.smk)
         novelty_files("distance_roc"),
+        # niche_ari of every run of a spatial group (rules/niches.smk)
+        niche_files,
     output:
         "results/summary.tsv",
     log:
