@@ -194,6 +194,18 @@ def index_reference(wildcards):
     return f"{base}/reference_embedding.h5ad"
 
 
+def index_size_inputs(wildcards):
+    """The model-0 index files (and meta cells) of an embedding run; none for a predictor."""
+    if wildcards.kind != "embeddings":
+        return {}
+    base = f"{MODEL}/{{index}}".format(**wildcards, model=0)
+    n_shards = range(shards(wildcards.index))
+    files = dict(index_files=[f"{base}/shard{shard}/index.bin" for shard in n_shards])
+    if is_reduced(wildcards.index):
+        files["meta_cells"] = f"{base}/meta_cells.npz"
+    return files
+
+
 def random_seed(wildcards):
     """The random seed of one model of a run (model 0 is the run's own)."""
     return model_seed(wildcards.seed, wildcards.model)

@@ -28,6 +28,8 @@ rule metrics:
         unpack(tuning_inputs),
         # a transfer's mapping matrix and the expression of its held-out genes (cellquery.transfer.expression)
         unpack(expression_inputs),
+        # the model-0 index files of an embedding method's run: its bytes per reference cell
+        unpack(index_size_inputs),
         predictions="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
         reference=lambda wildcards: run_embeddings(wildcards)["reference"],
         embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",

@@ -104,3 +104,21 @@ def test_reduced_config_checks_and_skips():
         check_reduce("km", {"backend": "faiss", "reduce": {"method": "kmeans", "n": 5}, "shards": 2})
     with pytest.raises(InputError, match="method"):
         check_reduce("km", {"backend": "faiss", "reduce": {"method": "leiden", "n": 5}})
+
+
+def test_index_bytes_per_cell_counts_files_and_distributions(tmp_path):
+    from cellquery.index.reduce import index_bytes_per_cell
+
+    X, labels, fates, _ = world()
+    meta = reduce_reference(X, labels, method="kmeans", n=10, seed=0, fates=fates)
+    files = []
+    for name, vectors in (("flat", X), ("meta", meta.vectors)):
+        path = tmp_path / f"{name}.bin"
+        build_index("faiss", vectors, {"factory": "Flat"}).save(path)
+        files.append(path)
+    flat = index_bytes_per_cell([files[0]], len(X))
+    assert flat == pytest.approx(files[0].stat().st_size / 300) and flat >= 3 * 4  # at least the float32 vectors
+    nonzero = int(np.count_nonzero(meta.label_counts))
+    reduced = index_bytes_per_cell([files[1]], len(X), meta)
+    assert reduced == pytest.approx((files[1].stat().st_size + nonzero * 8 + 10 * 2 * 4) / 300)
+    assert reduced < flat

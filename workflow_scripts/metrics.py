@@ -50,6 +50,11 @@ if M is not None:  # ... and the project's PCA of the reference (a second latent
     settings = ExpressionSettings.from_config(snakemake.params.expression)
     extra.update(score_expression_transfer(M, reference_expression, query_expression, hvg, **cells, settings=settings)[0])
     extra.update(score_embedding_transfer(M, reference_expression, query_expression, hvg, **cells))
+if hasattr(snakemake.input, "index_files"):  # the index's size per reference cell (cellquery.index.reduce)
+    from cellquery.index.reduce import index_bytes_per_cell, load_meta_cells
+
+    meta = load_meta_cells(snakemake.input.meta_cells)[0] if hasattr(snakemake.input, "meta_cells") else None
+    extra["bytes_per_cell"] = index_bytes_per_cell(snakemake.input.index_files, len(reference_obs), meta)
 table = pd.concat([table, metric_rows(run, extra)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)

@@ -310,3 +310,19 @@ def reduced_self_distances(reference_distances: np.ndarray, k: int, seed: int = 
 
     rows = sample_rows(len(reference_distances), seed=seed)
     return np.asarray(reference_distances[rows, :k], dtype=np.float32)
+
+
+def index_bytes_per_cell(index_files, n_reference: int, meta: MetaCells | None = None) -> float:
+    """Bytes an index costs per reference cell: its saved shard files plus, for meta cells, their label distributions and fates.
+
+    The vectors of a reduced index are in its index file; what a meta cell
+    adds is :meth:`MetaCells.nbytes` beyond its vector (each non-zero
+    (label, weight) pair and its mean fates). The assignment of reference
+    cells to meta cells is not needed for a search and is not counted.
+    """
+    import os
+
+    size = sum(os.path.getsize(path) for path in index_files)
+    if meta is not None:
+        size += meta.nbytes() - meta.vectors.size * 4
+    return size / max(int(n_reference), 1)
