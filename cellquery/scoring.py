@@ -206,14 +206,21 @@ def score_embedding(
     query_obs: pd.DataFrame,
     group: GroupSettings,
     integration: bool = True,
+    max_cells: int | None = None,
+    seed: int = 0,
 ) -> dict[str, float]:
     """Embedding metrics on the joint reference + query embedding.
 
     MAP (K = 1 % of cells) on cell-type labels and the Seurat alignment score
     (k = 1 % of the subsampled cells) as in the Cell BLAST Methods, plus the
-    scib-metrics integration metrics when ``integration`` is true.
+    scib-metrics integration metrics when ``integration`` is true. Above
+    ``max_cells`` joint cells, MAP and Seurat alignment are computed on a
+    seeded subsample of ``max_cells`` cells (:mod:`cellquery.metrics.at_scale`);
+    ``map_n_cells``, ``map_k``, ``seurat_alignment_n_cells`` and
+    ``seurat_alignment_k`` give the cells and K of every value.
     """
     from cellquery import metrics as m
+    from cellquery.metrics.at_scale import map_at_scale, seurat_alignment_at_scale
 
     if reference_embedding.shape[1] == 0:  # a predictor without an embedding
         return {}
@@ -221,9 +228,9 @@ def score_embedding(
     label_key = group.label_key
     labels = np.concatenate([reference_obs[label_key].astype(str).to_numpy(), query_obs[label_key].astype(str).to_numpy()])
     batches = mixing_batches(reference_obs, query_obs, group)
-    scores = {"map": m.map_from_embedding(X, labels, k_frac=0.01)}
+    scores = map_at_scale(X, labels, max_cells=max_cells, seed=seed, k_frac=0.01)
     if len(set(batches)) > 1:
-        scores["seurat_alignment"] = m.seurat_alignment_score(X, batches, k_frac=0.01, n_subsamples=1, seed=0)
+        scores.update(seurat_alignment_at_scale(X, batches, max_cells=max_cells, seed=seed, k_frac=0.01))
         if integration:
             scores.update(m.integration_metrics(X, labels, batches))
     return scores

@@ -16,6 +16,8 @@ rule embedding_metrics:
     params:
         group=lookup(dpath="groups/{group}", within=config),
         integration=config.get("integration_metrics", True),
+        # MAP and Seurat alignment above this many cells: on a seeded subsample (cellquery.metrics.at_scale)
+        max_cells=config.get("metrics_max_cells", 50000),
         # JAX's compiled metric kernels, shared by all embedding_metrics jobs
         jax_cache="results/cache/jax",
     script:

@@ -24,6 +24,7 @@ scores = score_embedding(
     query_obs=query_obs,
     group=group,
     integration=snakemake.params.integration,
+    max_cells=snakemake.params.max_cells,
 )
 if reference.shape[1] and len(query):  # the query's presence in the reference, a detector of negative types
     scores["query_presence_auroc"] = presence_auroc(
