@@ -30,6 +30,12 @@ if not workflow.overwrite_configfiles:
 validate(config, "config/schema.yaml")
 
 
+# snakemake --report results/report.html: the workflow description of the report
+
+
+report: "report/workflow.rst"
+
+
 include: "rules/common.smk"
 include: "rules/data.smk"
 include: "rules/validate.smk"

@@ -122,7 +122,11 @@ rule gather_benchmarks:
     input:
         benchmark_files,
     output:
-        "results/benchmarks.tsv",
+        report(
+            "results/benchmarks.tsv",
+            caption="../report/benchmarks.rst",
+            category="Tables",
+        ),
     log:
         "results/logs/gather_benchmarks.log",
     conda:

@@ -1,5 +1,5 @@
 """`snakemake --report` from the finished toy run: every figure and table marked report(...) is in it,
-byte for byte, with its caption and category."""
+byte for byte, with its caption and category, and the workflow description (report/workflow.rst)."""
 
 from __future__ import annotations
 
@@ -42,6 +42,20 @@ def plain(text: str) -> str:
     return "".join(text.split())
 
 
+def check_workflow_description(report: Path, config: dict) -> str:
+    """Assert that ``report``'s workflow description is report/workflow.rst rendered with ``config``."""
+    match = re.search(r"var workflow_desc = (\".*?\");\s*$", report.read_text(), flags=re.M)
+    assert match, f"{report}: no workflow description"
+    description = plain(json.loads(match.group(1)))
+    first = plain((REPO / "report/workflow.rst").read_text().split("\n\n")[0])
+    assert first and first in description, "the workflow description is not report/workflow.rst"
+    # the Jinja line about this run, filled in from the run's config
+    run = (f"Thisrun:{len(config['groups'])}datasetgroup(s)({','.join(config['groups'])}),"
+           f"{len(config['methods'])}method(s)")
+    assert run in description, f"the workflow description does not describe this run: {run}"
+    return description
+
+
 def check_report(report: Path, workdir: Path) -> dict:
     """Assert that ``report`` holds every report output of the default target of the run in ``workdir``."""
     declared = {p: v for p, v in declared_report_outputs().items() if not p.startswith(NOT_IN_ALL)}
@@ -67,7 +81,10 @@ def test_report_of_the_toy_run_holds_every_figure_and_table_with_its_caption(toy
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=toy_run.workdir, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     declared = check_report(report, toy_run.workdir)
-    assert sum(p.endswith(".png") for p in declared) >= 12 and "results/summary_table.tsv" in declared
+    assert sum(p.endswith(".png") for p in declared) >= 12
+    # the two tables, as tables (checked byte for byte above) under Tables
+    assert {"results/summary_table.tsv", "results/benchmarks.tsv"} <= {p for p, v in declared.items() if v[1] == "Tables"}
+    check_workflow_description(report, toy_run.config)
 
 
 def test_report_check_fails_on_a_missing_figure_or_a_wrong_caption(tmp_path):
@@ -82,13 +99,23 @@ def test_report_check_fails_on_a_missing_figure_or_a_wrong_caption(tmp_path):
                          "data_uri": f"data:{mime};base64," + base64.b64encode(bytes([i]) * 10).decode()}
         categories.setdefault(category, {}).setdefault("Other", []).append(path)
 
-    def write(res):
+    config = {"groups": {"g1": {}, "g2": {}}, "methods": {"pca": {}}}
+    description = (f"<p>{html.escape((REPO / 'report/workflow.rst').read_text().split(chr(10) * 2)[0])}</p>"
+                   "<p>This run: 2 dataset group(s) (g1, g2), 1 method(s) (pca), 1 index(es)</p>")
+
+    def write(res, desc=description):
         page = tmp_path / "report.html"
         page.write_text(f'<script id="results">\nvar results = {json.dumps(res)};\n</script>\n'
-                        f'<script id="categories">\nvar categories = {json.dumps(categories)};\n</script>\n')
+                        f'<script id="categories">\nvar categories = {json.dumps(categories)};\n</script>\n'
+                        f'<script>\nvar workflow_desc = {json.dumps(desc)};\n</script>\n')
         return page
 
     check_report(write(results), tmp_path)
+    check_workflow_description(write(results), config)
+    with pytest.raises(AssertionError):
+        check_workflow_description(write(results, desc=""), config)
+    with pytest.raises(AssertionError):
+        check_workflow_description(write(results), dict(config, groups={"g1": {}}))
     first, second = list(results)[:2]
     with pytest.raises(AssertionError):
         check_report(write({p: e for p, e in results.items() if p != first}), tmp_path)
