@@ -77,3 +77,28 @@ rule conformal_calibration:
         k=config["k"],
     script:
         "../workflow_scripts/conformal_calibration.py"
+
+
+# The reference's own k-NN graph (each cell's k nearest other reference cells),
+# gathered from the same per-shard hits; built on request (not part of `all`).
+rule reference_graph:
+    input:
+        hits=shard_hits,
+        reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
+    output:
+        graph="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/reference_graph.npz",
+    log:
+        "results/logs/reference_graph/{group}/{method}/seed{seed}/model{model}/{index}.log",
+    benchmark:
+        "results/benchmarks/reference_graph/{group}/{method}/seed{seed}/model{model}/{index}.tsv"
+    conda:
+        "../envs/index.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("reference_graph", "mem_mb"),
+        runtime=measured("reference_graph", "runtime"),
+    params:
+        k=config["k"],
+        reduced=lambda wildcards: is_reduced(wildcards.index),
+    script:
+        "../workflow_scripts/reference_graph.py"
