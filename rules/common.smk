@@ -419,6 +419,10 @@ def benchmark_files(wildcards):
             else:
                 files.append(rules.embed.benchmark.format(**run, model=model))
             files.append(rules.merge_hits.benchmark.format(**run, model=model))
+            if is_reduced(run["index"]):
+                files.append(
+                    rules.reduce_reference.benchmark.format(**run, model=model)
+                )
             for shard in range(shards(run["index"])):
                 files += [
                     r.benchmark.format(**run, model=model, shard=shard)

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
+from cellquery.index.reduce import reduced_skip_reason
 from cellquery.predictors import SCORE_THRESHOLDS
 
 REPO = Path(__file__).resolve().parents[1]
@@ -46,8 +47,10 @@ def expected_runs(config):
             for index, transfer in pairs:
                 report_as = config["transfers"].get(transfer, {}).get("report_as")
                 name = f"{report_as}-{method}" if report_as else method
+                # a reduced index (meta cells) runs distance cut-off transfers with the majority voter only
+                why = reason or reduced_skip_reason(config, index, transfer)
                 for seed in config["seeds"]:
-                    yield group, method, index, transfer, seed, name, reason
+                    yield group, method, index, transfer, seed, name, why
 
 
 def test_summary_has_every_expected_row(toy):
@@ -64,7 +67,8 @@ def test_summary_has_every_expected_row(toy):
         assert (rows.reported_as == name).all()
         if reason:
             assert rows["metric"].tolist() == [f"skipped: {reason}"]
-            assert reason == "needs raw counts but the group's values are log-normalised"
+            assert reason in ("needs raw counts but the group's values are log-normalised",
+                              reduced_skip_reason(config, index, transfer))
             continue
         values = dict(zip(rows.metric, rows.value))
         assert BASE_METRICS <= set(values), (group, method, index, transfer, seed)
