@@ -122,3 +122,68 @@ def test_index_bytes_per_cell_counts_files_and_distributions(tmp_path):
     reduced = index_bytes_per_cell([files[1]], len(X), meta)
     assert reduced == pytest.approx((files[1].stat().st_size + nonzero * 8 + 10 * 2 * 4) / 300)
     assert reduced < flat
+
+
+def check_reduced_runs(workdir, config):
+    """Every reduced index's computed runs in a finished run: predictions and bytes_per_cell recomputed by hand.
+
+    The hits must be the nearest meta cells (numpy), the predictions the vote
+    of their label distributions within the cut-off set by the reference
+    cells' own distances to the meta cells, and the summary's bytes_per_cell
+    the index file's size plus 8 bytes per (label, weight) pair and the fates.
+    """
+    from cellquery.index.reduce import reduce_spec
+    from cellquery.io import read_embedding
+
+    summary = pd.read_csv(workdir / "results/summary.tsv", sep="\t")
+    checked = 0
+    for index, spec in config["indexes"].items():
+        if reduce_spec(spec) is None:
+            continue
+        runs = summary[(summary["index"] == index) & (summary.metric == "mba")]
+        assert len(runs), index
+        for run in runs.itertuples():
+            base = workdir / f"results/{run.group}/embeddings/{run.method}/seed{run.seed}"
+            model = base / "model0"
+            meta, keys = load_meta_cells(model / index / "meta_cells.npz")
+            assert meta.n <= reduce_spec(spec)["n"]
+            query = read_embedding(model / "query_embedding.h5ad").astype(np.float64)
+            reference = read_embedding(model / "reference_embedding.h5ad").astype(np.float64)
+            V = meta.vectors.astype(np.float64)
+            hits = np.load(model / index / "hits.npz")
+            k = hits["indices"].shape[1]
+            D = np.sqrt(((query[:, None, :] - V[None]) ** 2).sum(-1))
+            np.testing.assert_array_equal(np.sort(hits["indices"], axis=1), np.sort(np.argsort(D, axis=1)[:, :k], axis=1))
+            np.testing.assert_allclose(hits["distances"], np.take_along_axis(D, hits["indices"], axis=1), rtol=1e-4, atol=1e-4)
+            Dr = np.sqrt(((reference[:, None, :] - V[None]) ** 2).sum(-1))
+            np.testing.assert_array_equal(meta.assignment, Dr.argmin(axis=1))
+            self_d = np.load(model / index / "self_distances.npy")
+            np.testing.assert_allclose(self_d, np.sort(Dr, axis=1)[sample_rows(len(reference), seed=int(run.seed)), :k],
+                                       rtol=1e-4, atol=1e-4)
+            settings = TransferSettings.from_config(config["transfers"][run.transfer])
+            cutoff = np.quantile(self_d, settings.distance_quantile)
+            share = meta.label_counts / meta.label_counts.sum(axis=1, keepdims=True)
+            predictions = pd.read_csv(base / index / run.transfer / "predictions.tsv", sep="\t")
+            for q in range(len(query)):
+                # the hits' own distances (float32 from the index; checked against D above) decide the cut-off
+                counted = [j for j, d in zip(hits["indices"][q], hits["distances"][q]) if d <= cutoff]
+                votes = share[counted].sum(axis=0)
+                if len(counted) < settings.min_hits:
+                    expected = "rejected"
+                elif votes.max() / votes.sum() > settings.min_fraction:
+                    expected = meta.labels[votes.argmax()]
+                else:
+                    expected = "ambiguous"
+                assert predictions["prediction"][q] == expected, (run, q)
+            files = sorted((model / index).glob("shard*/index.bin"))
+            extra = np.count_nonzero(meta.label_counts) * 8 + (meta.fates.size * 4 if meta.fates is not None else 0)
+            size = summary[(summary.group == run.group) & (summary["index"] == index) & (summary.transfer == run.transfer)
+                           & (summary.seed == run.seed) & (summary.metric == "bytes_per_cell")].value
+            assert size.tolist() == pytest.approx([(sum(f.stat().st_size for f in files) + extra) / len(reference)])
+            checked += 1
+    return checked
+
+
+def test_toy_run_reduced_index(toy_run):
+    """The toy run's reduced index (kmeans_50 on pca) against hand computations from its own files."""
+    assert check_reduced_runs(toy_run.workdir, toy_run.config) >= 1
