@@ -79,3 +79,5 @@ rule all:
         "results/rare_types.tsv",
         "results/figures/rare_types.png",
         "results/figures/expression_transfer.png",
+        # one section of each spatial group by true and predicted type (rules/niches.smk)
+        ["results/figures/spatial_sections.png"] if spatial_groups() else [],

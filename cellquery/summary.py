@@ -89,6 +89,8 @@ TABLE_METRICS = (
     "mba_positive", "mba_negative", "mba", "auroc_unseen", "accuracy", "map", "seurat_alignment", "jsd", "cl_accuracy",
     # what the mapping matrix carries (docs/formats.md): rare types, presence, held-out genes
     "rare_type_accuracy", "presence_auroc", "expr_pearson", "expr_jsd",
+    # spatial groups (rules/niches.smk): niches of the predicted types against the known regions
+    "niche_ari",
 )
 METRIC_LABELS = {
     "mba_positive": "MBA (positive types)",
@@ -104,6 +106,7 @@ METRIC_LABELS = {
     "presence_auroc": "AUROC (presence score)",
     "expr_pearson": "expression r (held-out genes)",
     "expr_jsd": "expression JSD (lower is better)",
+    "niche_ari": "niche ARI (spatial groups)",
 }
 TABLE_KEYS = ["group", "reported_as", "method", "index", "transfer"]
 TABLE_COLUMNS = [

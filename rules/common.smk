@@ -120,6 +120,37 @@ def niche_files(wildcards=None):
     ]
 
 
+def spatial_groups():
+    """The groups with spatial settings (groups.<name>.spatial)."""
+    return [g for g, spec in config["groups"].items() if spec.get("spatial")]
+
+
+def spatial_figure_selection():
+    """The first seed's runs of the spatial groups that are not skipped."""
+    seed = config["seeds"][0]
+    return [
+        r
+        for r in runs()
+        if r["seed"] == seed and r["group"] in spatial_groups() and not skip_reason(r)
+    ]
+
+
+def spatial_figure_runs():
+    """(group, panel title) of each run of the spatial sections figure."""
+    return [
+        (
+            r["group"],
+            r["method"] if r["index"] == NATIVE else f"{r['method']} {r['transfer']}",
+        )
+        for r in spatial_figure_selection()
+    ]
+
+
+def spatial_figure_predictions(wildcards):
+    """Input function: the predictions of each run of the spatial sections figure."""
+    return [f"{RUN}/predictions.tsv".format(**r) for r in spatial_figure_selection()]
+
+
 def sweep_files(wildcards=None):
     """The rejection sweep of every run that is not skipped."""
     return [f"{RUN}/sweep.tsv".format(**r) for r in runs() if not skip_reason(r)]
@@ -428,6 +459,8 @@ def benchmark_files(wildcards):
                     r.benchmark.format(**run, model=model, shard=shard)
                     for r in (rules.build_index, rules.query_index)
                 ]
+    if spatial_groups():
+        files.append(rules.figure_spatial.benchmark)
     files += novelty_benchmark_files()
     files += [r.benchmark for r in MAPPING_RULES]
     return list(dict.fromkeys(files))

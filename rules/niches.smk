@@ -24,3 +24,38 @@ rule niches:
         reported_as=reported_name,
     script:
         "../workflow_scripts/niches.py"
+
+
+# The first section of each spatial group (first seed): true type, each run's predicted type, rejected cells.
+rule figure_spatial:
+    input:
+        predictions=spatial_figure_predictions,
+        queries=[
+            f"results/{group}/seed{config['seeds'][0]}/preprocessed/query.h5ad"
+            for group in spatial_groups()
+        ],
+    output:
+        report(
+            "results/figures/spatial_sections.png",
+            caption="../report/spatial_sections.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_spatial.log",
+    benchmark:
+        "results/benchmarks/figure_spatial.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("figure_spatial", "mem_mb"),
+        runtime=measured("figure_spatial", "runtime"),
+    params:
+        runs=spatial_figure_runs(),
+        groups=spatial_groups(),
+        section_keys={
+            group: config["groups"][group]["spatial"]["section_key"]
+            for group in spatial_groups()
+        },
+    script:
+        "../workflow_scripts/figure_spatial.py"

@@ -144,3 +144,18 @@ def test_run_niches_equals_kmeans_of_brute_force_composition(gnn_runs, group):
     regions = qry.obs.loc[table["cell"], "domain"].astype(str)
     assert metrics["niche_ari"] == pytest.approx(adjusted_rand_score(regions, niches["niche"]))
     assert list(niches["region"]) == list(regions)
+
+
+def test_spatial_sections_figure(tmp_path):
+    import matplotlib.image as mpimg
+
+    from cellquery.plots.spatial import plot_spatial_sections
+
+    xy = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    rows = [{"group": "g", "section": "s1", "coords": xy, "truth": ["a", "b", "c"],
+             "runs": {"m": ["a", "rejected", "ambiguous"], "n": ["a", "b", "b"]}}]
+    plot_spatial_sections(rows, tmp_path / "f.png")
+    plot_spatial_sections([], tmp_path / "none.png")
+    height, width = mpimg.imread(tmp_path / "f.png").shape[:2]
+    assert width > 2 * height  # one row of three panels (truth and two runs) and the legend
+    assert mpimg.imread(tmp_path / "none.png").size > 0
