@@ -159,3 +159,24 @@ def test_spatial_sections_figure(tmp_path):
     height, width = mpimg.imread(tmp_path / "f.png").shape[:2]
     assert width > 2 * height  # one row of three panels (truth and two runs) and the legend
     assert mpimg.imread(tmp_path / "none.png").size > 0
+
+
+def test_spatial_problems_of_a_query_without_coordinates(tmp_path, group):
+    from cellquery.io import write_h5ad
+    from cellquery.spatial.settings import spatial_problems
+    from cellquery.validate import open_loaded
+
+    _, qry, _ = group
+    spec = {"section_key": "section", "radius": 30, "domain_key": "domain"}
+    good, bad = qry.copy(), qry.copy()
+    del bad.obsm["spatial"], bad.obs["domain"]
+    paths = []
+    for name, adata in (("good", good), ("bad", bad)):
+        paths.append(tmp_path / f"{name}.h5ad")
+        write_h5ad(adata, paths[-1])
+    specs = {n: {"source": f"{n}.h5ad"} for n in ("good", "bad")}
+    loaded = open_loaded(paths, ["good", "bad"], specs)
+    problems = spatial_problems(loaded, spec)
+    assert len(problems) == 2 and all("bad.h5ad" in p for p in problems)
+    assert "obsm['spatial']: missing" in problems[0] and "'domain' (spatial.domain_key)" in problems[1]
+    assert spatial_problems(loaded, None) == []

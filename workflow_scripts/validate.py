@@ -6,6 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 from cellquery.given import dataset_embedding_key, embedding_group_problems
 from cellquery.io import write_table
 from cellquery.settings import GroupSettings
+from cellquery.spatial.settings import spatial_problems
 from cellquery.validate import MIN_SHARED_GENES, group_problems, open_loaded, raise_problems
 
 spec = snakemake.params.group
@@ -35,6 +36,8 @@ else:
         min_genes=settings.get("min_genes", 20),
         min_shared_genes=settings.get("min_shared_genes", MIN_SHARED_GENES),
     )
+# a spatial group's query: coordinates, section and region columns (cellquery.spatial.settings)
+problems += spatial_problems(query, spec.get("spatial"))
 for dataset in reference + query:
     dataset.adata.file.close()
 raise_problems(problems, log=sys.stderr)

@@ -64,3 +64,28 @@ def section_graph(adata, settings: SpatialSettings) -> sp.csr_matrix:
         raise InputError(f"obs column {settings.section_key!r} (spatial.section_key) is missing")
     coords = np.asarray(adata.obsm[SPATIAL_KEY], dtype=np.float64)[:, :2]
     return radius_graph(coords, settings.radius, adata.obs[settings.section_key].astype(str).to_numpy())
+
+
+def spatial_problems(query, spec: Mapping | None) -> list[str]:
+    """What a spatial group's query datasets lack (rule validate): coordinates, the section and region columns.
+
+    ``query``: the group's loaded query datasets (objects with ``adata`` and
+    ``where``, :class:`cellquery.validate.LoadedDataset`); ``spec``: the
+    group's ``spatial`` entry (None: not a spatial group, no problems).
+    """
+    settings = SpatialSettings.from_config(spec)
+    if settings is None:
+        return []
+    problems = []
+    for dataset in query:
+        adata = dataset.adata
+        if SPATIAL_KEY not in adata.obsm:
+            problems.append(f"{dataset.where}: obsm['spatial']: missing; a spatial group's query needs cell coordinates")
+        else:
+            coords = np.asarray(adata.obsm[SPATIAL_KEY])
+            if coords.ndim != 2 or coords.shape[1] < 2 or not np.isfinite(coords[:, :2]).all():
+                problems.append(f"{dataset.where}: obsm['spatial']: expected finite x, y per cell, got shape {coords.shape}")
+        for key, role in ((settings.section_key, "spatial.section_key"), (settings.domain_key, "spatial.domain_key")):
+            if key is not None and key not in adata.obs:
+                problems.append(f"{dataset.where}: obs column {key!r} ({role}) is missing")
+    return problems
