@@ -39,6 +39,7 @@ from cellquery.errors import InputError
 from cellquery.index import Index, make_index, merge_topk
 from cellquery.index.base import check_int
 from cellquery.index.gemm_backend import knn_gemm
+from cellquery.progress import Progress, progress
 
 # Every field of the JSON line (and of the sweep's TSV rows), in order.
 FIELDS = [
@@ -251,12 +252,16 @@ def _add_reference(idx: Index, pending: list, chunks, n_ref: int, truth: _ExactN
     Each chunk is released before the next one is generated; ``pending`` is emptied.
     """
 
+    # reference cells added, elapsed, ETA in the job's log
+    counter = Progress(f"index build ({idx.backend}, {n_ref} cells)", n_ref, "cells added")
+
     def consume(X: np.ndarray, L: np.ndarray, offset: int) -> None:
         with _timed(times, "add_s"):
             idx.add(X)
         ref_labels[offset : offset + X.shape[0]] = L
         with _timed(times, "exact_s"):
             truth.add(X, offset)
+        counter.update(X.shape[0])
 
     offset = 0
     for X, L in pending:
@@ -402,7 +407,8 @@ def run_benchmark(
         with _timed(times, "warm_s"):
             idx.search(Q[:1], k)  # lazy work (pynndescent builds its graph here) counts as build
         index_bytes = _saved_size(idx, tmpdir, times)
-        searches = [_search(idx, params, setting, Q, k, batch_size, n_exact) for setting in sweep]
+        searches = [_search(idx, params, setting, Q, k, batch_size, n_exact)
+                    for setting in progress(sweep, f"search settings ({index}, {n_ref} cells)", unit="settings")]
 
     rates = (gemm_gflops(dim, threads), gemm_gflops_cpu(dim))
     exact_votes = majority_vote(truth.I[:, :k], ref_labels, world.n_labels)

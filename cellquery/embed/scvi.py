@@ -56,6 +56,7 @@ import pandas as pd
 from cellquery.device import torch_accelerator
 from cellquery.errors import InputError
 from cellquery.peer_tools import limited_torch_threads, raw_counts
+from cellquery.progress import lightning_callback
 
 REQUIRES: tuple[str, ...] = ("counts",)
 
@@ -83,15 +84,17 @@ def check_epochs(**epochs: int | None) -> None:
         raise InputError(f"config: methods: {', '.join(bad)} must be >= 1 or left unset (scvi-tools' default)")
 
 
-def train_kwargs(max_epochs: int | None, batch_size: int) -> dict:
-    """Common ``train`` arguments: the job's device, no progress bar.
+def train_kwargs(max_epochs: int | None, batch_size: int, task: str = "scvi-tools training") -> dict:
+    """Common ``train`` arguments: the job's device, no progress bar, progress lines in the job's log.
 
     ``max_epochs`` None is passed on as None: scvi-tools' own epoch heuristic
     (``get_max_epochs_heuristic``). ``accelerator`` is ``"gpu"`` (one device) when
     the job asked for a GPU, else ``"cpu"``; ``early_stopping=False`` is ``train``'s
-    default, spelled out.
+    default, spelled out. ``task`` names the training in the progress lines
+    (epochs done, elapsed, ETA; :func:`cellquery.progress.lightning_callback`).
     """
     accelerator = torch_accelerator()
+    callback = lightning_callback(task)
     return dict(
         max_epochs=None if max_epochs is None else int(max_epochs),
         batch_size=int(batch_size),
@@ -99,6 +102,7 @@ def train_kwargs(max_epochs: int | None, batch_size: int) -> dict:
         devices=1 if accelerator == "gpu" else "auto",
         enable_progress_bar=False,
         early_stopping=False,
+        callbacks=[] if callback is None else [callback],
     )
 
 
@@ -141,7 +145,7 @@ def reference_model(
         use_layer_norm="both",
         use_batch_norm="none",
     )
-    model.train(**train_kwargs(max_epochs, batch_size))
+    model.train(**train_kwargs(max_epochs, batch_size, "scVI reference training"))
     return model, adata
 
 
@@ -176,7 +180,7 @@ def map_query(
     scvi.settings.seed = int(seed)
     query_model = model_class.load_query_data(adata, model)
     # weight_decay 0: the project's rule (scArches tutorial), not train's default 1e-6; see the module docstring
-    query_model.train(**train_kwargs(query_epochs, batch_size), plan_kwargs={"weight_decay": 0.0})
+    query_model.train(**train_kwargs(query_epochs, batch_size, "scVI query surgery"), plan_kwargs={"weight_decay": 0.0})
     return query_model, adata
 
 

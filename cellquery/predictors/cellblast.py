@@ -91,6 +91,7 @@ import pandas as pd
 from cellquery.errors import InputError
 from cellquery.peer_tools import limited_torch_threads, raw_counts
 from cellquery.predictors import MethodResult, fate_columns, timed
+from cellquery.progress import Progress
 from cellquery.transfer import sweep_column
 
 SWEEPS = True  # P-value cut-off: predictions at several cut-offs come from one query
@@ -278,6 +279,8 @@ def blast_inputs(
 def train_models(cb, ref: ad.AnnData, genes: list[str], batch_effect, seeds: Sequence[int], workdir: str, **directi) -> list:
     """One DIRECTi model per seed (step 1), saved under ``workdir``; ``directi``: ``fit_DIRECTi`` options."""
     models = []
+    # models done, elapsed, ETA in the job's log (each model's epochs: DIRECTi's own lines)
+    counter = Progress("Cell BLAST DIRECTi training", len(seeds), "models", every_s=0)
     for i, model_seed in enumerate(seeds):
         # DIRECTi reports every epoch on stdout; keep it in the job's log (stderr)
         with contextlib.redirect_stdout(sys.stderr):
@@ -287,6 +290,7 @@ def train_models(cb, ref: ad.AnnData, genes: list[str], batch_effect, seeds: Seq
                     path=os.path.join(workdir, f"model{i}"), **directi,
                 )
             )
+        counter.update()
     return models
 
 

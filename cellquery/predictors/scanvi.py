@@ -75,7 +75,7 @@ def train_reference(
 
     scvi_model, _ = reference_model(reference, genes, batch_key=batch_key, labels=labels, seed=seed, **scvi_options)
     model = scvi.model.SCANVI.from_scvi_model(scvi_model, unlabeled_category=UNLABELED)
-    model.train(**train_kwargs(scanvi_epochs, scvi_options["batch_size"]), n_samples_per_label=n_samples_per_label)
+    model.train(**train_kwargs(scanvi_epochs, scvi_options["batch_size"], "scANVI training"), n_samples_per_label=n_samples_per_label)
     return model
 
 

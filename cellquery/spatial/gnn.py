@@ -36,6 +36,7 @@ import torch
 from torch import nn
 
 from cellquery.errors import InputError
+from cellquery.progress import Progress
 
 LAYER_KINDS = ("gcn", "gat")
 
@@ -150,6 +151,7 @@ def pretrain_masked(
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
     n_masked = max(1, int(round(mask_fraction * graph.n)))
     curve = []
+    counter = Progress("gnn masked pretraining", epochs, "epochs")  # lines in the job's log
     for _ in range(epochs):
         masked = torch.zeros(graph.n, dtype=torch.bool)
         masked[torch.randperm(graph.n, generator=generator)[:n_masked]] = True
@@ -159,6 +161,7 @@ def pretrain_masked(
         loss.backward()
         optimiser.step()
         curve.append(float(loss))
+        counter.update()
     return curve
 
 
@@ -185,12 +188,14 @@ def fine_tune(
     model.to(device).train()
     optimiser = torch.optim.Adam([*model.parameters(), *head.parameters()], lr=lr)
     curve = []
+    counter = Progress("gnn fine-tuning", epochs, "epochs")  # lines in the job's log
     for _ in range(epochs):
         loss = nn.functional.cross_entropy(head(model.embed(x, graph))[train], y[train])
         optimiser.zero_grad()
         loss.backward()
         optimiser.step()
         curve.append(float(loss))
+        counter.update()
     return head, curve
 
 
