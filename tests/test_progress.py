@@ -136,3 +136,22 @@ def test_scale_benchmark_logs_cells_added_per_chunk_and_search_settings(caplog, 
     assert len(rows) == 2
     assert counts(caplog, "index build (faiss, 2500 cells)") == [(1000, 2500), (2000, 2500), (2500, 2500)]
     assert counts(caplog, "search settings (ivfflat, 2500 cells)") == [(1, 2), (2, 2)]
+
+
+@pytest.mark.parametrize("backend,params", [("faiss", {"factory": "Flat"}), ("gemm", {})])
+def test_build_index_adds_in_chunks_with_progress_and_the_same_neighbours(caplog, every_step, backend, params):
+    from cellquery.index import build_index
+
+    caplog.set_level(logging.INFO, logger="cellquery.progress")
+    rng = np.random.default_rng(3)
+    X, Q = rng.normal(size=(100, 6)).astype(np.float32), rng.normal(size=(7, 6)).astype(np.float32)
+    chunked = build_index(backend, X, params, add_chunk=40)
+    assert counts(caplog, f"index build ({backend}, 100 cells)") == [(40, 100), (80, 100), (100, 100)]
+    whole = build_index(backend, X, params)  # 100 rows <= ADD_CHUNK: one add, one line
+    assert counts(caplog, f"index build ({backend}, 100 cells)")[3:] == [(100, 100)]
+    d_chunked, i_chunked = chunked.search(Q, 5)
+    d_whole, i_whole = whole.search(Q, 5)
+    brute = np.argsort(((Q[:, None, :] - X[None, :, :]) ** 2).sum(-1), axis=1)[:, :5]
+    np.testing.assert_array_equal(i_chunked, brute)
+    np.testing.assert_array_equal(i_chunked, i_whole)
+    np.testing.assert_allclose(d_chunked, d_whole, rtol=1e-6)

@@ -18,6 +18,7 @@ import os
 import numpy as np
 
 from cellquery.errors import InputError
+from cellquery.progress import Progress
 from cellquery.index.base import Index, as_matrix, read_header
 from cellquery.index.merge import merge_topk, split_shards
 from cellquery.registry import Registry
@@ -49,7 +50,12 @@ def make_index(backend: str, dim: int, params: dict | None = None, seed: int = 0
     return _backend(backend)(dim, params, seed)
 
 
-def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: int = 0) -> Index:
+# rows per add() of build_index: a reference above it is added in chunks, with progress lines in the job's log
+ADD_CHUNK = 500_000
+
+
+def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: int = 0,
+                add_chunk: int | None = None) -> Index:
     """Build an index of the rows of ``X`` (ids 0..n-1): train on ``X``, then add it.
 
     Parameters
@@ -62,6 +68,10 @@ def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: i
         Backend params (see the backend class docstring); unknown keys raise.
     seed
         Seed of all random choices (training subsample, k-means, graph construction).
+    add_chunk
+        Rows per ``add`` (default :data:`ADD_CHUNK`); after each chunk a progress
+        line (cells added, elapsed, ETA) goes to the job's log (:mod:`cellquery.progress`).
+        A reference of at most this many rows is added in one call.
 
     Raises
     ------
@@ -72,7 +82,13 @@ def build_index(backend: str, X: np.ndarray, params: dict | None = None, seed: i
     X = as_matrix(X, "reference X")
     index = make_index(backend, X.shape[1], params, seed)
     index.train(X)
-    index.add(X)
+    chunk = ADD_CHUNK if add_chunk is None else int(add_chunk)
+    if chunk < 1:
+        raise InputError(f"index: add_chunk must be >= 1, got {add_chunk!r}")
+    counter = Progress(f"index build ({backend}, {X.shape[0]} cells)", X.shape[0], "cells added")
+    for start in range(0, X.shape[0], chunk):
+        index.add(X[start : start + chunk])
+        counter.update(min(chunk, X.shape[0] - start))
     return index
 
 
