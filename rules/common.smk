@@ -291,6 +291,8 @@ PREDICTOR_ENVS = {
     "cellblast": "cellblast",
     "cellmapper": "cellmapper",
     "celltypist": "celltypist",
+    "gnn": "spatial",
+    "gnn_pretrained": "spatial",
     "scanvi": "scvi",
     "symphony": "symphony",
 }
