@@ -12,11 +12,14 @@ import sys
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "config/toy.yaml"
 # report(...) outputs of the scale sweep are built by its own target (`snakemake scale`), not by `all`
 NOT_IN_ALL = "results/scale/"
+# the spatial section figure is a target only when the config has a spatial group
+SPATIAL_ONLY = "results/figures/spatial_sections.png"
 
 
 def declared_report_outputs() -> dict[str, tuple[str, str]]:
@@ -56,9 +59,12 @@ def check_workflow_description(report: Path, config: dict) -> str:
     return description
 
 
-def check_report(report: Path, workdir: Path) -> dict:
-    """Assert that ``report`` holds every report output of the default target of the run in ``workdir``."""
+def check_report(report: Path, workdir: Path, config: dict | None = None) -> dict:
+    """Assert that ``report`` holds every report output of the default target of the run in ``workdir``
+    (of its ``config``, where given)."""
     declared = {p: v for p, v in declared_report_outputs().items() if not p.startswith(NOT_IN_ALL)}
+    if config is not None and not any("spatial" in group for group in config["groups"].values()):
+        declared.pop(SPATIAL_ONLY, None)
     results, categories = report_data(report, "results"), report_data(report, "categories")
     assert set(results) == set(declared), (sorted(set(declared) - set(results)), sorted(set(results) - set(declared)))
     for path, (caption_file, category) in declared.items():
@@ -80,7 +86,7 @@ def test_report_of_the_toy_run_holds_every_figure_and_table_with_its_caption(toy
            "-d", str(toy_run.workdir), "--configfile", str(TOY)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=toy_run.workdir, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
-    declared = check_report(report, toy_run.workdir)
+    declared = check_report(report, toy_run.workdir, yaml.safe_load(TOY.read_text()))
     assert sum(p.endswith(".png") for p in declared) >= 12
     # the two tables, as tables (checked byte for byte above) under Tables
     assert {"results/summary_table.tsv", "results/benchmarks.tsv"} <= {p for p, v in declared.items() if v[1] == "Tables"}
