@@ -24,36 +24,28 @@ models = [
     )
 ] if settings.significance or settings.conformal else None
 hits = np.load(inputs.hits)
+common = dict(
+    reference_obs=read_obs(inputs.reference),
+    query_obs=read_obs(inputs.query),
+    distances=hits["distances"],
+    indices=hits["indices"],
+    self_distances=np.load(inputs.self_distances),
+    group=GroupSettings.from_config(snakemake.params.group),
+    settings=settings,
+    sweep=snakemake.params.sweep,
+)
 if "meta_cells" in inputs.keys():  # a reduced index: its meta cells vote with their label distributions
     from cellquery.index.reduce import load_meta_cells
     from cellquery.transfer.meta import meta_predict_table
 
     meta, fate_keys = load_meta_cells(inputs.meta_cells)
-    table, mapping = meta_predict_table(
-        meta=meta,
-        fate_keys=fate_keys,
-        reference_obs=read_obs(inputs.reference),
-        query_obs=read_obs(inputs.query),
-        distances=hits["distances"],
-        indices=hits["indices"],
-        self_distances=np.load(inputs.self_distances),
-        group=GroupSettings.from_config(snakemake.params.group),
-        settings=settings,
-        sweep=snakemake.params.sweep,
-    )
+    table, mapping = meta_predict_table(meta=meta, fate_keys=fate_keys, **common)
 else:
     table, mapping = predict_table(
-        reference_obs=read_obs(inputs.reference),
-        query_obs=read_obs(inputs.query),
-        distances=hits["distances"],
-        indices=hits["indices"],
-        self_distances=np.load(inputs.self_distances),
-        group=GroupSettings.from_config(snakemake.params.group),
-        settings=settings,
         models=models,
         conformal=ConformalCalibration.load(inputs.conformal) if settings.conformal else None,
-        sweep=snakemake.params.sweep,
         return_mapping=True,
+        **common,
     )
 write_table(table, snakemake.output.predictions)
 save_mapping(snakemake.output.mapping, mapping)
