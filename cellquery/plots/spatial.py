@@ -31,7 +31,11 @@ def plot_spatial_sections(rows: list[dict], path) -> None:
     types = sorted({str(t) for r in rows for t in r["truth"]} | {str(t) for r in rows for p in r["runs"].values() for t in p} - set(SPECIAL))
     colours = {**distinct_colours(types), **SPECIAL}
     width = 1 + max(len(r["runs"]) for r in rows)
-    fig, axes = plt.subplots(len(rows), width, figsize=(3.2 * width, 3.2 * len(rows)), squeeze=False, layout="constrained")
+    n_entries = len(types) + len(SPECIAL)
+    # the legend goes below the panels (rows of 4 entries): on the right its long type names took the panels' width
+    legend_height = 0.25 * (1 + -(-n_entries // 4))
+    fig, axes = plt.subplots(len(rows), width, figsize=(max(3.2 * width, 11), 3.2 * len(rows) + legend_height),
+                             squeeze=False, layout="constrained")
     for axs, row in zip(axes, rows):
         panels = [("true type", row["truth"]), *row["runs"].items()]
         xy = np.asarray(row["coords"])
@@ -51,5 +55,5 @@ def plot_spatial_sections(rows: list[dict], path) -> None:
             ax.axis("off")
     handles = [plt.Line2D([], [], marker="x" if t in SPECIAL else "o", linestyle="", color=colours[t], label=t)
                for t in [*types, *SPECIAL]]
-    legend(fig, handles, "cell type")
+    legend(fig, handles, "cell type", side="bottom")
     save_png(fig, path)
