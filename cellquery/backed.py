@@ -1,0 +1,363 @@
+"""Backed, chunked preprocessing of atlas-sized groups: QC, normalisation, HVG and PCA by row chunks.
+
+The in-memory path (:func:`cellquery.preprocess.prepare_group`,
+:func:`cellquery.hvg.select_hvg`, :func:`cellquery.embed.pca.embed`) reads a
+group whole. Here the datasets are opened backed (``anndata.read_h5ad(backed="r")``),
+their CSR ``X`` is read ``chunk_cells`` rows at a time and no step holds the
+dense full matrix:
+
+* :func:`prepare_group_backed`: the same cells, genes, obs and values as
+  ``prepare_group`` followed by ``resample_group``. Pass 1 counts each cell's
+  detected shared genes (the QC of ``scanpy.pp.filter_cells``); pass 2 runs
+  scanpy's ``normalize_total`` and ``log1p`` on each chunk of kept cells
+  (both are row-wise, so a chunk gives the rows of the whole) and appends it
+  to the output's CSR ``X`` (and ``layers["counts"]``) with anndata's
+  ``sparse_dataset(...).append``. The output is an ordinary h5ad marked with
+  ``uns["chunked"]``, which tells the HVG and embedding steps to read it backed.
+* :func:`select_hvg_backed`: scanpy's ``seurat`` flavour per batch, from per-gene
+  mean and variance of ``expm1`` of the log values accumulated over chunks.
+* :func:`pca_backed`: the reference's per-gene scaling accumulated over chunks,
+  a PCA (``svd_solver="covariance_eigh"``, as the in-memory path) fitted on a
+  seeded subsample of ``fit_cells`` reference cells (all when fewer), then
+  every cell projected chunk by chunk.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Iterator, Sequence
+
+import anndata as ad
+import h5py
+import numpy as np
+import pandas as pd
+import scanpy as sc
+import scipy.sparse as sp
+from anndata.io import sparse_dataset, write_elem
+from sklearn.decomposition import PCA
+
+from cellquery.errors import InputError
+from cellquery.io import atomic_path
+from cellquery.preprocess import combine
+from cellquery.resample import QUERY_STREAM, REFERENCE_STREAM, stratified_rows
+from cellquery.validate import MIN_SHARED_GENES
+
+# Groups with more cells than this (config preprocess.backed_above_cells) take the chunked path.
+BACKED_ABOVE_CELLS = 200_000
+# Rows read at a time (config preprocess.chunk_cells).
+CHUNK_CELLS = 20_000
+# Reference cells the chunked PCA is fitted on (a seeded subsample when the reference is larger).
+FIT_CELLS = 100_000
+# The chunked writer's HDF5 storage: lzf (fast) in chunks of 2^18 values; gzip, which the
+# in-memory writer uses, costs minutes per 10^8 values.
+# (anndata makes the arrays of sparse matrices resizable itself.)
+DATASET_KWARGS = {"compression": "lzf", "chunks": (1 << 18,)}
+
+
+def count_cells(path: str | os.PathLike) -> int:
+    """Number of cells of an h5ad file, read from its obs index alone."""
+    try:
+        with h5py.File(path, "r") as f:
+            return int(f["obs"][f["obs"].attrs["_index"]].shape[0])
+    except (OSError, KeyError) as err:
+        raise InputError(f"{path}: obs: cannot read the cell index ({type(err).__name__}: {err})") from err
+
+
+def is_chunked(adata: ad.AnnData) -> bool:
+    """Whether a preprocessed file was written by :func:`prepare_group_backed`."""
+    return "chunked" in adata.uns
+
+
+def row_chunks(x, n_rows: int, chunk_cells: int) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """``(start, rows start:start+chunk_cells of x as CSR)`` over all rows of a backed (or in-memory) matrix."""
+    if chunk_cells < 1:
+        raise InputError(f"config: preprocess.chunk_cells must be >= 1, got {chunk_cells}")
+    for start in range(0, n_rows, chunk_cells):
+        block = x[start : min(start + chunk_cells, n_rows)]
+        yield start, (block if sp.issparse(block) else sp.csr_matrix(block)).tocsr()
+
+
+def _selected_chunks(adata: ad.AnnData, rows: np.ndarray, columns: np.ndarray, chunk_cells: int):
+    """Chunks of the rows ``rows`` (boolean mask) of ``adata.X`` restricted to ``columns``, as float32 CSR."""
+    for start, block in row_chunks(adata.X, adata.n_obs, chunk_cells):
+        keep = rows[start : start + block.shape[0]]
+        if keep.any():
+            yield block[keep][:, columns].astype(np.float32)
+
+
+def _obs_only(adata: ad.AnnData, rows: np.ndarray) -> ad.AnnData:
+    """The selected cells' obs and obsm (no expression) with the dataset's genes."""
+    part = ad.AnnData(obs=adata.obs[rows].copy(), var=adata.var.copy(), obsm={k: np.asarray(v)[rows] for k, v in adata.obsm.items()})
+    part.uns["values"] = adata.uns.get("values")
+    return part
+
+
+def _open_output(path, var: pd.DataFrame, uns: dict, obsm_dims: dict, counts: bool) -> None:
+    """An h5ad with no cells yet: resizable CSR ``X`` (and ``layers["counts"]``), ``var`` and ``uns``."""
+    empty = sp.csr_matrix((0, len(var)), dtype=np.float32)
+    skeleton = ad.AnnData(var=var, uns=uns, obsm={k: np.zeros((0, d), dtype=np.float32) for k, d in obsm_dims.items()})
+    with h5py.File(path, "w") as f:
+        write_elem(f, "/", skeleton)
+        write_elem(f, "X", empty, dataset_kwargs=DATASET_KWARGS)
+        if counts:
+            write_elem(f["layers"], "counts", empty, dataset_kwargs=DATASET_KWARGS)
+
+
+def prepare_group_backed(
+    reference: Sequence[tuple[ad.AnnData, np.ndarray]],
+    query: Sequence[tuple[ad.AnnData, np.ndarray]],
+    *,
+    out_reference: str | os.PathLike,
+    out_query: str | os.PathLike,
+    reference_sources: Sequence[str],
+    query_sources: Sequence[str],
+    label_key: str,
+    batch_keys: Sequence[str] = (),
+    ontology_key: str | None = None,
+    continuous_keys: Sequence[str] = (),
+    min_genes: int = 20,
+    target_sum: float = 1e4,
+    min_shared_genes: int = MIN_SHARED_GENES,
+    seed: int = 0,
+    reference_fraction: float = 1.0,
+    query_fraction: float = 1.0,
+    uns: dict | None = None,
+    chunk_cells: int = CHUNK_CELLS,
+) -> tuple[int, int]:
+    """Chunked ``prepare_group`` + ``resample_group``: write the reference and query h5ad files.
+
+    ``reference`` and ``query`` are (backed AnnData, boolean mask of the cells
+    the seed uses) per dataset. The files hold what the in-memory path writes
+    (obs with ``n_genes``, shared genes, normalised log1p ``X``, raw
+    ``layers["counts"]`` for counts data, ``uns["values"]``, ``uns["log1p"]``)
+    plus ``uns["chunked"]`` and ``uns`` extras. Returns the numbers of cells written.
+    """
+    sources = list(reference_sources) + list(query_sources)
+    kinds = {a.uns.get("values") for a, _ in list(reference) + list(query)}
+    if len(kinds) != 1:
+        raise InputError(f"{', '.join(sources)}: datasets of one group declare different values {sorted(map(str, kinds))}")
+    values = kinds.pop()
+    if values == "counts" and target_sum is None:
+        raise InputError(f"{', '.join(sources)}: preprocess.target_sum must be a number for chunked preprocessing")
+
+    keys = [label_key, *batch_keys, ontology_key, *continuous_keys]
+    annotations = [label_key, *batch_keys, ontology_key]
+    # obs, obsm and genes exactly as the in-memory path combines them (cellquery.preprocess.combine)
+    ref = combine([_obs_only(a, m) for a, m in reference], reference_sources, keys, annotations)
+    qry = combine([_obs_only(a, m) for a, m in query], query_sources, keys, annotations)
+    shared = ref.var_names.intersection(qry.var_names, sort=False)
+    if len(shared) < min_shared_genes:
+        raise InputError(
+            f"{', '.join(sources)}: var_names: reference and query share only {len(shared)} genes "
+            f"(reference {ref.n_vars}, query {qry.n_vars}); check gene identifiers"
+        )
+
+    written = []
+    for side, parts, combined, fraction, stream, out in (
+        ("reference", reference, ref, reference_fraction, REFERENCE_STREAM, out_reference),
+        ("query", query, qry, query_fraction, QUERY_STREAM, out_query),
+    ):
+        columns = [a.var_names.get_indexer(shared) for a, _ in parts]
+        # pass 1: detected genes per cell (scanpy.pp.filter_cells counts values > 0)
+        n_genes = np.concatenate(
+            [
+                np.concatenate([np.asarray((block > 0).sum(axis=1)).ravel() for block in _selected_chunks(a, m, cols, chunk_cells)] or [np.zeros(0, int)])
+                for (a, m), cols in zip(parts, columns)
+            ]
+        )
+        passes = n_genes >= min_genes
+        if not passes.any():
+            raise InputError(f"{side} of {', '.join(sources)}: no cells left after QC (min_genes={min_genes})")
+        obs = combined.obs.copy()
+        obs["n_genes"] = n_genes
+        kept = np.flatnonzero(passes)
+        labels = obs[label_key].astype(str).to_numpy()[kept]
+        kept = kept[stratified_rows(labels, fraction, np.random.default_rng([int(seed), stream]))]
+        final = np.zeros(len(obs), dtype=bool)
+        final[kept] = True
+
+        file_uns = {"values": values, "chunked": {"chunk_cells": int(chunk_cells)}, **(uns or {})}
+        if values == "counts":
+            file_uns["log1p"] = {"base": None}
+        obsm = {k: np.asarray(v)[final] for k, v in combined.obsm.items()}
+        with atomic_path(out) as tmp:
+            _open_output(tmp, combined.var.loc[shared], file_uns, {k: v.shape[1] for k, v in obsm.items()}, values == "counts")
+            with h5py.File(tmp, "a") as f:
+                x_out = sparse_dataset(f["X"])
+                counts_out = sparse_dataset(f["layers"]["counts"]) if values == "counts" else None
+                offset = 0
+                for (a, m), cols in zip(parts, columns):
+                    rows = final[offset : offset + int(m.sum())]
+                    offset += int(m.sum())
+                    selected = m.copy()
+                    selected[m] = rows
+                    for block in _selected_chunks(a, selected, cols, chunk_cells):
+                        if counts_out is not None:
+                            counts_out.append(block)
+                            chunk = ad.AnnData(X=block.copy())
+                            sc.pp.normalize_total(chunk, target_sum=target_sum)
+                            sc.pp.log1p(chunk)
+                            block = chunk.X
+                        x_out.append(sp.csr_matrix(block, dtype=np.float32))
+                for key in ("obs", "obsm"):
+                    del f[key]
+                write_elem(f, "obs", obs[final])
+                write_elem(f, "obsm", obsm)
+        written.append(int(final.sum()))
+    return written[0], written[1]
+
+
+def gene_moments(x, n_rows: int, groups: np.ndarray, n_groups: int, chunk_cells: int = CHUNK_CELLS):
+    """Per group: cell count, and per gene the sums of ``expm1(x)`` and of its square (float64), over row chunks.
+
+    ``groups`` holds each row's group code in ``0..n_groups-1``. ``expm1`` undoes
+    ``log1p``, as scanpy's ``seurat`` flavour does before its mean and variance.
+    """
+    n = np.bincount(groups, minlength=n_groups).astype(np.float64)
+    total = sq = None
+    for start, block in row_chunks(x, n_rows, chunk_cells):
+        values = block.copy()
+        np.expm1(values.data, out=values.data)  # in the stored precision, as scanpy does
+        # scanpy squares in the stored precision too (then sums in float64): the same boundary genes
+        squares = values.multiply(values).astype(np.float64)
+        values = values.astype(np.float64)
+        member = sp.csr_matrix(
+            (np.ones(block.shape[0]), (groups[start : start + block.shape[0]], np.arange(block.shape[0]))),
+            shape=(n_groups, block.shape[0]),
+        )
+        part_sum, part_sq = np.asarray((member @ values).todense()), np.asarray((member @ squares).todense())
+        total, sq = (part_sum, part_sq) if total is None else (total + part_sum, sq + part_sq)
+    if total is None:
+        total = sq = np.zeros((n_groups, x.shape[1]))
+    return n, total, sq
+
+
+def seurat_dispersions(mean: np.ndarray, var: np.ndarray, n_top_genes: int, n_bins: int = 20) -> pd.DataFrame:
+    """scanpy's ``seurat`` flavour (one batch) from the per-gene mean and variance (ddof=1) of ``expm1`` values.
+
+    Written by hand: scanpy computes these moments from the matrix itself and has
+    no public entry for precomputed ones. Follows
+    ``scanpy.preprocessing._highly_variable_genes._highly_variable_genes_single_batch``
+    (scanpy 1.11): log dispersion, ``log1p`` mean, ``n_bins`` equal-width mean bins,
+    dispersions z-scored within their bin (a bin of one gene: normalised dispersion 1),
+    the top ``n_top_genes`` by normalised dispersion (ties kept).
+    Columns ``means``, ``dispersions``, ``dispersions_norm``, ``highly_variable``.
+    """
+    mean = np.array(mean, dtype=np.float64)
+    mean[mean == 0] = 1e-12
+    dispersion = np.asarray(var, dtype=np.float64) / mean
+    dispersion[dispersion == 0] = np.nan
+    df = pd.DataFrame({"means": np.log1p(mean), "dispersions": np.log(dispersion)})
+    df["mean_bin"] = pd.cut(df["means"], bins=n_bins)
+    stats = df.groupby("mean_bin", observed=True)["dispersions"].agg(avg="mean", dev="std")
+    single = stats["dev"].isnull()
+    stats.loc[single, "dev"] = stats.loc[single, "avg"]
+    stats.loc[single, "avg"] = 0
+    per_gene = stats.loc[df["mean_bin"]].set_index(df.index)
+    df["dispersions_norm"] = (df["dispersions"] - per_gene["avg"]) / per_gene["dev"]
+    norm = df["dispersions_norm"].to_numpy()
+    finite = np.sort(norm[~np.isnan(norm)])[::-1]
+    cutoff = finite[min(n_top_genes, len(df), finite.size) - 1] if finite.size else np.inf
+    df["highly_variable"] = np.nan_to_num(norm, nan=-np.inf) >= cutoff
+    return df
+
+
+def batch_statistics(reference: ad.AnnData, *, batch_key: str | None, n_top_genes: int, chunk_cells: int = CHUNK_CELLS):
+    """(batch name, seurat table) per batch of a backed reference, from chunked gene moments."""
+    if batch_key is not None and batch_key not in reference.obs:
+        raise InputError(f"reference: obs column {batch_key!r} (batch key) is missing")
+    batches = reference.obs[batch_key].astype(str).to_numpy() if batch_key else np.zeros(reference.n_obs, dtype=str)
+    names, codes = np.unique(batches, return_inverse=True)
+    n, total, sq = gene_moments(reference.X, reference.n_obs, codes, len(names), chunk_cells)
+    tables = []
+    for b, name in enumerate(names):
+        mean = total[b] / n[b]
+        var = sq[b] / n[b] - mean**2
+        if n[b] > 1:
+            var *= n[b] / (n[b] - 1)
+        table = seurat_dispersions(mean, var, min(n_top_genes, reference.n_vars))
+        table.index = reference.var_names
+        tables.append((str(name), table))
+    return tables
+
+
+def select_hvg_backed(
+    reference: ad.AnnData, *, batch_key: str | None, n_top_genes: int = 1000, min_batch_fraction: float = 0.5,
+    chunk_cells: int = CHUNK_CELLS,
+) -> pd.DataFrame:
+    """:func:`cellquery.hvg.select_hvg` on a backed reference, its gene statistics accumulated in chunks."""
+    from cellquery.hvg import check_fraction, hvg_table
+
+    check_fraction(min_batch_fraction)
+    tables = batch_statistics(reference, batch_key=batch_key, n_top_genes=n_top_genes, chunk_cells=chunk_cells)
+    return hvg_table(reference.var_names, [t for _, t in tables], min_batch_fraction)
+
+
+def _columns(adata: ad.AnnData, genes: Sequence[str], side: str) -> np.ndarray:
+    columns = adata.var_names.get_indexer(list(genes))
+    if (columns < 0).any():
+        missing = [g for g, c in zip(genes, columns) if c < 0][:3]
+        raise InputError(f"{side}: var_names: highly variable genes missing, e.g. {missing}")
+    return columns
+
+
+def pca_backed(
+    reference: ad.AnnData,
+    query: ad.AnnData,
+    genes: Sequence[str],
+    *,
+    n_comps: int = 30,
+    seed: int = 0,
+    fit_cells: int | None = FIT_CELLS,
+    chunk_cells: int = CHUNK_CELLS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`cellquery.embed.pca.embed` on backed files, chunk by chunk.
+
+    Scaling (mean, population sd, clip +-10) uses every reference cell; the
+    PCA is fitted on ``fit_cells`` reference cells drawn with ``seed`` (all
+    cells when None or when the reference is smaller), then reference and
+    query are projected in chunks.
+    """
+    ref_cols, qry_cols = _columns(reference, genes, "reference"), _columns(query, genes, "query")
+    total = np.zeros(len(genes))
+    sq = np.zeros(len(genes))
+    for _, block in row_chunks(reference.X, reference.n_obs, chunk_cells):
+        block = block[:, ref_cols].astype(np.float64)
+        total += np.asarray(block.sum(axis=0)).ravel()
+        sq += np.asarray(block.multiply(block).sum(axis=0)).ravel()
+    mean = total / reference.n_obs
+    std = np.sqrt(np.maximum(sq / reference.n_obs - mean**2, 0))
+    std[std == 0] = 1.0
+    mean, std = mean.astype(np.float32), std.astype(np.float32)
+
+    def scaled(block: sp.csr_matrix) -> np.ndarray:
+        return np.clip((block.toarray().astype(np.float32) - mean) / std, -10, 10)
+
+    fit = np.ones(reference.n_obs, dtype=bool)
+    if fit_cells is not None and fit_cells < reference.n_obs:
+        fit[:] = False
+        fit[np.random.default_rng(seed).choice(reference.n_obs, size=fit_cells, replace=False)] = True
+    rows = [block[fit[start : start + block.shape[0]]][:, ref_cols] for start, block in row_chunks(reference.X, reference.n_obs, chunk_cells)]
+    sample = sp.vstack(rows, format="csr")
+    del rows
+    n_comps = min(n_comps, len(genes) - 1, sample.shape[0] - 1)
+    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scaled(sample))
+    del sample
+
+    out = []
+    for adata, cols in ((reference, ref_cols), (query, qry_cols)):
+        emb = np.empty((adata.n_obs, n_comps), dtype=np.float32)
+        for start, block in row_chunks(adata.X, adata.n_obs, chunk_cells):
+            emb[start : start + block.shape[0]] = model.transform(scaled(block[:, cols]))
+        out.append(emb)
+    return out[0], out[1]
+
+
+def embed_pca_backed(reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, params: dict, seed: int):
+    """Embedding AnnDatas of method ``pca`` on chunked files, as :func:`cellquery.embed.embed_group` returns them."""
+    from cellquery.io import embedding_adata
+
+    chunk_cells = int(reference.uns["chunked"].get("chunk_cells", CHUNK_CELLS))
+    ref_emb, qry_emb = pca_backed(reference, query, genes, seed=seed, chunk_cells=chunk_cells, **params)
+    uns = {"embedding": {"method": "pca", "seed": seed, **params}}
+    return embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns)

@@ -1,0 +1,178 @@
+"""Peak memory and wall time of the chunked preprocess -> HVG -> PCA on an atlas-sized simulated h5ad.
+
+``python -m cellquery.bench.backed --n-cells 1000000 --n-genes 2000 --out DIR``
+prints ONE JSON line: per stage (``generate``, ``preprocess``, ``hvg``, ``pca``)
+the wall time and the peak resident memory within the stage (``psutil``
+sampling every :data:`SAMPLE_S` s), the process's ``ru_maxrss``, and the peak
+over preprocess -> PCA (the figure held against the 6 GB target).
+
+Generation: the reference is simulated (:func:`cellquery.data.simulate.simulate_dataset`,
+one world, two studies of two donors) in pieces of ``--piece-cells`` cells,
+each drawn with its own seed, and appended to a CSR h5ad as it is drawn; the
+full matrix, dense or sparse, is never in memory. A query of ``--n-query``
+cells comes from a third study. Both files look like the pipeline's loaded
+datasets (``<dataset>:<cell>`` names, ``obs["dataset"]``, ``uns["values"]``).
+The stages then run as the workflow runs them for a large group
+(:mod:`cellquery.backed`). Files are written under ``--out`` and removed
+unless ``--keep``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import shutil
+import threading
+import time
+from contextlib import contextmanager
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+import psutil
+import scipy.sparse as sp
+from anndata.io import sparse_dataset, write_elem
+
+from cellquery.backed import CHUNK_CELLS, DATASET_KWARGS, FIT_CELLS, pca_backed, prepare_group_backed, select_hvg_backed
+from cellquery.data.simulate import simulate_dataset
+from cellquery.io import read_h5ad
+
+SAMPLE_S = 0.05
+
+
+class PeakSampler:
+    """The largest resident set size of this process seen since :meth:`reset` (a sampling thread)."""
+
+    def __init__(self) -> None:
+        self._proc = psutil.Process()
+        self._peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self._peak = max(self._peak, self._proc.memory_info().rss)
+            time.sleep(SAMPLE_S)
+
+    def reset(self) -> None:
+        self._peak = self._proc.memory_info().rss
+
+    def peak_mb(self) -> float:
+        return max(self._peak, self._proc.memory_info().rss) / 2**20
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+
+
+def write_simulated(path: Path, name: str, n_cells: int, *, n_genes: int, studies, piece_cells: int, seed: int) -> int:
+    """Simulate ``n_cells`` cells in pieces appended to a CSR h5ad at ``path``; return the number of stored values."""
+    obs_parts, nnz = [], 0
+    with h5py.File(path, "w") as f:
+        for i, start in enumerate(range(0, n_cells, piece_cells)):
+            piece = simulate_dataset(min(piece_cells, n_cells - start), studies=studies, donors_per_study=2,
+                                     seed=seed * 100_000 + i, n_genes=n_genes)
+            x = sp.csr_matrix(piece.X, dtype=np.float32)
+            if i == 0:
+                write_elem(f, "X", x, dataset_kwargs=DATASET_KWARGS)
+                var = piece.var
+            else:
+                sparse_dataset(f["X"]).append(x)
+            nnz += x.nnz
+            obs = piece.obs
+            obs.index = [f"{name}:{o}" for o in obs.index]
+            obs_parts.append(obs)
+            del piece, x
+        obs = pd.concat(obs_parts)
+        for col in ("cell_type", "study", "donor"):
+            obs[col] = pd.Categorical(obs[col].astype(str))
+        obs["dataset"] = name
+        write_elem(f, "obs", obs)
+        write_elem(f, "var", var)
+        write_elem(f, "uns", {"values": "counts"})
+        for key in ("obsm", "varm", "obsp", "varp", "layers"):
+            write_elem(f, key, {})
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+    return nnz
+
+
+def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_cells: int = CHUNK_CELLS,
+        fit_cells: int = FIT_CELLS, piece_cells: int = 50_000, n_top_genes: int = 1000, n_comps: int = 32,
+        seed: int = 0, keep: bool = False) -> dict:
+    out.mkdir(parents=True, exist_ok=True)
+    sampler = PeakSampler()
+    stages: dict[str, dict] = {}
+
+    @contextmanager
+    def stage(name: str):
+        sampler.reset()
+        t0 = time.perf_counter()
+        yield
+        stages[name] = {"wall_s": round(time.perf_counter() - t0, 1), "peak_rss_mb": round(sampler.peak_mb(), 1)}
+
+    ref_path, qry_path = out / "reference_counts.h5ad", out / "query_counts.h5ad"
+    with stage("generate"):
+        nnz = write_simulated(ref_path, "atlas", n_cells, n_genes=n_genes, studies=("study1", "study2"),
+                              piece_cells=piece_cells, seed=seed)
+        write_simulated(qry_path, "query", n_query, n_genes=n_genes, studies=("study3",), piece_cells=piece_cells, seed=seed + 1)
+    pre_ref, pre_qry = out / "reference.h5ad", out / "query.h5ad"
+    with stage("preprocess"):
+        ref, qry = read_h5ad(ref_path, backed=True), read_h5ad(qry_path, backed=True)
+        n_ref, n_qry = prepare_group_backed(
+            [(ref, np.ones(ref.n_obs, dtype=bool))], [(qry, np.ones(qry.n_obs, dtype=bool))],
+            out_reference=pre_ref, out_query=pre_qry, reference_sources=["atlas"], query_sources=["query"],
+            label_key="cell_type", batch_keys=["donor"], ontology_key="cell_ontology_id", min_genes=20, target_sum=1e4,
+            seed=seed, chunk_cells=chunk_cells,
+        )
+        ref.file.close()
+        qry.file.close()
+    with stage("hvg"):
+        ref = read_h5ad(pre_ref, backed=True)
+        genes = select_hvg_backed(ref, batch_key="donor", n_top_genes=n_top_genes, chunk_cells=chunk_cells)["gene"].tolist()
+    with stage("pca"):
+        qry = read_h5ad(pre_qry, backed=True)
+        ref_emb, qry_emb = pca_backed(ref, qry, genes, n_comps=n_comps, seed=seed, fit_cells=fit_cells, chunk_cells=chunk_cells)
+        np.save(out / "reference_pca.npy", ref_emb)
+    sampler.stop()
+    sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in (ref_path, pre_ref)}
+    if not keep:
+        shutil.rmtree(out)
+    steps = ("preprocess", "hvg", "pca")
+    return {
+        "n_cells": n_cells, "n_genes": n_genes, "n_query": n_query, "nnz": int(nnz), "chunk_cells": chunk_cells,
+        "fit_cells": fit_cells, "n_top_genes": n_top_genes, "n_comps": n_comps, "n_reference_after_qc": n_ref,
+        "n_query_after_qc": n_qry, "n_hvg": len(genes), "embedding_shape": list(ref_emb.shape),
+        "stages": stages,
+        "preprocess_to_pca_wall_s": round(sum(stages[s]["wall_s"] for s in steps), 1),
+        "preprocess_to_pca_peak_rss_mb": max(stages[s]["peak_rss_mb"] for s in steps),
+        "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "file_mb": sizes, "cpus": os.cpu_count(),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m cellquery.bench.backed", description=__doc__.splitlines()[0])
+    ap.add_argument("--n-cells", type=int, default=1_000_000)
+    ap.add_argument("--n-genes", type=int, default=2000)
+    ap.add_argument("--n-query", type=int, default=10_000)
+    ap.add_argument("--out", type=Path, required=True, help="folder for the generated and preprocessed files")
+    ap.add_argument("--chunk-cells", type=int, default=CHUNK_CELLS)
+    ap.add_argument("--fit-cells", type=int, default=FIT_CELLS)
+    ap.add_argument("--piece-cells", type=int, default=50_000, help="cells simulated at a time")
+    ap.add_argument("--n-top-genes", type=int, default=1000)
+    ap.add_argument("--n-comps", type=int, default=32)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--keep", action="store_true", help="keep the files under --out")
+    a = ap.parse_args(argv)
+    result = run(a.n_cells, a.n_genes, a.out, n_query=a.n_query, chunk_cells=a.chunk_cells, fit_cells=a.fit_cells,
+                 piece_cells=a.piece_cells, n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
