@@ -120,6 +120,8 @@ def check_config(config: dict) -> None:
         conformal = ConformalSettings.from_config(spec.get("conformal"))
         if conformal is not None and conformal.k > config["k"]:
             raise InputError(f"config: transfers.{transfer}.conformal.k = {conformal.k} exceeds k = {config['k']} (hits per cell)")
+    if config.get("conformal_folds") == 1:
+        raise InputError("config: conformal_folds = 1: held-out calibration needs at least 2 folds (0: in-sample only)")
     for dataset, spec in config["datasets"].items():
         check_source(dataset, spec)
     for group, spec in config["groups"].items():

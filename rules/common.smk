@@ -336,6 +336,22 @@ def shard_hits(wildcards):
     return [f"{base}/shard{shard}/hits.npz" for shard in range(shards(wildcards.index))]
 
 
+def n_conformal_folds(method):
+    """Held-out folds of a method's conformal calibration: config conformal_folds for a
+    method fitted on the reference, none for a precomputed embedding (given-<key>).
+    """
+    return 0 if is_given(method) else config.get("conformal_folds", 5)
+
+
+def conformal_fold_files(wildcards):
+    """The held-out fold files (rule conformal_embed) of a conformal calibration."""
+    base = MODEL.format(**wildcards)
+    return [
+        f"{base}/conformal_folds/fold{fold}.npz"
+        for fold in range(n_conformal_folds(wildcards.method))
+    ]
+
+
 def shard_indexes(wildcards):
     """The per-shard index files of one model's index."""
     base = f"{MODEL}/{{index}}".format(**wildcards)
@@ -443,6 +459,10 @@ def benchmark_files(wildcards):
             files.append(rules.tune_transfer.benchmark.format(**run))
         if settings.conformal:
             files.append(rules.conformal_calibration.benchmark.format(**run, model=0))
+            files += [
+                rules.conformal_embed.benchmark.format(**run, model=0, fold=fold)
+                for fold in range(n_conformal_folds(run["method"]))
+            ]
         for model in range(settings.n_models):
             if is_given(run["method"]):
                 key = run["method"].removeprefix("given-")

@@ -55,11 +55,13 @@ rule merge_hits:
 
 # Conformal calibration (transfers with `conformal`): each reference cell's
 # distances to its k nearest reference cells of its own type outside its own
-# batch, found through the same shards (cellquery.transfer.conformal).
+# batch, found through the same shards, replaced for the held-out folds by their
+# distances in the refitted embedding (rule conformal_embed; cellquery.transfer.conformal).
 rule conformal_calibration:
     input:
         indexes=shard_indexes,
         reference="results/{group}/embeddings/{method}/seed{seed}/model{model}/reference_embedding.h5ad",
+        folds=conformal_fold_files,
     output:
         conformal="results/{group}/embeddings/{method}/seed{seed}/model{model}/{index}/conformal.npz",
     log:

@@ -7,7 +7,7 @@ from cellquery.index import load_index
 from cellquery.index.sharded import shard_rows, sharded_search
 from cellquery.io import atomic_path, read_embedding, read_obs
 from cellquery.settings import GroupSettings
-from cellquery.transfer.conformal import calibrate
+from cellquery.transfer.conformal import HeldOutFold, calibrate, calibrate_held_out
 
 group = GroupSettings.from_config(snakemake.params.group)
 reference = read_embedding(snakemake.input.reference)
@@ -21,5 +21,8 @@ calibration = calibrate(
     search=sharded_search([load_index(path) for path in snakemake.input.indexes], offsets),
     k=snakemake.params.k,
 )
+# held-out folds through the refitted embedding (config conformal_folds) replace the in-sample rows
+folds = [HeldOutFold.load(path) for path in snakemake.input.get("folds", [])]
+calibration = calibrate_held_out(calibration, folds, snakemake.params.k)
 with atomic_path(snakemake.output.conformal) as tmp:
     calibration.save(tmp)
