@@ -589,7 +589,7 @@ def expression_inputs(wildcards):
 
     Scored by expression transfer of held-out genes (cellquery.transfer.expression).
     The mapping matrix of a transfer is its mapping.npz; a predictor's is in its
-    query embedding file (obsm "mapping", CellMapper; the others have none).
+    query embedding file (obsm "mapping": CellMapper, ingest, Symphony; the others have none).
     Embedding-only groups (no expression) have none.
     """
     if group_embedding_key(config, wildcards.group):

@@ -60,6 +60,12 @@ def test_matches_hand_computed_projection_and_vote(data, fates):
     np.testing.assert_allclose(result.predictions["score"], (labels[indices] == np.array(hand)[:, None]).mean(axis=1))
     expected_fates = ref.obs[fates].to_numpy(float)[indices].mean(axis=1)
     np.testing.assert_allclose(result.predictions[[f"pred_{f}" for f in fates]], expected_fates, rtol=1e-6)
+    # M: weight 1 / k on each of the k neighbours, so M . Y_reference is the fates' mean
+    M = result.mapping.toarray()
+    hand_M = np.zeros((qry.n_obs, ref.n_obs))
+    np.put_along_axis(hand_M, indices, 1.0 / k, axis=1)
+    np.testing.assert_allclose(M, hand_M)
+    np.testing.assert_allclose(M @ ref.obs[fates].to_numpy(float), expected_fates, rtol=1e-6)
 
 
 def test_no_params_are_scanpys_defaults(data, monkeypatch):

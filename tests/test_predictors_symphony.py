@@ -55,6 +55,12 @@ def test_labels_confidence_and_fates_are_the_brute_force_knn(data, result, fates
     fate_means = ref.obs[list(fates)].to_numpy(float)[nearest].mean(axis=1)
     np.testing.assert_allclose(table.loc[kept, [f"pred_{k}" for k in fates]], fate_means[kept.to_numpy()], rtol=1e-6)
     assert table.loc[~kept, [f"pred_{k}" for k in fates]].isna().all().all()
+    # M (query embedding obsm "mapping"): the same 5 neighbours at 1 / 5 each, every cell, rejected or not
+    M = qry_emb.obsm["mapping"].toarray()
+    hand_M = np.zeros_like(M)
+    np.put_along_axis(hand_M, nearest, 0.2, axis=1)
+    np.testing.assert_allclose(M, hand_M)
+    np.testing.assert_allclose(M @ ref.obs[list(fates)].to_numpy(float), fate_means, rtol=1e-6)
 
 
 @needs_symphony

@@ -125,6 +125,19 @@ def vote_share(reference_labels: np.ndarray, neighbours: np.ndarray, labels: np.
     return (np.asarray(reference_labels)[neighbours] == np.asarray(labels)[:, None]).mean(axis=1)
 
 
+def neighbour_mapping(neighbours: np.ndarray, n_reference: int):
+    """The mapping matrix M of a plain k-NN vote: each query cell's k reference ``neighbours`` with weight 1 / k.
+
+    A tool that labels each cell by the mode of its k neighbours (ingest,
+    Symphony) weighs them alike; M . Y_reference is then their mean, the
+    same mean its fates are (:func:`neighbour_fates`).
+    """
+    from cellquery.transfer.kernel import mapping_matrix
+
+    neighbours = np.asarray(neighbours)
+    return mapping_matrix(neighbours, np.full(neighbours.shape, 1.0 / neighbours.shape[1]), n_reference)
+
+
 def neighbour_fates(
     reference_obs: pd.DataFrame, keys: Sequence[str], neighbours: np.ndarray, rejected: np.ndarray | None = None
 ) -> dict[str, np.ndarray]:

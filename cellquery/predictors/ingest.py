@@ -21,7 +21,10 @@ No rejection: ingest has none, so every query cell gets a reference label
 construction. Its ``score`` is the winning label's share of the k neighbours'
 votes (the fraction of neighbours carrying the label it gave). ingest maps no
 continuous annotation; the fates reported here are the mean over the same k
-neighbours (``pred_<key>``), so that fate metrics exist for it.
+neighbours (``pred_<key>``), so that fate metrics exist for it. Its mapping
+matrix M (query x reference) gives each of those k neighbours weight 1 / k,
+the plain vote's own weighting, so that held-out genes and embeddings are
+transferred and scored for ingest as for the project's transfers and CellMapper.
 
 Neighbour search: scanpy's ``Ingest`` indexes the reference with pynndescent.
 With scanpy 1.11.5 and pynndescent 0.7.0 that path fails (``Ingest`` rebuilds
@@ -48,7 +51,7 @@ import pandas as pd
 
 from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, neighbour_fates, timed, vote_share
+from cellquery.predictors import MethodResult, neighbour_fates, neighbour_mapping, timed, vote_share
 
 REQUIRES: tuple[str, ...] = ()
 
@@ -149,4 +152,5 @@ def predict(
         reference_embedding=np.asarray(ref.obsm["X_pca"], dtype=np.float32),
         query_embedding=np.asarray(mapped.obsm["X_pca"], dtype=np.float32),
         timings=timings,
+        mapping=neighbour_mapping(neighbours, reference.n_obs),
     )

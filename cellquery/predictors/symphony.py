@@ -47,7 +47,8 @@ reject; the project's rule rejects a cell whose confidence is below
 sweep. The mapping distance is
 kept as ``mapping_distance``; ``top_label`` is the label before rejection.
 Continuous fates: the mean over the same k reference neighbours (NaN for
-rejected cells). Embedding: the integrated space (reference Harmony
+rejected cells); the mapping matrix M gives the same k neighbours 1 / k each
+(every cell, rejected or not), through which held-out genes are transferred and scored. Embedding: the integrated space (reference Harmony
 coordinates, query Symphony coordinates).
 """
 
@@ -62,7 +63,7 @@ import pandas as pd
 
 from cellquery.embed.pca import dense
 from cellquery.errors import InputError
-from cellquery.predictors import MethodResult, neighbour_fates, score_sweep, timed, vote_share
+from cellquery.predictors import MethodResult, neighbour_fates, neighbour_mapping, score_sweep, timed, vote_share
 
 REQUIRES: tuple[str, ...] = ()
 ADJUSTED = "X_pca_harmony"  # symphonypy's key of the integrated space (reference and mapped query)
@@ -198,4 +199,5 @@ def predict(
         reference_embedding=np.asarray(ref.obsm[ref_basis], dtype=np.float32),
         query_embedding=np.asarray(qry.obsm[ADJUSTED], dtype=np.float32),
         timings=timings,
+        mapping=neighbour_mapping(neighbours, reference.n_obs),
     )
