@@ -2,9 +2,11 @@
 
 The in-memory path (:func:`cellquery.preprocess.prepare_group`,
 :func:`cellquery.hvg.select_hvg`, :func:`cellquery.embed.pca.embed`) reads a
-group whole. Here the datasets are opened backed (``anndata.read_h5ad(backed="r")``),
-their CSR ``X`` is read ``chunk_cells`` rows at a time and no step holds the
-dense full matrix:
+group whole. Here the datasets are opened with :func:`read_backed` (obs, var
+and uns in memory; ``X`` as anndata's backed sparse dataset; layers, which
+``anndata.read_h5ad(backed="r")`` would read whole, are not read), their CSR
+``X`` is read ``chunk_cells`` rows at a time and no step holds the full
+matrix, dense or sparse:
 
 * :func:`prepare_group_backed`: the same cells, genes, obs and values as
   ``prepare_group`` followed by ``resample_group``. Pass 1 counts each cell's
@@ -25,6 +27,7 @@ dense full matrix:
 from __future__ import annotations
 
 import os
+from dataclasses import dataclass, field
 from typing import Iterator, Sequence
 
 import anndata as ad
@@ -33,7 +36,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import scipy.sparse as sp
-from anndata.io import sparse_dataset, write_elem
+from anndata.io import read_elem, sparse_dataset, write_elem
 from sklearn.decomposition import PCA
 
 from cellquery.errors import InputError
@@ -54,6 +57,70 @@ FIT_CELLS = 100_000
 DATASET_KWARGS = {"compression": "lzf", "chunks": (1 << 18,)}
 
 
+@dataclass
+class BackedData:
+    """An h5ad opened for the chunked path: obs, var, uns and obsm in memory, ``X`` left on disk.
+
+    ``anndata.read_h5ad(backed="r")`` keeps only ``X`` on disk and reads every
+    layer whole (a preprocessed atlas's ``layers["counts"]`` is as large as
+    ``X``); this reads only what the chunked steps use. ``X`` is anndata's
+    backed sparse dataset (``anndata.io.sparse_dataset``; a dense ``X``: the HDF5
+    dataset): slicing rows reads them.
+    """
+
+    file: h5py.File
+    X: object
+    obs: pd.DataFrame
+    var: pd.DataFrame
+    uns: dict = field(default_factory=dict)
+    obsm: dict = field(default_factory=dict)
+
+    @property
+    def n_obs(self) -> int:
+        return len(self.obs)
+
+    @property
+    def n_vars(self) -> int:
+        return len(self.var)
+
+    @property
+    def var_names(self) -> pd.Index:
+        return self.var.index
+
+    @property
+    def obs_names(self) -> pd.Index:
+        return self.obs.index
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def read_backed(path: str | os.PathLike, obsm: bool = False) -> BackedData:
+    """Open an h5ad for the chunked path (:class:`BackedData`); ``obsm`` also reads obsm."""
+    try:
+        f = h5py.File(path, "r")
+    except OSError as err:
+        raise InputError(f"{path}: not a readable h5ad file ({type(err).__name__}: {err})") from err
+    try:
+        x = f["X"]
+        if isinstance(x, h5py.Group) and x.attrs.get("encoding-type") != "csr_matrix":
+            raise InputError(f"{path}: X: the chunked path reads rows of a CSR or dense matrix, found {x.attrs.get('encoding-type')}")
+        return BackedData(
+            file=f,
+            X=sparse_dataset(x) if isinstance(x, h5py.Group) else x,
+            obs=read_elem(f["obs"]),
+            var=read_elem(f["var"]),
+            uns=read_elem(f["uns"]) if "uns" in f else {},
+            obsm=read_elem(f["obsm"]) if obsm and "obsm" in f else {},
+        )
+    except KeyError as err:
+        f.close()
+        raise InputError(f"{path}: missing {err} (write it with anndata's AnnData.write_h5ad)") from err
+    except InputError:
+        f.close()
+        raise
+
+
 def count_cells(path: str | os.PathLike) -> int:
     """Number of cells of an h5ad file, read from its obs index alone."""
     try:
@@ -63,7 +130,7 @@ def count_cells(path: str | os.PathLike) -> int:
         raise InputError(f"{path}: obs: cannot read the cell index ({type(err).__name__}: {err})") from err
 
 
-def is_chunked(adata: ad.AnnData) -> bool:
+def is_chunked(adata) -> bool:
     """Whether a preprocessed file was written by :func:`prepare_group_backed`."""
     return "chunked" in adata.uns
 
@@ -77,7 +144,7 @@ def row_chunks(x, n_rows: int, chunk_cells: int) -> Iterator[tuple[int, sp.csr_m
         yield start, (block if sp.issparse(block) else sp.csr_matrix(block)).tocsr()
 
 
-def _selected_chunks(adata: ad.AnnData, rows: np.ndarray, columns: np.ndarray, chunk_cells: int):
+def _selected_chunks(adata: BackedData, rows: np.ndarray, columns: np.ndarray, chunk_cells: int):
     """Chunks of the rows ``rows`` (boolean mask) of ``adata.X`` restricted to ``columns``, as float32 CSR."""
     for start, block in row_chunks(adata.X, adata.n_obs, chunk_cells):
         keep = rows[start : start + block.shape[0]]
@@ -85,7 +152,7 @@ def _selected_chunks(adata: ad.AnnData, rows: np.ndarray, columns: np.ndarray, c
             yield block[keep][:, columns].astype(np.float32)
 
 
-def _obs_only(adata: ad.AnnData, rows: np.ndarray) -> ad.AnnData:
+def _obs_only(adata: BackedData, rows: np.ndarray) -> ad.AnnData:
     """The selected cells' obs and obsm (no expression) with the dataset's genes."""
     part = ad.AnnData(obs=adata.obs[rows].copy(), var=adata.var.copy(), obsm={k: np.asarray(v)[rows] for k, v in adata.obsm.items()})
     part.uns["values"] = adata.uns.get("values")
@@ -104,8 +171,8 @@ def _open_output(path, var: pd.DataFrame, uns: dict, obsm_dims: dict, counts: bo
 
 
 def prepare_group_backed(
-    reference: Sequence[tuple[ad.AnnData, np.ndarray]],
-    query: Sequence[tuple[ad.AnnData, np.ndarray]],
+    reference: Sequence[tuple[BackedData, np.ndarray]],
+    query: Sequence[tuple[BackedData, np.ndarray]],
     *,
     out_reference: str | os.PathLike,
     out_query: str | os.PathLike,
@@ -126,7 +193,7 @@ def prepare_group_backed(
 ) -> tuple[int, int]:
     """Chunked ``prepare_group`` + ``resample_group``: write the reference and query h5ad files.
 
-    ``reference`` and ``query`` are (backed AnnData, boolean mask of the cells
+    ``reference`` and ``query`` are (:func:`read_backed` with obsm, boolean mask of the cells
     the seed uses) per dataset. The files hold what the in-memory path writes
     (obs with ``n_genes``, shared genes, normalised log1p ``X``, raw
     ``layers["counts"]`` for counts data, ``uns["values"]``, ``uns["log1p"]``)
@@ -262,7 +329,7 @@ def seurat_dispersions(mean: np.ndarray, var: np.ndarray, n_top_genes: int, n_bi
     return df
 
 
-def batch_statistics(reference: ad.AnnData, *, batch_key: str | None, n_top_genes: int, chunk_cells: int = CHUNK_CELLS):
+def batch_statistics(reference: BackedData, *, batch_key: str | None, n_top_genes: int, chunk_cells: int = CHUNK_CELLS):
     """(batch name, seurat table) per batch of a backed reference, from chunked gene moments."""
     if batch_key is not None and batch_key not in reference.obs:
         raise InputError(f"reference: obs column {batch_key!r} (batch key) is missing")
@@ -282,7 +349,7 @@ def batch_statistics(reference: ad.AnnData, *, batch_key: str | None, n_top_gene
 
 
 def select_hvg_backed(
-    reference: ad.AnnData, *, batch_key: str | None, n_top_genes: int = 1000, min_batch_fraction: float = 0.5,
+    reference: BackedData, *, batch_key: str | None, n_top_genes: int = 1000, min_batch_fraction: float = 0.5,
     chunk_cells: int = CHUNK_CELLS,
 ) -> pd.DataFrame:
     """:func:`cellquery.hvg.select_hvg` on a backed reference, its gene statistics accumulated in chunks."""
@@ -293,7 +360,7 @@ def select_hvg_backed(
     return hvg_table(reference.var_names, [t for _, t in tables], min_batch_fraction)
 
 
-def _columns(adata: ad.AnnData, genes: Sequence[str], side: str) -> np.ndarray:
+def _columns(adata: BackedData, genes: Sequence[str], side: str) -> np.ndarray:
     columns = adata.var_names.get_indexer(list(genes))
     if (columns < 0).any():
         missing = [g for g, c in zip(genes, columns) if c < 0][:3]
@@ -302,8 +369,8 @@ def _columns(adata: ad.AnnData, genes: Sequence[str], side: str) -> np.ndarray:
 
 
 def pca_backed(
-    reference: ad.AnnData,
-    query: ad.AnnData,
+    reference: BackedData,
+    query: BackedData,
     genes: Sequence[str],
     *,
     n_comps: int = 30,
@@ -353,7 +420,7 @@ def pca_backed(
     return out[0], out[1]
 
 
-def embed_pca_backed(reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, params: dict, seed: int):
+def embed_pca_backed(reference: BackedData, query: BackedData, genes: Sequence[str], *, params: dict, seed: int):
     """Embedding AnnDatas of method ``pca`` on chunked files, as :func:`cellquery.embed.embed_group` returns them."""
     from cellquery.io import embedding_adata
 

@@ -14,10 +14,12 @@ from cellquery.backed import (
     is_chunked,
     pca_backed,
     prepare_group_backed,
+    read_backed,
     select_hvg_backed,
 )
 from cellquery.data.simulate import simulate_dataset
 from cellquery.embed.pca import embed as pca_embed
+from cellquery.errors import InputError
 from cellquery.hvg import select_hvg
 from cellquery.io import read_h5ad, write_h5ad
 from cellquery.preprocess import prepare_group
@@ -62,7 +64,7 @@ def min_genes_dropping_some(files):
 def both_paths(files, **settings):
     names = {"reference": ["r1", "r2"], "query": ["q"]}
     memory = {side: [read_h5ad(files[n]) for n in ns] for side, ns in names.items()}
-    backed = {side: [read_h5ad(files[n], backed=True) for n in ns] for side, ns in names.items()}
+    backed = {side: [read_backed(files[n], obsm=True) for n in ns] for side, ns in names.items()}
     sel = {side: masks(memory[side]) for side in names}
     common = dict(reference_sources=names["reference"], query_sources=names["query"], label_key="cell_type",
                   batch_keys=["donor"], ontology_key="cell_ontology_id", **settings)
@@ -108,7 +110,7 @@ def test_chunked_preprocess_drops_the_same_cells_as_filter_cells(files, prepared
 
 def test_chunked_hvg_equals_scanpy(prepared):
     memory, _, (out_ref, _) = prepared
-    backed = read_h5ad(out_ref, backed=True)
+    backed = read_backed(out_ref)
     expected = select_hvg(memory[0], batch_key="donor", n_top_genes=100, min_batch_fraction=0.5)
     got = select_hvg_backed(backed, batch_key="donor", n_top_genes=100, min_batch_fraction=0.5, chunk_cells=CHUNK)
     assert list(got["gene"]) == list(expected["gene"]) and list(got["n_batches"]) == list(expected["n_batches"])
@@ -129,7 +131,7 @@ def subspace_angle(a, b):
 def test_chunked_pca_equals_in_memory_up_to_sign(prepared):
     memory, _, (out_ref, out_qry) = prepared
     genes = list(select_hvg(memory[0], batch_key="donor", n_top_genes=100)["gene"])
-    ref_b, qry_b = read_h5ad(out_ref, backed=True), read_h5ad(out_qry, backed=True)
+    ref_b, qry_b = read_backed(out_ref), read_backed(out_qry)
     ref_m, qry_m = pca_embed(memory[0], memory[1], genes, n_comps=10)
     ref_c, qry_c = pca_backed(ref_b, qry_b, genes, n_comps=10, fit_cells=None, chunk_cells=CHUNK)
     signs = np.sign((ref_m * ref_c).sum(axis=0))
@@ -141,7 +143,7 @@ def test_chunked_pca_equals_in_memory_up_to_sign(prepared):
 def test_chunked_pca_subsample_is_seeded(prepared):
     memory, _, (out_ref, out_qry) = prepared
     genes = list(select_hvg(memory[0], batch_key="donor", n_top_genes=100)["gene"])
-    ref_b, qry_b = read_h5ad(out_ref, backed=True), read_h5ad(out_qry, backed=True)
+    ref_b, qry_b = read_backed(out_ref), read_backed(out_qry)
     first = pca_backed(ref_b, qry_b, genes, n_comps=5, seed=4, fit_cells=1000, chunk_cells=CHUNK)
     again = pca_backed(ref_b, qry_b, genes, n_comps=5, seed=4, fit_cells=1000, chunk_cells=CHUNK)
     other_chunks = pca_backed(ref_b, qry_b, genes, n_comps=5, seed=4, fit_cells=1000, chunk_cells=500)
@@ -199,3 +201,17 @@ def test_workflow_scripts_switch_to_the_chunked_path_above_the_bound(files, tmp_
         assert list(chk.obs_names) == list(mem.obs_names) and chk.uns["embedding"]["method"] == "pca"
         signs = np.sign((emb_m[0].obsm["X_emb"] * emb_c[0].obsm["X_emb"]).sum(axis=0))
         np.testing.assert_allclose(chk.obsm["X_emb"] * signs, mem.obsm["X_emb"], atol=2e-3 * np.abs(mem.obsm["X_emb"]).max())
+
+
+def test_read_backed_reads_rows_and_refuses_csc(files, prepared, tmp_path):
+    _, chunked, (out_ref, _) = prepared
+    backed = read_backed(out_ref)
+    assert not hasattr(backed, "layers") and backed.n_obs == chunked[0].n_obs and list(backed.var_names) == list(chunked[0].var_names)
+    np.testing.assert_array_equal(backed.X[10:20].toarray(), chunked[0].X[10:20].toarray())
+    dense = ad.AnnData(X=chunked[0].X[:50].toarray(), obs=chunked[0].obs.iloc[:50])
+    write_h5ad(dense, tmp_path / "dense.h5ad")
+    np.testing.assert_array_equal(read_backed(tmp_path / "dense.h5ad").X[5:9], dense.X[5:9])
+    csc = ad.AnnData(X=sp.csc_matrix(dense.X), obs=dense.obs)
+    write_h5ad(csc, tmp_path / "csc.h5ad")
+    with pytest.raises(InputError, match="csc.h5ad: X: the chunked path reads rows of a CSR or dense matrix, found csc_matrix"):
+        read_backed(tmp_path / "csc.h5ad")

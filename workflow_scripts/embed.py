@@ -11,17 +11,17 @@ from cellquery.device import request_gpu
 # the job's GPU request (config gpu) for torch: used, or a one-line error when no GPU is visible
 request_gpu(snakemake.resources.get("gpu", 0), snakemake.rule, "torch")
 
-from cellquery.backed import embed_pca_backed, is_chunked
+from cellquery.backed import embed_pca_backed, is_chunked, read_backed
 from cellquery.embed import embed_group
 from cellquery.io import read_h5ad, read_table, write_h5ad
 
 method = snakemake.params.method
 genes = read_table(snakemake.input.hvg, required=["gene"])["gene"].tolist()
-backed = read_h5ad(snakemake.input.reference, backed=True)
+backed = read_backed(snakemake.input.reference)
 if is_chunked(backed) and method["embedding"] == "pca":
     reference, query = embed_pca_backed(
         backed,
-        read_h5ad(snakemake.input.query, backed=True),
+        read_backed(snakemake.input.query),
         genes,
         params=method.get("params", {}),
         seed=snakemake.params.random_seed,

@@ -7,7 +7,7 @@ import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from cellquery.backed import BACKED_ABOVE_CELLS, CHUNK_CELLS, count_cells, prepare_group_backed
+from cellquery.backed import BACKED_ABOVE_CELLS, CHUNK_CELLS, count_cells, prepare_group_backed, read_backed
 from cellquery.data.sources import describe_source, select_cells, selected_rows
 from cellquery.io import read_h5ad, write_h5ad
 from cellquery.preprocess import prepare_group
@@ -45,7 +45,7 @@ def backed_side(paths, names):
     wheres = [describe_source(name, specs[name]) for name in names]
     parts = []
     for path, name, where in zip(paths, names, wheres):
-        adata = read_h5ad(path, backed=True)
+        adata = read_backed(path, obsm=True)
         parts.append((adata, selected_rows(adata.obs, specs[name], seed=seed, where=where)))
     return parts, wheres
 

@@ -36,9 +36,10 @@ import psutil
 import scipy.sparse as sp
 from anndata.io import sparse_dataset, write_elem
 
-from cellquery.backed import CHUNK_CELLS, DATASET_KWARGS, FIT_CELLS, pca_backed, prepare_group_backed, select_hvg_backed
+from cellquery.backed import (
+    CHUNK_CELLS, DATASET_KWARGS, FIT_CELLS, pca_backed, prepare_group_backed, read_backed, select_hvg_backed,
+)
 from cellquery.data.simulate import simulate_dataset
-from cellquery.io import read_h5ad
 
 SAMPLE_S = 0.05
 
@@ -121,20 +122,20 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
         write_simulated(qry_path, "query", n_query, n_genes=n_genes, studies=("study3",), piece_cells=piece_cells, seed=seed + 1)
     pre_ref, pre_qry = out / "reference.h5ad", out / "query.h5ad"
     with stage("preprocess"):
-        ref, qry = read_h5ad(ref_path, backed=True), read_h5ad(qry_path, backed=True)
+        ref, qry = read_backed(ref_path, obsm=True), read_backed(qry_path, obsm=True)
         n_ref, n_qry = prepare_group_backed(
             [(ref, np.ones(ref.n_obs, dtype=bool))], [(qry, np.ones(qry.n_obs, dtype=bool))],
             out_reference=pre_ref, out_query=pre_qry, reference_sources=["atlas"], query_sources=["query"],
             label_key="cell_type", batch_keys=["donor"], ontology_key="cell_ontology_id", min_genes=20, target_sum=1e4,
             seed=seed, chunk_cells=chunk_cells,
         )
-        ref.file.close()
-        qry.file.close()
+        ref.close()
+        qry.close()
     with stage("hvg"):
-        ref = read_h5ad(pre_ref, backed=True)
+        ref = read_backed(pre_ref)
         genes = select_hvg_backed(ref, batch_key="donor", n_top_genes=n_top_genes, chunk_cells=chunk_cells)["gene"].tolist()
     with stage("pca"):
-        qry = read_h5ad(pre_qry, backed=True)
+        qry = read_backed(pre_qry)
         ref_emb, qry_emb = pca_backed(ref, qry, genes, n_comps=n_comps, seed=seed, fit_cells=fit_cells, chunk_cells=chunk_cells)
         np.save(out / "reference_pca.npy", ref_emb)
     sampler.stop()
