@@ -147,7 +147,7 @@ def test_rejection_sweep(toy):
         method, transfer = run[1], run[3]
         predictor = config["methods"][method].get("predictor")
         cellblast = predictor == "cellblast"  # Cell BLAST sweeps its P-value cut-off
-        if predictor in ("cellmapper", "scanvi", "seurat", "symphony"):
+        if predictor in ("cellmapper", "scanvi", "seurat", "symphony", "gnn", "gnn_pretrained"):
             # a cut-off on the tool's own score (min_confidence, min_probability, min_score): stricter as t grows
             assert swept.threshold.tolist() == pytest.approx(list(SCORE_THRESHOLDS)), run
             assert (np.diff(swept.mba_negative.to_numpy()) >= -1e-12).all(), run
@@ -253,10 +253,11 @@ def test_every_run_scores_its_rejection(toy):
         assert 0.0 <= auroc <= 1.0, run  # every toy group has negative types
         predictor = config["methods"][method].get("predictor")
         rule = config["transfers"].get(transfer, {})
-        calibrated = predictor in ("cellblast", "scanvi") or "significance" in rule or "conformal" in rule  # P-values, probabilities
+        probabilities = predictor in ("scanvi", "gnn", "gnn_pretrained")  # a class probability column
+        calibrated = probabilities or predictor == "cellblast" or "significance" in rule or "conformal" in rule  # P-values, probabilities
         for alpha in ("0.01", "0.05", "0.1"):
             assert ((*run[:6], f"false_rejection@{alpha}") in values.index) == calibrated, (run, alpha)
-        assert ((*run[:6], "ece") in values.index) == (predictor == "scanvi"), run
+        assert ((*run[:6], "ece") in values.index) == probabilities, run
     for group in config["groups"]:
         ceiling = summary[(summary.group == group) & (summary.method == "true_labels")].set_index("metric").value
         for metric, best in (("auroc_unseen", 1.0), ("auprc_unseen", 1.0), ("aurc", 0.0)):
@@ -374,22 +375,30 @@ def test_distance_roc(toy):
 
 
 def test_hit_datasets(toy):
-    """results/hit_datasets.tsv: the simulated group's two reference studies (one dataset); pbmc68k has no units."""
+    """results/hit_datasets.tsv: the simulated group's two reference studies (one dataset) and a spatial group's two
+    reference sections; pbmc68k has no units."""
     workdir, config = toy
     table = pd.read_csv(workdir / "results/hit_datasets.tsv", sep="\t")
-    assert set(table.group) == {"simulated"}  # pbmc68k: one dataset, no batch key
-    assert (table.unit_key == "study").all() and set(table.unit) == {"study1", "study2"}
+    units = {"simulated": ("study", {"study1", "study2"})}  # pbmc68k: one dataset, no batch key
+    for group, spec in config["groups"].items():
+        if spec.get("spatial"):
+            (dataset,) = spec["reference"]
+            units[group] = (spec["spatial"]["section_key"], set(config["datasets"][dataset]["simulate_spatial"]["sections"]))
+    assert set(table.group) == set(units)
     keys = ["group", "method", "index", "transfer", "seed", "reported_as"]
-    reference = ad.read_h5ad(workdir / "results/simulated/embeddings/pca/seed0/model0/reference_embedding.h5ad")
-    for run, rows in table.groupby(keys):
-        assert len(rows) == 2 and rows.hit_fraction.sum() == pytest.approx(1.0), run
-        assert rows.entropy.nunique() == 1 and 0.0 <= rows.entropy.iloc[0] <= 1.0, run
-        if run[4] == 0:
-            sizes = reference.obs["study"].astype(str).value_counts()
-            assert rows.set_index("unit").n_reference.to_dict() == sizes.to_dict(), run
-    simulated = {r for r in computed_runs(config) if r[0] == "simulated"}
-    controls = {r for r in simulated if r[1] in ("true_labels", "reject_all", "majority_label", "random_labels")}
-    assert set(map(tuple, table[keys].values.tolist())) == simulated - controls
+    for group, (unit_key, names) in units.items():
+        mine = table[table.group == group]
+        assert (mine.unit_key == unit_key).all() and set(mine.unit) == names, group
+        reference = ad.read_h5ad(workdir / f"results/{group}/embeddings/pca/seed0/model0/reference_embedding.h5ad")
+        for run, rows in mine.groupby(keys):
+            assert len(rows) == 2 and rows.hit_fraction.sum() == pytest.approx(1.0), run
+            assert rows.entropy.nunique() == 1 and 0.0 <= rows.entropy.iloc[0] <= 1.0, run
+            if run[4] == 0:
+                sizes = reference.obs[unit_key].astype(str).value_counts()
+                assert rows.set_index("unit").n_reference.to_dict() == sizes.to_dict(), run
+    with_units = {r for r in computed_runs(config) if r[0] in units}
+    controls = {r for r in with_units if r[1] in ("true_labels", "reject_all", "majority_label", "random_labels")}
+    assert set(map(tuple, table[keys].values.tolist())) == with_units - controls
     png = (workdir / "results/figures/hit_datasets.png").read_bytes()
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 

@@ -39,7 +39,9 @@ def niche_clusters(labels, adjacency: sp.spmatrix, n_niches: int, *, seed: int =
     composition, _ = neighbourhood_composition(labels, adjacency, include_self)
     if n_niches > len(composition):
         raise InputError(f"n_niches ({n_niches}) exceeds the number of cells ({len(composition)})")
-    return KMeans(n_clusters=int(n_niches), n_init=10, random_state=seed).fit_predict(composition)
+    # rounded: profiles equal in exact arithmetic (e.g. every cell of one label: all 1) differ in the last bits
+    # after D^-1 (A + I), and k-means would split such cells by round-off alone
+    return KMeans(n_clusters=int(n_niches), n_init=10, random_state=seed).fit_predict(np.round(composition, 12))
 
 
 def niche_ari(niches, regions) -> float:
