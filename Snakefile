@@ -81,3 +81,7 @@ rule all:
         "results/figures/expression_transfer.png",
         # one section of each spatial group by true and predicted type (rules/niches.smk)
         ["results/figures/spatial_sections.png"] if spatial_groups() else [],
+        # accuracy and MBA of the spatial embeddings (a)-(d) over seeds (rules/niches.smk)
+        ["results/figures/spatial_methods.png"] if spatial_groups() else [],
+        # the spatial GNN's losses per epoch: masked pretraining and fine-tuning (rules/niches.smk)
+        ["results/figures/spatial_pretraining.png"] if spatial_groups() else [],

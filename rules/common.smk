@@ -126,12 +126,39 @@ def spatial_groups():
 
 
 def spatial_figure_selection():
-    """The first seed's runs of the spatial groups that are not skipped."""
+    """The first seed's runs of the spatial groups that are not skipped, controls left out."""
     seed = config["seeds"][0]
     return [
         r
         for r in runs()
-        if r["seed"] == seed and r["group"] in spatial_groups() and not skip_reason(r)
+        if r["seed"] == seed
+        and r["group"] in spatial_groups()
+        and not skip_reason(r)
+        and r["method"] not in control_methods()
+    ]
+
+
+def spatial_gnn_runs():
+    """(group, method, predictor, seed) of every spatial GNN run (gnn, gnn_pretrained) of the spatial groups."""
+    return [
+        (
+            r["group"],
+            r["method"],
+            config["methods"][r["method"]]["predictor"],
+            r["seed"],
+        )
+        for r in runs()
+        if r["group"] in spatial_groups()
+        and config["methods"][r["method"]].get("predictor") in ("gnn", "gnn_pretrained")
+        and not skip_reason(r)
+    ]
+
+
+def spatial_gnn_embeddings(wildcards):
+    """Input function: the query embedding file (with its loss curves) of every spatial GNN run."""
+    return [
+        f"results/{group}/predictors/{method}/seed{seed}/query_embedding.h5ad"
+        for group, method, _, seed in spatial_gnn_runs()
     ]
 
 
@@ -482,7 +509,11 @@ def benchmark_files(wildcards):
                     for r in (rules.build_index, rules.query_index)
                 ]
     if spatial_groups():
-        files.append(rules.figure_spatial.benchmark)
+        files += [
+            rules.figure_spatial.benchmark,
+            rules.figure_spatial_methods.benchmark,
+            rules.figure_spatial_pretraining.benchmark,
+        ]
     files += novelty_benchmark_files()
     files += [r.benchmark for r in MAPPING_RULES]
     return list(dict.fromkeys(files))

@@ -59,3 +59,57 @@ rule figure_spatial:
         },
     script:
         "../workflow_scripts/figure_spatial.py"
+
+
+# Accuracy and MBA of (a) expression PCA, (b) neighbourhood average, (c) GNN pretrained, (d) GNN not pretrained.
+rule figure_spatial_methods:
+    input:
+        "results/summary.tsv",
+    output:
+        report(
+            "results/figures/spatial_methods.png",
+            caption="../report/spatial_methods.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_spatial_methods.log",
+    benchmark:
+        "results/benchmarks/figure_spatial_methods.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("figure_spatial_methods", "mem_mb"),
+        runtime=measured("figure_spatial_methods", "runtime"),
+    params:
+        methods=config["methods"],
+        groups=spatial_groups(),
+    script:
+        "../workflow_scripts/figure_spatial_methods.py"
+
+
+# Learning curves of the spatial GNN runs: masked pretraining loss, fine-tuning loss pretrained vs not.
+rule figure_spatial_pretraining:
+    input:
+        spatial_gnn_embeddings,
+    output:
+        report(
+            "results/figures/spatial_pretraining.png",
+            caption="../report/spatial_pretraining.rst",
+            category="Cell typing",
+        ),
+    log:
+        "results/logs/figure_spatial_pretraining.log",
+    benchmark:
+        "results/benchmarks/figure_spatial_pretraining.tsv"
+    conda:
+        "../envs/figures.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("figure_spatial_pretraining", "mem_mb"),
+        runtime=measured("figure_spatial_pretraining", "runtime"),
+    params:
+        runs=spatial_gnn_runs(),
+        groups=spatial_groups(),
+    script:
+        "../workflow_scripts/figure_spatial_pretraining.py"

@@ -18,8 +18,8 @@ REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "config/toy.yaml"
 # report(...) outputs of the scale sweep are built by its own target (`snakemake scale`), not by `all`
 NOT_IN_ALL = "results/scale/"
-# the spatial section figure is a target only when the config has a spatial group
-SPATIAL_ONLY = "results/figures/spatial_sections.png"
+# the spatial figures are targets only when the config has a spatial group
+SPATIAL_ONLY = ("results/figures/spatial_sections.png", "results/figures/spatial_methods.png")
 
 
 def declared_report_outputs() -> dict[str, tuple[str, str]]:
@@ -64,7 +64,8 @@ def check_report(report: Path, workdir: Path, config: dict | None = None) -> dic
     (of its ``config``, where given)."""
     declared = {p: v for p, v in declared_report_outputs().items() if not p.startswith(NOT_IN_ALL)}
     if config is not None and not any("spatial" in group for group in config["groups"].values()):
-        declared.pop(SPATIAL_ONLY, None)
+        for path in SPATIAL_ONLY:
+            declared.pop(path, None)
     results, categories = report_data(report, "results"), report_data(report, "categories")
     assert set(results) == set(declared), (sorted(set(declared) - set(results)), sorted(set(results) - set(declared)))
     for path, (caption_file, category) in declared.items():

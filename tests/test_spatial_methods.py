@@ -110,6 +110,35 @@ def test_gnn_predictors_reject_below_min_probability(gnn_runs, group):
     assert not np.allclose(gnn_runs["gnn"][0]["probability"], gnn_runs["gnn_pretrained"][0]["probability"])
 
 
+def test_gnn_loss_curves_in_the_query_embedding(gnn_runs, group):
+    """Each run keeps its losses per epoch (query file's uns["loss_curves"]): those of the same training run by hand."""
+    import torch
+
+    from cellquery.predictors.gnn import joint_graph
+    from cellquery.spatial.gnn import build_model, fine_tune, pretrain_masked, torch_graph
+    from cellquery.spatial.settings import spatial_settings
+
+    ref, qry, genes = group
+    x = np.vstack([np.asarray(sp.csr_matrix(a[:, list(genes)].X).toarray()) for a in (ref, qry)]).astype(np.float32)
+    classes, codes = np.unique(ref.obs["cell_type"].astype(str), return_inverse=True)
+    y = np.concatenate([codes, np.zeros(qry.n_obs, dtype=int)])
+    train = np.arange(len(x)) < ref.n_obs
+    graph = torch_graph(joint_graph(ref, qry, spatial_settings(qry, "query")))
+    for name, pretrain_epochs in (("gnn", 0), ("gnn_pretrained", 10)):
+        _, reference, query, _ = gnn_runs[name]
+        curves = query.uns["loss_curves"]
+        assert "loss_curves" not in reference.uns
+        assert set(curves) == ({"pretrain", "finetune"} if pretrain_epochs else {"finetune"}) and len(curves["finetune"]) == 15
+        torch.set_num_threads(1)
+        model = build_model(len(genes), seed=0, hidden=16, latent=8, layers=("gcn", "gat"))
+        if pretrain_epochs:
+            expected = pretrain_masked(model, x, graph, mask_fraction=0.2, epochs=pretrain_epochs, lr=1e-2, seed=0)
+            np.testing.assert_allclose(curves["pretrain"], expected, rtol=1e-5)
+            assert curves["pretrain"][-1] < curves["pretrain"][0]
+        _, expected = fine_tune(model, x, graph, y, train, n_classes=len(classes), epochs=15, lr=1e-2, seed=0)
+        np.testing.assert_allclose(curves["finetune"], expected, rtol=1e-5)
+
+
 def test_gnn_pretrained_needs_pretraining_epochs(group):
     from cellquery.predictors.gnn import pretrained
 

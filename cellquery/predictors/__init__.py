@@ -98,6 +98,9 @@ class MethodResult:
     ``mapping``: the tool's mapping matrix M (query x reference cells, rows
     normalised; CellMapper), optional; kept in the query embedding file's
     ``obsm["mapping"]`` so that expression can be transferred through it.
+    ``curves``: training loss per epoch by phase (e.g. the spatial GNN's
+    ``pretrain`` and ``finetune``), optional; kept in the query embedding
+    file's ``uns["loss_curves"]``.
     """
 
     predictions: pd.DataFrame
@@ -105,6 +108,7 @@ class MethodResult:
     query_embedding: np.ndarray | None = None
     timings: dict[str, float] = field(default_factory=dict)
     mapping: object | None = None
+    curves: dict[str, list[float]] = field(default_factory=dict)
 
 
 @contextlib.contextmanager
@@ -201,9 +205,11 @@ def _outputs(reference, query, group: GroupSettings, result: MethodResult, uns: 
     ref_emb = np.zeros((reference.n_obs, 0), np.float32) if result.reference_embedding is None else result.reference_embedding
     qry_emb = np.zeros((query.n_obs, 0), np.float32) if result.query_embedding is None else result.query_embedding
     timings = pd.DataFrame({"phase": list(result.timings), "seconds": list(result.timings.values())})
-    query_adata = embedding_adata(query.obs, qry_emb, uns)
+    query_adata = embedding_adata(query.obs, qry_emb, dict(uns))  # its own uns: loss_curves below are the query file's
     if result.mapping is not None:
         import scipy.sparse as sp
 
         query_adata.obsm["mapping"] = sp.csr_matrix(result.mapping, dtype=np.float64)
+    if result.curves:
+        query_adata.uns["loss_curves"] = {phase: np.asarray(losses, dtype=np.float64) for phase, losses in result.curves.items()}
     return table, embedding_adata(reference.obs, ref_emb, uns), query_adata, timings

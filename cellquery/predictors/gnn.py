@@ -87,14 +87,16 @@ def predict(
     train = np.arange(len(x)) < n_ref
     device = "cuda" if torch_accelerator() == "gpu" else "cpu"  # the job's GPU request (config gpu)
     timings: dict[str, float] = {}
+    curves: dict[str, list[float]] = {}  # loss per epoch: masked pretraining (MSE), fine-tuning (cross-entropy)
     with limited_torch_threads(torch_threads):
         graph = torch_graph(joint_graph(reference, query, settings), device=device)
         model = build_model(len(genes), seed=seed, hidden=hidden, latent=latent, layers=tuple(layers))
         if pretrain_epochs:
             with timed(timings, "pretrain_s"):
-                pretrain_masked(model, x, graph, mask_fraction=mask_fraction, epochs=pretrain_epochs, lr=lr, seed=seed, device=device)
+                curves["pretrain"] = pretrain_masked(model, x, graph, mask_fraction=mask_fraction, epochs=pretrain_epochs, lr=lr,
+                                                     seed=seed, device=device)
         with timed(timings, "train_s"):
-            head, _ = fine_tune(model, x, graph, y, train, n_classes=len(classes), epochs=finetune_epochs, lr=lr, seed=seed, device=device)
+            head, curves["finetune"] = fine_tune(model, x, graph, y, train, n_classes=len(classes), epochs=finetune_epochs, lr=lr, seed=seed, device=device)
         with timed(timings, "query_s"):
             import torch
 
@@ -117,7 +119,8 @@ def predict(
         "prediction": prediction, "probability": best, "top_label": top_label, "score": best, **fates,
         **score_sweep(top_label, best),
     })
-    return MethodResult(predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings)
+    return MethodResult(predictions=predictions, reference_embedding=ref_emb, query_embedding=qry_emb, timings=timings,
+                        curves=curves)
 
 
 def _pretrained(reference, query, genes, *, pretrain_epochs: int = 100, **kwargs) -> MethodResult:
