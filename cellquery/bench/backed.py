@@ -5,6 +5,12 @@ prints ONE JSON line: per stage (``generate``, ``preprocess``, ``hvg``, ``pca``)
 the wall time and the peak resident memory within the stage (``psutil``
 sampling every :data:`SAMPLE_S` s), the process's ``ru_maxrss``, and the peak
 over preprocess -> PCA (the figure held against the 6 GB target).
+``--in-memory-baseline`` then runs the in-memory path (``prepare_group``,
+``select_hvg``, ``pca.embed``) on the same files in the same process (stages
+``memory_*``; the stage peaks include what the process holds already), and
+says whether it chose the same genes and, when the chunked PCA was fitted on
+every cell (``--fit-cells`` >= ``--n-cells``), the largest embedding difference
+up to sign.
 
 Generation: the reference is simulated (:func:`cellquery.data.simulate.simulate_dataset`,
 one world, two studies of two donors) in pieces of ``--piece-cells`` cells,
@@ -103,7 +109,7 @@ def write_simulated(path: Path, name: str, n_cells: int, *, n_genes: int, studie
 
 def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_cells: int = CHUNK_CELLS,
         fit_cells: int = FIT_CELLS, piece_cells: int = 50_000, n_top_genes: int = 1000, n_comps: int = 32,
-        seed: int = 0, keep: bool = False) -> dict:
+        seed: int = 0, keep: bool = False, in_memory_baseline: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sampler = PeakSampler()
     stages: dict[str, dict] = {}
@@ -138,11 +144,26 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
         qry = read_backed(pre_qry)
         ref_emb, qry_emb = pca_backed(ref, qry, genes, n_comps=n_comps, seed=seed, fit_cells=fit_cells, chunk_cells=chunk_cells)
         np.save(out / "reference_pca.npy", ref_emb)
+        ref.close()
+        qry.close()
+    baseline = {}
+    if in_memory_baseline:
+        baseline = _in_memory(ref_path, qry_path, stage, seed=seed, n_top_genes=n_top_genes, n_comps=n_comps)
+        baseline["same_hvg"] = baseline.pop("genes") == genes
+        if fit_cells >= n_cells:  # both PCAs fitted on every cell: the same embedding up to sign
+            mem = baseline.pop("embedding")
+            signs = np.sign((mem * ref_emb).sum(axis=0))
+            baseline["max_abs_embedding_diff"] = float(np.abs(ref_emb * signs - mem).max())
+        baseline.pop("embedding", None)
     sampler.stop()
     sizes = {p.name: round(p.stat().st_size / 2**20, 1) for p in (ref_path, pre_ref)}
     if not keep:
         shutil.rmtree(out)
     steps = ("preprocess", "hvg", "pca")
+    if in_memory_baseline:
+        memory = ("memory_preprocess", "memory_hvg", "memory_pca")
+        baseline["preprocess_to_pca_wall_s"] = round(sum(stages[s]["wall_s"] for s in memory), 1)
+        baseline["preprocess_to_pca_peak_rss_mb"] = max(stages[s]["peak_rss_mb"] for s in memory)
     return {
         "n_cells": n_cells, "n_genes": n_genes, "n_query": n_query, "nnz": int(nnz), "chunk_cells": chunk_cells,
         "fit_cells": fit_cells, "n_top_genes": n_top_genes, "n_comps": n_comps, "n_reference_after_qc": n_ref,
@@ -152,7 +173,25 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
         "preprocess_to_pca_peak_rss_mb": max(stages[s]["peak_rss_mb"] for s in steps),
         "ru_maxrss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         "file_mb": sizes, "cpus": os.cpu_count(),
+        **({"in_memory": baseline} if in_memory_baseline else {}),
     }
+
+
+def _in_memory(ref_path: Path, qry_path: Path, stage, *, seed: int, n_top_genes: int, n_comps: int) -> dict:
+    """The in-memory path (prepare_group, select_hvg, pca.embed) on the same files, timed as stages ``memory_*``."""
+    from cellquery.embed.pca import embed
+    from cellquery.hvg import select_hvg
+    from cellquery.io import read_h5ad
+    from cellquery.preprocess import prepare_group
+
+    with stage("memory_preprocess"):
+        ref, qry = prepare_group([read_h5ad(ref_path)], [read_h5ad(qry_path)], reference_sources=["atlas"], query_sources=["query"],
+                                 label_key="cell_type", batch_keys=["donor"], ontology_key="cell_ontology_id", min_genes=20, target_sum=1e4)
+    with stage("memory_hvg"):
+        genes = select_hvg(ref, batch_key="donor", n_top_genes=n_top_genes)["gene"].tolist()
+    with stage("memory_pca"):
+        ref_emb, _ = embed(ref, qry, genes, seed=seed, n_comps=n_comps)
+    return {"genes": genes, "embedding": ref_emb}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,9 +207,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-comps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the files under --out")
+    ap.add_argument("--in-memory-baseline", action="store_true",
+                    help="then run the in-memory path on the same files (stages memory_*; needs the whole group in memory)")
     a = ap.parse_args(argv)
     result = run(a.n_cells, a.n_genes, a.out, n_query=a.n_query, chunk_cells=a.chunk_cells, fit_cells=a.fit_cells,
-                 piece_cells=a.piece_cells, n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep)
+                 piece_cells=a.piece_cells, n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep,
+                 in_memory_baseline=a.in_memory_baseline)
     print(json.dumps(result), flush=True)
     return 0
 
