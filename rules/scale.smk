@@ -94,3 +94,60 @@ rule scale:
         "results/scale/recall_vs_qps.png",
         # meta cells (rules/meta_cells.smk) when config scale.meta_cells is given
         ["results/scale/meta_cells.png"] if SCALE_CONFIG.get("meta_cells") else [],
+        # Fig. 2d by method (below) when config scale.methods is given
+        (
+            [
+                "results/scale/methods_summary.tsv",
+                "results/figures/query_time_vs_reference_size.png",
+            ]
+            if SCALE_CONFIG.get("methods")
+            else []
+        ),
+
+
+# Fig. 2d by method (cellquery.bench.methods_scale): each method's query time against reference
+# size, references subsampled from one simulated atlas; part of `scale` when config scale.methods
+# is given. One job: its runs go one at a time, each in a child process under the caps.
+rule scale_methods:
+    output:
+        "results/scale/methods.tsv",
+    log:
+        "results/logs/scale/methods.log",
+    benchmark:
+        "results/benchmarks/scale/methods.tsv"
+    conda:
+        "../envs/scale.yaml"
+    threads: SCALE.threads
+    resources:
+        mem_mb=measured("scale_methods", "mem_mb"),
+        runtime=measured("scale_methods", "runtime"),
+    params:
+        scale=SCALE_CONFIG,
+    script:
+        "../workflow_scripts/scale_methods.py"
+
+
+rule figure_scale_methods:
+    input:
+        "results/scale/methods.tsv",
+    output:
+        summary="results/scale/methods_summary.tsv",
+        figure=report(
+            "results/figures/query_time_vs_reference_size.png",
+            caption="../report/scale_methods_query_time.rst",
+            category="Scale",
+        ),
+    log:
+        "results/logs/scale/figure_methods.log",
+    benchmark:
+        "results/benchmarks/scale/figure_methods.tsv"
+    conda:
+        "../envs/scale.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("figure_scale_methods", "mem_mb"),
+        runtime=measured("figure_scale_methods", "runtime"),
+    params:
+        scale=SCALE_CONFIG,
+    script:
+        "../workflow_scripts/figure_scale_methods.py"

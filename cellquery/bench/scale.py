@@ -106,6 +106,7 @@ class ScaleSettings:
         """Settings of ``config["scale"]`` (absent or empty: the defaults, no index)."""
         values = dict(scale or {})
         values.pop("meta_cells", None)  # its own settings: cellquery.bench.meta_cells
+        values.pop("methods", None)  # its own settings: cellquery.bench.methods_scale
         values["sizes"] = tuple(values.get("sizes") or ())
         values["indexes"] = {name: IndexRun.from_config(spec) for name, spec in (values.get("indexes") or {}).items()}
         return cls(**values)

@@ -1,0 +1,372 @@
+"""Query time of each method against reference size (Fig. 2d of the Cell BLAST paper, by method).
+
+Part of the scale benchmark (rules/scale.smk, config ``scale.methods``). One
+simulated reference atlas (:func:`cellquery.data.simulate.simulate_dataset`,
+counts of several studies and donors) is drawn once at the largest size asked
+for, together with a query of ``n_query`` cells from another study; both are
+QC'd and log-normalised (:func:`cellquery.preprocess.prepare_group`) and the
+highly variable genes are chosen once on the whole atlas
+(:func:`cellquery.hvg.select_hvg`). For repeat r the references are nested
+subsamples of the atlas: the first ``size`` cells of one seeded permutation
+(:func:`subsample`), so the 10^3-cell reference of repeat r lies inside its
+10^4-cell one.
+
+Every (method, size, repeat) runs in a fresh Python process of its own
+(:func:`run_capped`) under an address-space limit (``max_memory_gb``, by
+``resource.setrlimit``) and a wall-clock limit (``max_seconds``); it reads only
+its reference rows from the atlas file. A run past either limit is recorded as
+``over_time`` / ``over_memory`` and the method is not run at larger sizes
+(``skipped``). Methods:
+
+* ``own``: the project's path: PCA of the scaled HVGs fitted on the reference
+  (:mod:`cellquery.embed.pca`), an index (:func:`cellquery.index.build_index`),
+  the reference's own hits for the calibration and leave-one-out distances
+  (train), then the query's projection, search and transfer
+  (:func:`cellquery.transfer.predict_table`) (query).
+* ``predictor``: a peer tool through :func:`cellquery.predictors.run_predictor`;
+  its ``timings`` phases in :data:`TRAIN_PHASES` are train, the others query.
+  A predictor whose runtime is missing (:func:`cellquery.registry.skip_reason`)
+  is recorded as ``unavailable`` with the reason.
+
+The tidy table (:data:`COLUMNS`) has one row per run; :func:`summarise` gives
+mean and standard deviation of the query time over the repeats that finished
+and the query throughput ``n_query / mean query_s`` (cells/s).
+"""
+
+from __future__ import annotations
+
+import os
+import resource
+import tempfile
+import time
+import traceback
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from cellquery.errors import InputError
+
+COLUMNS = ["method", "size", "repeat", "train_s", "query_s", "total_s", "peak_rss_mb", "status", "reason"]
+SUMMARY_COLUMNS = ["method", "size", "n_ok", "query_s_mean", "query_s_sd", "train_s_mean", "total_s_mean",
+                   "peak_rss_mb_max", "cells_per_s"]
+# predictor phases that prepare the reference (all others serve the query)
+TRAIN_PHASES = frozenset({"train_s", "index_s", "embed_s", "pretrain_s"})
+# statuses of a run that did not fit: the method is not run at larger sizes
+DID_NOT_FIT = ("over_time", "over_memory")
+LABEL_KEY, BATCH_KEY = "cell_type", "study"
+OWN_DEFAULTS = {"n_comps": 30, "index": "faiss", "index_params": {"factory": "Flat"}, "k": 10,
+                "transfer": {"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 0.95}}
+
+
+@dataclass(frozen=True)
+class MethodsScaleSettings:
+    """``scale.methods``: sizes, repeats, query size, limits, the atlas and the methods (name -> spec)."""
+
+    sizes: tuple[int, ...] = (1_000, 10_000, 100_000)
+    repeats: int = 4
+    n_query: int = 10_000
+    max_seconds: float = 1800.0
+    max_memory_gb: float = 24.0
+    n_genes: int = 2000
+    n_top_genes: int = 1000
+    studies: tuple[str, ...] = ("study1", "study2", "study3")
+    query_study: str = "study4"
+    seed: int = 0
+    methods: Mapping = field(default_factory=dict)
+    # per method, at most this many repeats (slow peers), e.g. {scanvi_fast: 1}
+    max_repeats: Mapping = field(default_factory=dict)
+
+    @classmethod
+    def from_config(cls, scale: Mapping) -> "MethodsScaleSettings":
+        spec = dict(scale.get("methods") or {})
+        known = set(cls.__dataclass_fields__)
+        unknown = sorted(set(spec) - known)
+        if unknown:
+            raise InputError(f"config: scale.methods: unknown key {unknown[0]!r}")
+        for key in ("sizes", "studies"):
+            if key in spec:
+                spec[key] = tuple(spec[key])
+        spec["seed"] = int(spec.get("seed", scale.get("seed", 0)))
+        settings = cls(**spec)
+        if not settings.methods:
+            raise InputError("config: scale.methods.methods: no method given")
+        if any(int(s) < 2 for s in settings.sizes) or settings.repeats < 1 or settings.n_query < 1:
+            raise InputError("config: scale.methods: sizes must be >= 2, repeats and n_query >= 1")
+        for name, method in settings.methods.items():
+            if ("predictor" in method) == (method.get("kind") == "own"):
+                raise InputError(f"config: scale.methods.methods.{name}: give either predictor: <name> or kind: own")
+        return settings
+
+    def repeats_of(self, method: str) -> int:
+        return min(self.repeats, int(self.max_repeats.get(method, self.repeats)))
+
+
+def subsample(n_atlas: int, size: int, repeat: int, seed: int = 0) -> np.ndarray:
+    """Sorted row numbers of repeat ``repeat``'s ``size``-cell reference: the first ``size`` of one seeded permutation.
+
+    Nested over sizes (a repeat's smaller reference lies inside its larger one)
+    and the same on every call with the same arguments.
+    """
+    if not 0 < size <= n_atlas:
+        raise InputError(f"scale.methods: reference size {size} is not in 1..{n_atlas} (the atlas)")
+    order = np.random.default_rng([seed, repeat]).permutation(n_atlas)
+    return np.sort(order[:size])
+
+
+def simulate_atlas(settings: MethodsScaleSettings, workdir: str | os.PathLike) -> tuple[Path, Path, list[str]]:
+    """Simulate, QC and normalise the atlas (largest size) and the query; write both; return (atlas, query, HVGs)."""
+    from cellquery.data.simulate import simulate_dataset
+    from cellquery.hvg import select_hvg
+    from cellquery.io import write_h5ad
+    from cellquery.preprocess import prepare_group
+
+    n_atlas = max(int(s) for s in settings.sizes)
+    atlas = simulate_dataset(n_atlas, studies=settings.studies, seed=settings.seed, n_genes=settings.n_genes)
+    query = simulate_dataset(settings.n_query, studies=(settings.query_study,), seed=settings.seed + 1,
+                             n_genes=settings.n_genes)
+    for part in (atlas, query):
+        part.uns["values"] = "counts"
+    atlas, query = prepare_group([atlas], [query], reference_sources=["atlas"], query_sources=["query"],
+                                 label_key=LABEL_KEY, batch_keys=[BATCH_KEY], min_genes=1)
+    if atlas.n_obs < n_atlas:  # QC removed cells: the largest size must still fit
+        raise InputError(f"scale.methods: {n_atlas - atlas.n_obs} atlas cells failed QC; lower the largest size")
+    genes = select_hvg(atlas, batch_key=BATCH_KEY, n_top_genes=settings.n_top_genes)["gene"].tolist()
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = workdir / "atlas.h5ad", workdir / "query.h5ad"
+    write_h5ad(atlas, paths[0])
+    write_h5ad(query, paths[1])
+    return paths[0], paths[1], genes
+
+
+def read_rows(path, rows: np.ndarray):
+    """Rows ``rows`` (sorted) of an h5ad file with CSR ``X`` and layers, read by rows: the whole atlas is never loaded.
+
+    (``anndata.read_h5ad(backed="r")`` reads every layer whole, so X and each layer are
+    opened as anndata's backed sparse datasets and sliced.)
+    """
+    import anndata as ad
+    import h5py
+    from anndata.io import read_elem, sparse_dataset
+
+    with h5py.File(path, "r") as f:
+        layers = {name: sparse_dataset(f["layers"][name])[rows] for name in f.get("layers", {})}
+        return ad.AnnData(X=sparse_dataset(f["X"])[rows], obs=read_elem(f["obs"]).iloc[rows], var=read_elem(f["var"]),
+                          uns=read_elem(f["uns"]) if "uns" in f else {}, layers=layers)
+
+
+def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -> dict[str, float]:
+    """The project's path; seconds of ``train_s`` (PCA fit, index, reference hits) and ``query_s`` (project, search, transfer)."""
+    from sklearn.decomposition import PCA
+
+    from cellquery.embed.pca import dense, scale_fit, transform_chunks
+    from cellquery.index import build_index
+    from cellquery.index.calibration import calibrate_from_reference_hits
+    from cellquery.settings import GroupSettings, TransferSettings
+    from cellquery.transfer import predict_table
+
+    spec = {**OWN_DEFAULTS, **spec}
+    k = int(spec["k"])
+    group = GroupSettings(label_key=LABEL_KEY, batch_keys=(BATCH_KEY,))
+    transfer = TransferSettings.from_config(spec["transfer"])
+    ref_x, qry_x = reference[:, list(genes)].X, query[:, list(genes)].X
+    start = time.perf_counter()
+    # the same steps as cellquery.embed.pca.fit_project, split so that the query's projection is timed apart
+    mean, std = scale_fit(ref_x)
+
+    def scale(block):
+        return np.clip((block - mean) / std, -10, 10)
+
+    n_comps = min(int(spec["n_comps"]), ref_x.shape[1] - 1, ref_x.shape[0] - 1)
+    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(ref_x)))
+    ref_emb = transform_chunks(ref_x, lambda block, _: model.transform(scale(block)), n_comps)
+    index = build_index(spec["index"], ref_emb, dict(spec["index_params"]), seed=seed)
+    rd, ri = index.search(ref_emb, min(k + 1, len(ref_emb)))
+    _, self_distances = calibrate_from_reference_hits(ref_emb, rd, ri, k=k, seed=seed)
+    train_s = time.perf_counter() - start
+    start = time.perf_counter()
+    qry_emb = transform_chunks(qry_x, lambda block, _: model.transform(scale(block)), n_comps)
+    distances, indices = index.search(qry_emb, min(k, len(ref_emb)))
+    predict_table(reference_obs=reference.obs, query_obs=query.obs, distances=distances, indices=indices,
+                  self_distances=self_distances, group=group, settings=transfer)
+    return {"train_s": train_s, "query_s": time.perf_counter() - start}
+
+
+def predictor_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -> dict[str, float]:
+    """A peer predictor through run_predictor; its phases summed into ``train_s`` (:data:`TRAIN_PHASES`) and ``query_s``."""
+    from cellquery.predictors import run_predictor
+    from cellquery.settings import GroupSettings
+
+    group = GroupSettings(label_key=LABEL_KEY, batch_keys=(BATCH_KEY,))
+    timings = run_predictor(reference, query, genes, predictor=spec["predictor"], params=dict(spec.get("params") or {}),
+                            group=group, seed=seed)[3]
+    phases = dict(zip(timings["phase"], timings["seconds"]))
+    return {"train_s": sum(v for p, v in phases.items() if p in TRAIN_PHASES),
+            "query_s": sum(v for p, v in phases.items() if p not in TRAIN_PHASES)}
+
+
+def run_method(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
+    """One run in the current process: read the reference rows and the query, run the method; seconds by phase."""
+    import anndata as ad
+
+    reference = read_rows(atlas, rows)
+    query = ad.read_h5ad(query_path)
+    start = time.perf_counter()
+    run = own_path if spec.get("kind") == "own" else predictor_path
+    out = run(reference, query, genes, spec, seed)
+    out["total_s"] = time.perf_counter() - start
+    return out
+
+
+def _child(job_path: str) -> None:
+    """Child process: read (func, args, memory cap), cap the address space, run, write (status, value or reason, peak RSS MB)."""
+    import pickle
+
+    with open(job_path, "rb") as handle:
+        func, args, max_memory_bytes = pickle.load(handle)
+    if max_memory_bytes:
+        resource.setrlimit(resource.RLIMIT_AS, (max_memory_bytes, max_memory_bytes))
+    try:
+        status, payload = "ok", func(*args)
+    except MemoryError:
+        status, payload = "over_memory", "MemoryError"
+    except Exception as error:  # any other failure is reported with its last line, not raised in the parent
+        status, payload = "failed", (traceback.format_exception_only(error)[-1].strip() or type(error).__name__)
+    result = (status, payload, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    with open(job_path + ".out", "wb") as handle:
+        pickle.dump(result, handle)
+
+
+def run_capped(func: Callable, args: tuple = (), *, max_seconds: float,
+               max_memory_gb: float | None = None) -> tuple[str, object, float]:
+    """Call ``func(*args)`` in a fresh Python process; return (status, value or reason, peak RSS in MB).
+
+    ``func`` and ``args`` must pickle (``func`` by its module and name; the
+    child gets this process's ``sys.path``). status: ``ok``; ``over_time``
+    (killed after ``max_seconds``); ``over_memory`` (MemoryError under the
+    address-space cap ``max_memory_gb``, or killed by SIGKILL); ``failed``
+    (another exception; the reason is its message). A fresh interpreter, not a
+    fork, so that the peak RSS is the run's own and nothing of the caller's
+    ``__main__`` runs again.
+    """
+    import pickle
+    import subprocess
+    import sys
+
+    cap = int(max_memory_gb * 2**30) if max_memory_gb else 0
+    with tempfile.TemporaryDirectory() as tmp:
+        job = os.path.join(tmp, "job.pkl")
+        with open(job, "wb") as handle:
+            pickle.dump((func, args, cap), handle)
+        env = dict(os.environ, PYTHONPATH=os.pathsep.join(p for p in sys.path if p))
+        code = f"from cellquery.bench.methods_scale import _child; _child({job!r})"
+        process = subprocess.Popen([sys.executable, "-c", code], env=env, stdout=subprocess.DEVNULL,
+                                   stderr=subprocess.PIPE)
+        try:
+            _, err = process.communicate(timeout=max_seconds)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+            return "over_time", f"still running after {max_seconds:g} s", float("nan")
+        if not os.path.exists(job + ".out"):
+            last = (err.decode(errors="replace").strip().splitlines() or [""])[-1]
+            status = "over_memory" if process.returncode == -9 else "failed"
+            return status, f"child exited with code {process.returncode}: {last}", float("nan")
+        with open(job + ".out", "rb") as handle:
+            return pickle.load(handle)
+
+
+def measure(settings: MethodsScaleSettings, workdir: str | os.PathLike | None = None, log=None,
+            partial: str | os.PathLike | None = None, runner: Callable = None) -> pd.DataFrame:
+    """The tidy table (:data:`COLUMNS`): every method at every size and repeat, in ascending size.
+
+    ``log`` (a text stream) gets a line per run; ``partial`` (a path) the table so far after every run.
+    ``runner`` (default :func:`run_method`, same arguments; importable, for the child process) runs one
+    method.
+    """
+    runner = run_method if runner is None else runner
+    from cellquery.predictors import PREDICTORS
+    from cellquery.registry import skip_reason
+
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        atlas, query_path, genes = simulate_atlas(settings, tmp)
+        n_atlas = max(int(s) for s in settings.sizes)
+        rows = []
+        for name, spec in settings.methods.items():
+            reason = None
+            if "predictor" in spec and runner is run_method:
+                try:
+                    reason = skip_reason(PREDICTORS[spec["predictor"]], "counts")
+                except ImportError as error:
+                    reason = f"cannot import: {error}"
+            stop = None
+            for size in sorted(int(s) for s in settings.sizes):
+                for repeat in range(settings.repeats_of(name)):
+                    base = dict(method=name, size=size, repeat=repeat, train_s=np.nan, query_s=np.nan, total_s=np.nan,
+                                peak_rss_mb=np.nan)
+                    if reason:
+                        rows.append(base | dict(status="unavailable", reason=reason))
+                        continue
+                    if stop:
+                        rows.append(base | dict(status="skipped", reason=stop))
+                        continue
+                    cells = subsample(n_atlas, size, repeat, settings.seed)
+                    status, value, rss = run_capped(
+                        runner, (atlas, query_path, genes, cells, spec, settings.seed + repeat),
+                        max_seconds=settings.max_seconds, max_memory_gb=settings.max_memory_gb)
+                    row = base | dict(peak_rss_mb=rss, status=status, reason="")
+                    if status == "ok":
+                        row |= {key: value[key] for key in ("train_s", "query_s", "total_s")}
+                    else:
+                        row["reason"] = str(value)
+                    if status in DID_NOT_FIT:
+                        stop = f"{status} at {size} cells"
+                    rows.append(row)
+                    if log is not None:
+                        print(" ".join(f"{k}={v}" for k, v in row.items()), file=log, flush=True)
+                    if partial is not None:
+                        pd.DataFrame(rows, columns=COLUMNS).to_csv(partial, sep="\t", index=False)
+    return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def summarise(table: pd.DataFrame, n_query: int) -> pd.DataFrame:
+    """Per method and size, over the runs with status ok: mean and sd (ddof 1; 0 for one run) of the times, cells/s."""
+    ok = table[table["status"] == "ok"]
+    rows = []
+    for (method, size), part in ok.groupby(["method", "size"], sort=False):
+        query = part["query_s"].to_numpy(float)
+        rows.append(dict(method=method, size=int(size), n_ok=len(part), query_s_mean=query.mean(),
+                         query_s_sd=query.std(ddof=1) if len(query) > 1 else 0.0,
+                         train_s_mean=part["train_s"].mean(), total_s_mean=part["total_s"].mean(),
+                         peak_rss_mb_max=part["peak_rss_mb"].max(), cells_per_s=n_query / query.mean()))
+    return pd.DataFrame(rows, columns=SUMMARY_COLUMNS).sort_values(["method", "size"], kind="stable").reset_index(drop=True)
+
+
+def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
+    """Query time (mean +/- sd over repeats) against reference size, log-log, one colour and marker per method."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cellquery.plots import save_png
+
+    markers = "osD^vP*Xh<>p"
+    colours = plt.get_cmap("tab10").colors
+    fig, ax = plt.subplots(figsize=(8, 4.8))
+    for j, (method, part) in enumerate(summary.groupby("method", sort=True)):
+        part = part.sort_values("size")
+        ax.errorbar(part["size"], part["query_s_mean"], yerr=part["query_s_sd"], marker=markers[j % len(markers)],
+                    color=colours[j % len(colours)], capsize=3, label=method)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("reference size (cells)")
+    ax.set_ylabel(f"query time of {n_query:,} cells (s)")
+    ax.set_title("Query time vs reference size (mean ± sd over repeats)")
+    ax.grid(True, which="major", alpha=0.3)
+    ax.legend(loc="upper left", bbox_to_anchor=(1.02, 1.0), borderaxespad=0, fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)

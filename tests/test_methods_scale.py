@@ -1,0 +1,132 @@
+"""Fig. 2d by method (cellquery.bench.methods_scale): nested seeded subsamples, the mean +/- sd summary,
+a tiny end-to-end run, and the caps that mark a run as not fitting."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from cellquery.bench.methods_scale import (
+    COLUMNS,
+    MethodsScaleSettings,
+    measure,
+    plot_query_time,
+    read_rows,
+    run_capped,
+    subsample,
+    summarise,
+)
+from cellquery.errors import InputError
+from cellquery.io import read_table, write_table
+
+
+def sleeping_runner(atlas, query, genes, rows, spec, seed):
+    """A stand-in method: sleeps ``spec['sleep_per_cell']`` seconds per reference cell."""
+    time.sleep(spec["sleep_per_cell"] * len(rows))
+    return {"train_s": 0.0, "query_s": 0.0, "total_s": 0.0}
+
+
+def allocate(n_bytes: int) -> int:
+    return int(np.ones(n_bytes, dtype=np.uint8).sum())
+
+
+def test_subsample_is_seeded_nested_and_sorted():
+    n = 1000
+    small, large = subsample(n, 100, repeat=2, seed=5), subsample(n, 400, repeat=2, seed=5)
+    assert np.array_equal(small, subsample(n, 100, repeat=2, seed=5))  # same call, same rows
+    assert np.all(np.diff(small) > 0) and len(small) == 100 and small.max() < n  # sorted, distinct
+    assert set(small) <= set(large)  # a repeat's references are nested over sizes
+    # the first `size` of one permutation of the rows, drawn from (seed, repeat)
+    order = np.random.default_rng([5, 2]).permutation(n)
+    assert np.array_equal(large, np.sort(order[:400]))
+    assert not np.array_equal(small, subsample(n, 100, repeat=3, seed=5))  # repeats differ
+    assert np.array_equal(subsample(n, n, repeat=0), np.arange(n))
+    with pytest.raises(InputError, match="1001"):
+        subsample(n, 1001, repeat=0)
+
+
+def test_read_rows_reads_x_layers_and_obs_of_those_rows(tmp_path):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    x = sp.random(50, 20, density=0.3, format="csr", dtype=np.float32, random_state=0)
+    obs = pd.DataFrame({"cell_type": pd.Categorical(list("ab") * 25)}, index=[f"c{i}" for i in range(50)])
+    ad.AnnData(X=x, obs=obs, layers={"counts": x * 2}).write_h5ad(tmp_path / "atlas.h5ad")
+    rows = np.array([1, 4, 9, 30])
+    part = read_rows(tmp_path / "atlas.h5ad", rows)
+    assert (part.X != x[rows]).nnz == 0 and (part.layers["counts"] != x[rows] * 2).nnz == 0
+    assert list(part.obs_names) == ["c1", "c4", "c9", "c30"] and list(part.obs["cell_type"]) == list("baba")
+
+
+def test_summarise_against_a_hand_made_table():
+    rows = [
+        ("a", 100, 0, 1.0, 1.0, 2.5, 10.0, "ok"),
+        ("a", 100, 1, 1.0, 2.0, 3.5, 12.0, "ok"),
+        ("a", 100, 2, 1.0, 3.0, 4.5, 11.0, "ok"),
+        ("a", 100, 3, np.nan, np.nan, np.nan, np.nan, "over_time"),  # not counted
+        ("b", 100, 0, 0.5, 4.0, 5.0, 20.0, "ok"),  # one run: sd 0
+        ("b", 1000, 0, np.nan, np.nan, np.nan, np.nan, "skipped"),
+    ]
+    table = pd.DataFrame([r + ("",) for r in rows], columns=COLUMNS)
+    summary = summarise(table, n_query=50).set_index(["method", "size"])
+    assert list(summary.index) == [("a", 100), ("b", 100)]
+    a, b = summary.loc[("a", 100)], summary.loc[("b", 100)]
+    assert a["n_ok"] == 3 and a["query_s_mean"] == pytest.approx(2.0) and a["query_s_sd"] == pytest.approx(1.0)
+    assert a["total_s_mean"] == pytest.approx(3.5) and a["peak_rss_mb_max"] == 12.0
+    assert a["cells_per_s"] == pytest.approx(25.0)  # 50 query cells / 2 s
+    assert b["n_ok"] == 1 and b["query_s_sd"] == 0.0 and b["cells_per_s"] == pytest.approx(12.5)
+
+
+def test_run_capped_marks_runs_past_the_caps():
+    assert run_capped(allocate, (1000,), max_seconds=60)[:2] == ("ok", 1000)
+    status, reason, _ = run_capped(time.sleep, (30,), max_seconds=1)
+    assert status == "over_time" and "1 s" in reason
+    status, reason, _ = run_capped(allocate, (8 * 2**30,), max_seconds=60, max_memory_gb=2)
+    assert status == "over_memory", reason
+
+
+def test_a_method_that_does_not_fit_is_not_run_at_larger_sizes(tmp_path):
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [200, 400, 600], "repeats": 2, "n_query": 50, "n_genes": 500, "n_top_genes": 100, "max_seconds": 2,
+        "methods": {"slow": {"kind": "own", "sleep_per_cell": 0.0}, "slower": {"kind": "own", "sleep_per_cell": 0.02}},
+    }})
+    # slow sleeps 0 s everywhere; slower 4 s at 200 cells (past the 2 s cap): over_time, then skipped
+    table = measure(settings, workdir=tmp_path, runner=sleeping_runner)
+    status = table.set_index(["method", "size", "repeat"])["status"]
+    assert (status.loc["slow"] == "ok").all() and len(status.loc["slow"]) == 6
+    assert status.loc[("slower", 200, 0)] == "over_time"
+    assert (status.loc["slower"].drop((200, 0)) == "skipped").all()
+    assert table.loc[table["status"] == "skipped", "reason"].eq("over_time at 200 cells").all()
+
+
+def test_tiny_run_writes_the_table_and_figure(tmp_path):
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [200, 400], "repeats": 2, "n_query": 100, "n_genes": 500, "n_top_genes": 200,
+        "methods": {"own": {"kind": "own"}, "ingest": {"predictor": "ingest"}},
+    }})
+    path = tmp_path / "methods.tsv"
+    write_table(measure(settings, workdir=tmp_path), path)
+    table = read_table(path, required=COLUMNS)
+    assert list(table.columns) == COLUMNS
+    keys = sorted(zip(table["method"], table["size"], table["repeat"]))
+    assert keys == sorted((m, s, r) for m in ("own", "ingest") for s in (200, 400) for r in (0, 1))
+    assert (table["status"] == "ok").all(), table[["method", "status", "reason"]]
+    assert (table["query_s"] > 0).all() and (table["train_s"] > 0).all() and (table["peak_rss_mb"] > 0).all()
+    assert (table["total_s"] >= table["query_s"]).all()
+    summary = summarise(table, settings.n_query)
+    assert len(summary) == 4 and (summary["n_ok"] == 2).all()
+    figure = tmp_path / "figure.png"
+    plot_query_time(summary, figure, settings.n_query)
+    assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_config_needs_methods_of_one_kind():
+    with pytest.raises(InputError, match="scale.methods.methods"):
+        MethodsScaleSettings.from_config({"methods": {"methods": {}}})
+    with pytest.raises(InputError, match="scale.methods.methods.x"):
+        MethodsScaleSettings.from_config({"methods": {"methods": {"x": {"params": {}}}}})
+    with pytest.raises(InputError, match="unknown key 'size'"):
+        MethodsScaleSettings.from_config({"methods": {"size": [1], "methods": {"x": {"kind": "own"}}}})
