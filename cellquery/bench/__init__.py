@@ -6,5 +6,7 @@ recall and label agreement against exact search (``python -m cellquery.bench.knn
 ``scale``: index presets, the benchmark's settings and defaults (``ScaleSettings``), the
 config check and the memory / time requests of its Snakemake jobs. ``figures``: the
 gathered table and its figures. ``rejection``: throughput and rejection of calibrated
-transfer against plain voting (``python -m cellquery.bench.rejection``).
+transfer against plain voting (``python -m cellquery.bench.rejection``). ``transfer``:
+one-shot label transfer (build + search + vote) against CellMapper and the GEMM bound of
+exact search, in one process (``python -m cellquery.bench.transfer``).
 """

@@ -32,6 +32,7 @@ BACKENDS = Registry(
         "hnswlib": "cellquery.index.hnswlib_backend:HnswlibIndex",
         "pynndescent": "cellquery.index.pynndescent_backend:PynndescentIndex",
         "gemm": "cellquery.index.gemm_backend:GemmIndex",
+        "ivf_gemm": "cellquery.index.ivf_gemm_backend:IvfGemmIndex",
     },
 )
 

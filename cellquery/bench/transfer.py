@@ -1,0 +1,329 @@
+"""One-shot label transfer (index build + search + vote) against CellMapper, in one process.
+
+``python -m cellquery.bench.transfer --n-ref 1000000 --n-query 10000 --k 30 --against cellmapper``
+generates one synthetic world (:mod:`cellquery.bench.synthetic`: 32-d, seen and unseen
+types), and on the same reference and query cells runs
+
+* ``cellmapper``: CellMapper's fastest path (``compute_neighbors`` with ``knn_method``
+  "faiss-cpu", an exact faiss ``IndexFlatL2``, ``only_yx=True``; ``compute_mapping_matrix``
+  with the gauss kernel; ``map_obs`` of the label). Timed from ``CellMapper(query,
+  reference)`` to the predicted labels; building the two AnnData objects it reads (the
+  embeddings in ``obsm``, the labels as a categorical obs column) is input preparation and
+  not timed, as the generation of the cells is not;
+* ``cellquery``: the project's fastest one-shot path: the ``ivf_gemm`` index
+  (:mod:`cellquery.index.ivf_gemm_backend`: k-means on a seeded subsample, GEMM-batched
+  list scans) + the kernel vote (:func:`cellquery.transfer.transfer_labels`, voter
+  ``kernel``, no rejection);
+* ``cellquery_exact``: the exact ``gemm`` backend (blocked GEMM + fused top-k) + the same vote;
+* ``gemm_bound``: the machine's GEMM bound measured in the same run: the float32 matmul of
+  the exact search's shape, ``(n_query x d) @ (d x n_ref)``, computed in output tiles
+  that stay in cache (best of two tile shapes, same threads, no top-k), against the exact
+  search's wall time;
+* ``ratio``: CellMapper's wall time over the project's, and the accuracies (the
+  ``cellquery`` row also gives the accuracy of the project's other voters on the same hits,
+  ``accuracy_seen_by_voter``; ``balanced`` divides each vote by its label's reference
+  frequency, which helps where the query's type mix differs from the reference's, as in
+  the synthetic world);
+* with ``--calibration``: ``calibration``: local scales + the significance null
+  (:func:`cellquery.index.calibration.calibrate`) and the conformal calibration
+  (:func:`cellquery.transfer.conformal.calibrate`) of the reference with the one-shot
+  index, and query throughput (cells/s) of the calibrated P-value rule (search + exact hit
+  distances + P-values + vote, as :mod:`cellquery.bench.rejection`).
+
+Each prints one JSON line. Accuracy: the share of seen-type query cells (types with
+reference cells, trajectories included) whose predicted label is their type. Memory:
+``peak_rss_delta_mb`` is the peak resident set size sampled every 10 ms (psutil, in a
+thread) during the run minus the RSS when it started (``rss_method`` says so); it counts
+faiss's and BLAS's allocations, which tracemalloc would miss. With ``--sizes`` the runs
+repeat per reference size and ``--figure`` writes wall time against reference size
+for each. Timings are wall seconds; ``loadavg`` records the machine's load (other
+processes slow every run alike; the ratios in one process are what compare).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+
+import numpy as np
+import pandas as pd
+import psutil
+from threadpoolctl import threadpool_limits
+
+from cellquery.bench.synthetic import make_queries, make_world, reference_sample
+from cellquery.errors import InputError
+from cellquery.index import build_index
+from cellquery.index.base import check_int
+from cellquery.transfer import transfer_labels
+
+RSS_METHOD = "psutil RSS sampled every 10 ms, peak minus RSS at the start of the run"
+ONE_SHOT_INDEX = "ivf_gemm"
+NPROBE = 12
+
+
+def one_shot_nlist(n_ref: int) -> int:
+    """Lists of the one-shot index: ``sqrt(n_ref) / 2``, half the backend's own default.
+
+    A one-shot mapping searches few queries once, so the build (k-means, then assigning
+    every reference row: cost ~ n_ref * nlist) weighs more than the list scans (~ n_query
+    * nprobe * n_ref / nlist). Measured at 10^6 references, 10^4 queries: 400-500 lists
+    with nprobe 12 had the shortest build + search and the exact search's accuracy.
+    """
+    return max(1, int(round(np.sqrt(n_ref) / 2)))
+VOTERS_COMPARED = ("majority", "distance_weighted", "kernel", "balanced")
+
+
+class RssPeak:
+    """Peak RSS (MiB) above the RSS at entry, sampled in a background thread."""
+
+    def __init__(self, interval: float = 0.01):
+        self.interval = interval
+        self.proc = psutil.Process()
+        self.start = self.peak = self.proc.memory_info().rss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(self.interval):
+            self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    def __enter__(self) -> "RssPeak":
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self.proc.memory_info().rss)
+
+    @property
+    def delta_mb(self) -> float:
+        return round((self.peak - self.start) / 2**20, 1)
+
+
+@contextmanager
+def timed(times: dict, key: str):
+    t = time.perf_counter()
+    yield
+    times[key] = round(time.perf_counter() - t, 4)
+
+
+def seen_accuracy(true: np.ndarray, predicted, seen: np.ndarray) -> float:
+    """Share of the ``seen`` query cells whose predicted label (str) is their true label."""
+    predicted = np.asarray(predicted, dtype=str)
+    return float(np.mean(predicted[seen] == np.asarray(true, dtype=str)[seen])) if seen.any() else float("nan")
+
+
+def gemm_bound(Q: np.ndarray, X: np.ndarray, threads: int, shapes=((256, 1024), (1024, 1024))) -> tuple[float, tuple[int, int]]:
+    """Wall seconds of the float32 matmul ``Q @ X.T`` (the exact search's GEMM), best tile shape.
+
+    Computed tile by tile (``query_block x ref_block`` outputs that stay in cache, one
+    BLAS thread per worker, ``threads`` workers on separate query blocks), exactly the
+    products the exact search computes, without selecting anything; the output is never
+    held whole (n_query x n_ref floats would not fit).
+    """
+    best, best_shape = np.inf, shapes[0]
+    for qb, rb in shapes:
+        def run(start: int) -> None:
+            Qb = Q[start : start + qb]
+            buf = np.empty((len(Qb), rb), dtype=np.float32)
+            for rs in range(0, len(X), rb):
+                re = min(rs + rb, len(X))
+                np.matmul(Qb, X[rs:re].T, out=buf[:, : re - rs])
+
+        starts = list(range(0, len(Q), qb))
+        with threadpool_limits(limits=1, user_api="blas"):
+            t = time.perf_counter()
+            with ThreadPoolExecutor(max_workers=threads) as pool:
+                list(pool.map(run, starts))
+            elapsed = time.perf_counter() - t
+        if elapsed < best:
+            best, best_shape = elapsed, (qb, rb)
+    return best, best_shape
+
+
+def run_cellmapper(X, ref_labels, Q, k: int) -> tuple[dict, np.ndarray]:
+    """CellMapper's fastest path (module doc): (timings, predicted labels)."""
+    import anndata as ad
+    from cellmapper import CellMapper
+
+    ref = ad.AnnData(obs=pd.DataFrame({"label": pd.Categorical(np.asarray(ref_labels, dtype=str))},
+                                      index=pd.RangeIndex(len(X)).astype(str)), obsm={"X_emb": X})
+    qry = ad.AnnData(obs=pd.DataFrame(index=pd.RangeIndex(len(Q)).astype(str)), obsm={"X_emb": Q})
+    times: dict = {}
+    with RssPeak() as rss, timed(times, "wall_s"):
+        with timed(times, "neighbors_s"):
+            mapper = CellMapper(qry, ref)
+            mapper.compute_neighbors(n_neighbors=k, use_rep="X_emb", knn_method="faiss-cpu", only_yx=True)
+        with timed(times, "mapping_s"):
+            mapper.compute_mapping_matrix(kernel_method="gauss")
+            mapper.map_obs("label")
+            predicted = mapper.query.obs["label_pred"].astype(str).to_numpy()
+    return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted
+
+
+def run_cellquery(X, ref_labels, Q, k: int, backend: str, params: dict, seed: int) -> tuple[dict, np.ndarray, object, tuple]:
+    """Build + search + kernel vote: (timings, predicted labels, index, (D, I))."""
+    labels = pd.Categorical(np.asarray(ref_labels, dtype=str))
+    times: dict = {}
+    with RssPeak() as rss, timed(times, "wall_s"):
+        with timed(times, "build_s"):
+            index = build_index(backend, X, params, seed=seed)
+        with timed(times, "search_s"):
+            D, I = index.search(Q, k)
+        with timed(times, "vote_s"):
+            predicted = transfer_labels(labels, D, I, voter="kernel", min_fraction=0.0)["prediction"].to_numpy()
+    return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted, index, (D, I)
+
+
+def run_calibration(index, X, ref_labels, Q, k: int, seed: int, p_cutoff: float = 0.05) -> dict:
+    """Calibration seconds (index calibration, conformal) and calibrated-query throughput."""
+    from cellquery.index.calibration import calibrate
+    from cellquery.transfer import conformal
+    from cellquery.transfer.acceptance import exact_distances, p_values
+
+    times: dict = {}
+    with RssPeak() as rss:
+        with timed(times, "calibrate_s"):
+            calibration = calibrate(index, X, k=k, seed=seed)
+        with timed(times, "conformal_calibrate_s"):
+            conformal.calibrate(X, np.asarray(ref_labels, dtype=str), search=index.search, k=5)
+        labels = pd.Categorical(np.asarray(ref_labels, dtype=str))
+        with timed(times, "rejection_query_s"):
+            d, i = index.search(Q, k)
+            exact = exact_distances(Q, X, i)
+            mask = p_values(exact, i, calibration) < p_cutoff
+            predicted = transfer_labels(labels, exact, i, mask=mask, voter="kernel")
+    return {
+        **times, "rejection_cells_per_s": round(len(Q) / times["rejection_query_s"]),
+        "rejected_fraction": round(float(np.mean(predicted["prediction"].to_numpy() == "rejected")), 4),
+        "peak_rss_delta_mb": rss.delta_mb,
+    }
+
+
+def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int = 0, against: str | None = "cellmapper",
+        exact: bool = True, calibration: bool = False, threads: int | None = None,
+        index_params: dict | None = None) -> list[dict]:
+    """All rows of one reference size (module doc), in the order printed."""
+    n_ref, n_query, k = (check_int(v, f"bench: {name}") for name, v in (("n_ref", n_ref), ("n_query", n_query), ("k", k)))
+    if against not in (None, "cellmapper"):
+        raise InputError(f"bench: --against must be cellmapper, got {against!r}")
+    threads = threads or os.cpu_count() or 1
+    world = make_world(dim, seed)
+    X, ref_types = reference_sample(n_ref, dim, seed, world=world)
+    Q, query_types = make_queries(n_query, dim, seed, world=world)
+    seen = ~np.isin(query_types, world.unseen)
+    common = {"n_ref": n_ref, "n_query": n_query, "k": k, "dim": dim, "seed": seed, "threads": threads}
+    rows = []
+
+    def row(name: str, times: dict, predicted=None, **extra) -> dict:
+        out = {"run": name, **common, **times, **extra}
+        if predicted is not None:
+            out["accuracy_seen"] = round(seen_accuracy(query_types, predicted, seen), 4)
+        if "peak_rss_delta_mb" in times:
+            out["rss_method"] = RSS_METHOD
+        out["loadavg"] = round(os.getloadavg()[0], 2)
+        rows.append(out)
+        return out
+
+    backend = ONE_SHOT_INDEX
+    params = {"nlist": one_shot_nlist(n_ref), "nprobe": NPROBE, "threads": threads, **(index_params or {})}
+    build_index(backend, X[: min(n_ref, 4096)], {**params, "nlist": 4}, seed=seed).search(Q[:8], k)  # compile the scan
+    times, predicted, index, (D, I) = run_cellquery(X, ref_types, Q, k, backend, params, seed)
+    labels = pd.Categorical(ref_types.astype(str))
+    by_voter = {  # the same hits voted by the project's other voters (not timed)
+        voter: round(seen_accuracy(query_types, transfer_labels(labels, D, I, voter=voter, min_fraction=0.0)["prediction"], seen), 4)
+        for voter in VOTERS_COMPARED
+    }
+    mine = row("cellquery", times, predicted, index=backend, params=json.dumps(index.params, sort_keys=True), voter="kernel",
+               accuracy_seen_by_voter=by_voter)
+    if exact:
+        times, predicted, _, _ = run_cellquery(X, ref_types, Q, k, "gemm", {"threads": threads}, seed)
+        exact_row = row("cellquery_exact", times, predicted, index="gemm", voter="kernel")
+        bound_s, shape = gemm_bound(Q, X, threads)
+        row("gemm_bound", {"bound_s": round(bound_s, 6), "gflops": round(2.0 * n_query * n_ref * dim / bound_s / 1e9, 1),
+                           "tile": list(shape), "exact_search_s": exact_row["search_s"],
+                           "exact_search_over_bound": round(exact_row["search_s"] / bound_s, 3)})
+    if against == "cellmapper":
+        with threadpool_limits(limits=threads):
+            times, predicted = run_cellmapper(X, ref_types, Q, k)
+        theirs = row("cellmapper", times, predicted, knn_method="faiss-cpu", kernel="gauss", only_yx=True)
+        row("ratio", {"speedup": round(theirs["wall_s"] / mine["wall_s"], 2),
+                      "accuracy_cellquery": mine["accuracy_seen"], "accuracy_cellmapper": theirs["accuracy_seen"],
+                      "accuracy_difference": round(mine["accuracy_seen"] - theirs["accuracy_seen"], 4)})
+    if calibration:
+        row("calibration", run_calibration(index, X, ref_types, Q, k, seed), index=backend)
+    return rows
+
+
+def plot_sizes(rows: list[dict], path) -> None:
+    """Wall time against reference size, one line per run (log-log)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from cellquery.plots import save_png
+
+    table = pd.DataFrame(rows)
+    fig, ax = plt.subplots(figsize=(6.5, 4.5))
+    shown = {
+        "cellmapper": ("CellMapper 0.2.5 (faiss-cpu exact, gauss)", "wall_s", "o-"),
+        "cellquery": ("cellquery one-shot (ivf_gemm + kernel vote)", "wall_s", "s-"),
+        "cellquery_exact": ("cellquery exact (gemm + kernel vote)", "wall_s", "^-"),
+        "gemm_bound": ("GEMM bound of the exact search", "bound_s", "k--"),
+    }
+    for name, (label, column, style) in shown.items():
+        part = table[table["run"] == name].sort_values("n_ref")
+        if len(part) and column in part:
+            ax.plot(part["n_ref"], part[column], style, label=label)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("reference cells")
+    ax.set_ylabel("wall time (s): build + search + vote")
+    first = table.iloc[0]
+    ax.set_title(f"One-shot label transfer, {first['n_query']:,} queries, k = {first['k']}, {first['dim']}-d", fontsize=10)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    save_png(fig, path)
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--n-ref", type=int, help="reference cells (or --sizes)")
+    parser.add_argument("--sizes", type=int, nargs="+", help="several reference sizes, one set of runs each")
+    parser.add_argument("--n-query", type=int, default=10_000)
+    parser.add_argument("--k", type=int, default=30)
+    parser.add_argument("--dim", type=int, default=32)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=None, help="worker threads (default: all cores)")
+    parser.add_argument("--against", choices=["cellmapper", "none"], default="cellmapper")
+    parser.add_argument("--no-exact", action="store_true", help="skip the exact search and the GEMM bound")
+    parser.add_argument("--calibration", action="store_true", help="also time calibration and calibrated queries")
+    parser.add_argument("--nlist", type=int, default=None, help="lists of the one-shot index (default: sqrt(n_ref) / 2)")
+    parser.add_argument("--nprobe", type=int, default=None, help=f"lists scanned per query (default {NPROBE})")
+    parser.add_argument("--figure", help="PNG of wall time against reference size")
+    args = parser.parse_args(argv)
+    sizes = args.sizes or ([args.n_ref] if args.n_ref else None)
+    if not sizes:
+        parser.error("give --n-ref or --sizes")
+    index_params = {key: v for key, v in (("nlist", args.nlist), ("nprobe", args.nprobe)) if v is not None}
+    rows = []
+    for n_ref in sizes:
+        for r in run(n_ref, args.n_query, args.k, args.dim, args.seed, None if args.against == "none" else args.against,
+                     exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params):
+            print(json.dumps(r), flush=True)
+            rows.append(r)
+    if args.figure:
+        plot_sizes(rows, args.figure)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,67 @@
+"""The one-shot transfer benchmark (python -m cellquery.bench.transfer) on a tiny size."""
+
+import importlib.util
+import json
+
+import numpy as np
+import pytest
+
+from cellquery.bench import transfer as bench
+from cellquery.bench.synthetic import make_queries, make_world, reference_sample
+
+HAS_CELLMAPPER = importlib.util.find_spec("cellmapper") is not None
+
+
+def test_gemm_bound_times_the_search_shape():
+    rng = np.random.default_rng(0)
+    Q = rng.normal(size=(300, 8)).astype(np.float32)
+    X = rng.normal(size=(2000, 8)).astype(np.float32)
+    seconds, shape = bench.gemm_bound(Q, X, threads=1, shapes=((64, 512), (300, 2000)))
+    assert 0 < seconds < 5 and shape in ((64, 512), (300, 2000))
+
+
+def test_seen_accuracy_by_hand():
+    true = np.array([1, 2, 3, 4])
+    assert bench.seen_accuracy(true, ["1", "9", "3", "4"], np.array([True, True, True, False])) == pytest.approx(2 / 3)
+
+
+def test_cli_prints_json_lines_without_peer(capsys, tmp_path):
+    figure = tmp_path / "sizes.png"
+    assert bench.main(["--sizes", "1500", "3000", "--n-query", "200", "--k", "10", "--against", "none", "--threads", "1",
+                       "--figure", str(figure)]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["run"] for r in rows] == ["cellquery", "cellquery_exact", "gemm_bound"] * 2
+    assert [r["n_ref"] for r in rows] == [1500] * 3 + [3000] * 3
+    world = make_world(32, 0)
+    X, L = reference_sample(3000, 32, 0, world=world)
+    Q, QL = make_queries(200, 32, 0, world=world)
+    seen = ~np.isin(QL, world.unseen)
+    mine, exact, bound = rows[3:]
+    for r in (mine, exact):
+        assert 0 < r["wall_s"] and r["build_s"] + r["search_s"] + r["vote_s"] <= r["wall_s"] + 1e-3
+        assert r["peak_rss_delta_mb"] >= 0 and "RSS" in r["rss_method"]
+    # the exact run's accuracy is the kernel vote over brute-force neighbours
+    from cellquery.transfer import transfer_labels
+    from test_index import brute_force
+
+    D, I = brute_force(X, Q, 10)
+    predicted = transfer_labels(L.astype(str), D.astype(np.float32), I, voter="kernel", min_fraction=0.0)["prediction"]
+    assert exact["accuracy_seen"] == pytest.approx(round(bench.seen_accuracy(QL, predicted, seen), 4), abs=0.006)
+    assert mine["accuracy_seen_by_voter"]["kernel"] == mine["accuracy_seen"]
+    assert bound["exact_search_s"] == exact["search_s"]
+    assert bound["exact_search_over_bound"] == pytest.approx(exact["search_s"] / bound["bound_s"], rel=0.02, abs=2e-3)
+    assert figure.stat().st_size > 1000
+
+
+@pytest.mark.skipif(not HAS_CELLMAPPER, reason="cellmapper is not installed (pip install cellmapper==0.2.5)")
+def test_against_cellmapper_tiny():
+    rows = bench.run(2000, n_query=150, k=10, threads=1, exact=False)
+    assert [r["run"] for r in rows] == ["cellquery", "cellmapper", "ratio"]
+    mine, theirs, ratio = rows
+    json.dumps(rows)  # every row is JSON
+    assert ratio["speedup"] == pytest.approx(theirs["wall_s"] / mine["wall_s"], rel=0.01, abs=0.006)
+    # 2,000 reference cells of 195 seen types: both label about a quarter of the seen-type
+    # cells right (seen 0.27 and 0.26), far above the most common type's share
+    assert 0.15 < theirs["accuracy_seen"] <= 1 and 0.15 < mine["accuracy_seen"] <= 1
+    assert abs(theirs["accuracy_seen"] - mine["accuracy_seen"]) < 0.1
+    assert ratio["accuracy_difference"] == pytest.approx(mine["accuracy_seen"] - theirs["accuracy_seen"], abs=1e-4)
