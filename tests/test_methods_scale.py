@@ -81,7 +81,11 @@ def test_summarise_against_a_hand_made_table():
 
 
 def test_run_capped_marks_runs_past_the_caps():
-    assert run_capped(allocate, (1000,), max_seconds=60)[:2] == ("ok", 1000)
+    status, value, small = run_capped(allocate, (1000,), max_seconds=60)
+    assert (status, value) == ("ok", 1000)
+    # the peak RSS is the child's own: 400 MB more when it holds 400 MB, not the caller's size
+    big = run_capped(allocate, (400 * 2**20,), max_seconds=60)[2]
+    assert big - small >= 390
     status, reason, _ = run_capped(time.sleep, (30,), max_seconds=1)
     assert status == "over_time" and "1 s" in reason
     status, reason, _ = run_capped(allocate, (8 * 2**30,), max_seconds=60, max_memory_gb=2)

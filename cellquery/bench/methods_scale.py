@@ -221,6 +221,22 @@ def run_method(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict
     return out
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident set (VmHWM of /proc/self/status) in MB.
+
+    Not ``getrusage``'s ru_maxrss: on Linux that keeps the parent's peak
+    across fork + exec, so every child would report its caller's size.
+    """
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def _child(job_path: str) -> None:
     """Child process: read (func, args, memory cap), cap the address space, run, write (status, value or reason, peak RSS MB)."""
     import pickle
@@ -235,7 +251,7 @@ def _child(job_path: str) -> None:
         status, payload = "over_memory", "MemoryError"
     except Exception as error:  # any other failure is reported with its last line, not raised in the parent
         status, payload = "failed", (traceback.format_exception_only(error)[-1].strip() or type(error).__name__)
-    result = (status, payload, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    result = (status, payload, peak_rss_mb())
     with open(job_path + ".out", "wb") as handle:
         pickle.dump(result, handle)
 
