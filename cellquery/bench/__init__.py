@@ -9,4 +9,6 @@ gathered table and its figures. ``rejection``: throughput and rejection of calib
 transfer against plain voting (``python -m cellquery.bench.rejection``). ``transfer``:
 one-shot label transfer (build + search + vote) against CellMapper and the GEMM bound of
 exact search, in one process (``python -m cellquery.bench.transfer``).
+``backed``: peak memory and wall time of the chunked preprocess -> HVG -> PCA of atlas-sized
+groups on a simulated counts h5ad written in pieces (``python -m cellquery.bench.backed``).
 """
