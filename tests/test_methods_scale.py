@@ -57,6 +57,7 @@ def test_read_rows_reads_x_layers_and_obs_of_those_rows(tmp_path):
     ad.AnnData(X=x, obs=obs, layers={"counts": x * 2}).write_h5ad(tmp_path / "atlas.h5ad")
     rows = np.array([1, 4, 9, 30])
     part = read_rows(tmp_path / "atlas.h5ad", rows)
+    assert isinstance(part.X, sp.csr_matrix) and isinstance(part.layers["counts"], sp.csr_matrix)
     assert (part.X != x[rows]).nnz == 0 and (part.layers["counts"] != x[rows] * 2).nnz == 0
     assert list(part.obs_names) == ["c1", "c4", "c9", "c30"] and list(part.obs["cell_type"]) == list("baba")
 

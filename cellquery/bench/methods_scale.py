@@ -152,9 +152,14 @@ def read_rows(path, rows: np.ndarray):
     import h5py
     from anndata.io import read_elem, sparse_dataset
 
+    import scipy.sparse as sp
+
+    def matrix(group):  # csr_matrix, as read_h5ad gives (sparse_dataset may give a csr_array, which some tools refuse)
+        return sp.csr_matrix(sparse_dataset(group)[rows])
+
     with h5py.File(path, "r") as f:
-        layers = {name: sparse_dataset(f["layers"][name])[rows] for name in f.get("layers", {})}
-        return ad.AnnData(X=sparse_dataset(f["X"])[rows], obs=read_elem(f["obs"]).iloc[rows], var=read_elem(f["var"]),
+        layers = {name: matrix(f["layers"][name]) for name in f.get("layers", {})}
+        return ad.AnnData(X=matrix(f["X"]), obs=read_elem(f["obs"]).iloc[rows], var=read_elem(f["var"]),
                           uns=read_elem(f["uns"]) if "uns" in f else {}, layers=layers)
 
 
