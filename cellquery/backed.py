@@ -34,14 +34,11 @@ import anndata as ad
 import h5py
 import numpy as np
 import pandas as pd
-import scanpy as sc
 import scipy.sparse as sp
 from anndata.io import read_elem, sparse_dataset, write_elem
-from sklearn.decomposition import PCA
 
 from cellquery.errors import InputError
 from cellquery.io import atomic_path
-from cellquery.preprocess import combine
 from cellquery.resample import QUERY_STREAM, REFERENCE_STREAM, stratified_rows
 from cellquery.validate import MIN_SHARED_GENES
 
@@ -199,6 +196,10 @@ def prepare_group_backed(
     ``layers["counts"]`` for counts data, ``uns["values"]``, ``uns["log1p"]``)
     plus ``uns["chunked"]`` and ``uns`` extras. Returns the numbers of cells written.
     """
+    import scanpy as sc  # here, not at module level: the embed and hvg steps (other envs) need none of it
+
+    from cellquery.preprocess import combine
+
     sources = list(reference_sources) + list(query_sources)
     kinds = {a.uns.get("values") for a, _ in list(reference) + list(query)}
     if len(kinds) != 1:
@@ -385,6 +386,8 @@ def pca_backed(
     cells when None or when the reference is smaller), then reference and
     query are projected in chunks.
     """
+    from sklearn.decomposition import PCA  # here: the embed step of other methods' envs imports this module
+
     ref_cols, qry_cols = _columns(reference, genes, "reference"), _columns(query, genes, "query")
     total = np.zeros(len(genes))
     sq = np.zeros(len(genes))

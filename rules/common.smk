@@ -671,3 +671,31 @@ def mapping_figure_inputs(wildcards):
         ],
         scatter_hvg=[f"{base}hvg.tsv".format(**r) for r in scatter],
     )
+
+
+# Fig. 2d by method (rules/scale.smk): the scale config (SCALE_CONFIG, set there) cut per job.
+def scale_methods_config(keep):
+    """The scale config with scale.methods.methods cut to the methods named in ``keep``."""
+    methods = dict(SCALE_CONFIG.get("methods") or {})
+    methods["methods"] = {
+        name: spec
+        for name, spec in (methods.get("methods") or {}).items()
+        if name in keep
+    }
+    return {**SCALE_CONFIG, "methods": methods}
+
+
+def scale_peer_env(wildcards):
+    """The env family of a scale.methods peer: its predictor's."""
+    spec = SCALE_CONFIG["methods"]["methods"][wildcards.scale_method]
+    return PREDICTOR_ENVS.get(spec["predictor"], "data")
+
+
+def scale_method_file(name):
+    """A scale.methods method's rows: the scale_method_own job (the project's path) or a scale_method_peer job."""
+    kind = (
+        "own"
+        if SCALE_CONFIG["methods"]["methods"][name].get("kind") == "own"
+        else "peer"
+    )
+    return f"results/scale/methods/{kind}/{name}.tsv"

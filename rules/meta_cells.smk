@@ -17,7 +17,7 @@ rule scale_meta_cells:
         mem_mb=measured("scale_meta_cells", "mem_mb"),
         runtime=measured("scale_meta_cells", "runtime"),
     params:
-        scale=SCALE_CONFIG,
+        scale=SCALE_INDEX_CONFIG,
     script:
         "../workflow_scripts/scale_meta_cells.py"
 

@@ -82,7 +82,8 @@ rule figure_spatial_methods:
         mem_mb=measured("figure_spatial_methods", "mem_mb"),
         runtime=measured("figure_spatial_methods", "runtime"),
     params:
-        methods=config["methods"],
+        # each method's plugin name alone (the figure runs none of them)
+        plugins={method: plugin_of(config, method) for method in config["methods"]},
         groups=spatial_groups(),
     script:
         "../workflow_scripts/figure_spatial_methods.py"

@@ -14,6 +14,10 @@ SCALE_CONFIG = config.get("scale", {}) or {}
 if SCALE_CONFIG:
     check_scale_config(SCALE_CONFIG)
 SCALE = ScaleSettings.from_config(SCALE_CONFIG)
+# what the index-sweep jobs read: the scale config without the peers' run specs of scale.methods
+SCALE_INDEX_CONFIG = {
+    key: value for key, value in SCALE_CONFIG.items() if key != "methods"
+}
 
 
 rule scale_knn:
@@ -35,7 +39,7 @@ rule scale_knn:
         ),
     params:
         spec=lookup(dpath="scale/indexes/{scale_index}", within=config),
-        scale=SCALE_CONFIG,
+        scale=SCALE_INDEX_CONFIG,
     script:
         "../workflow_scripts/scale_knn.py"
 
@@ -107,8 +111,82 @@ rule scale:
 
 # Fig. 2d by method (cellquery.bench.methods_scale): each method's query time against reference
 # size, references subsampled from one simulated atlas; part of `scale` when config scale.methods
-# is given. One job: its runs go one at a time, each in a child process under the caps.
+# is given. One job simulates the atlas, one job per method runs it at every size and repeat (each
+# run in a child process under the caps), a peer in its own env, one job gathers the rows.
+SCALE_METHODS = list((SCALE_CONFIG.get("methods") or {}).get("methods") or {})
+SCALE_ATLAS = "results/scale/methods_atlas"
+
+
+rule scale_methods_atlas:
+    output:
+        atlas=f"{SCALE_ATLAS}/atlas.h5ad",
+        query=f"{SCALE_ATLAS}/query.h5ad",
+        genes=f"{SCALE_ATLAS}/genes.tsv",
+    log:
+        "results/logs/scale/methods_atlas.log",
+    benchmark:
+        "results/benchmarks/scale/methods_atlas.tsv"
+    conda:
+        "../envs/data.yaml"
+    threads: 1
+    resources:
+        mem_mb=measured("scale_methods", "mem_mb"),
+        runtime=measured("scale_methods", "runtime"),
+    params:
+        scale=scale_methods_config([]),
+    script:
+        "../workflow_scripts/scale_methods_atlas.py"
+
+
+rule scale_method_own:
+    input:
+        atlas=f"{SCALE_ATLAS}/atlas.h5ad",
+        query=f"{SCALE_ATLAS}/query.h5ad",
+        genes=f"{SCALE_ATLAS}/genes.tsv",
+    output:
+        "results/scale/methods/own/{scale_method}.tsv",
+    log:
+        "results/logs/scale/methods/own/{scale_method}.log",
+    benchmark:
+        "results/benchmarks/scale/methods/own/{scale_method}.tsv"
+    conda:
+        "../envs/scale.yaml"
+    threads: SCALE.threads
+    resources:
+        mem_mb=measured("scale_methods", "mem_mb"),
+        runtime=measured("scale_methods", "runtime"),
+    params:
+        scale=lambda wildcards: scale_methods_config([wildcards.scale_method]),
+    script:
+        "../workflow_scripts/scale_method_own.py"
+
+
+rule scale_method_peer:
+    input:
+        atlas=f"{SCALE_ATLAS}/atlas.h5ad",
+        query=f"{SCALE_ATLAS}/query.h5ad",
+        genes=f"{SCALE_ATLAS}/genes.tsv",
+    output:
+        "results/scale/methods/peer/{scale_method}.tsv",
+    log:
+        "results/logs/scale/methods/peer/{scale_method}.log",
+    benchmark:
+        "results/benchmarks/scale/methods/peer/{scale_method}.tsv"
+    conda:
+        conda_env(scale_peer_env)
+    threads: SCALE.threads
+    resources:
+        mem_mb=measured("scale_methods", "mem_mb"),
+        runtime=measured("scale_methods", "runtime"),
+    params:
+        scale=lambda wildcards: scale_methods_config([wildcards.scale_method]),
+    script:
+        "../workflow_scripts/scale_method_peer.py"
+
+
 rule scale_methods:
+    input:
+        [scale_method_file(name) for name in SCALE_METHODS],
     output:
         "results/scale/methods.tsv",
     log:
@@ -117,12 +195,10 @@ rule scale_methods:
         "results/benchmarks/scale/methods.tsv"
     conda:
         "../envs/scale.yaml"
-    threads: SCALE.threads
+    threads: 1
     resources:
-        mem_mb=measured("scale_methods", "mem_mb"),
-        runtime=measured("scale_methods", "runtime"),
-    params:
-        scale=SCALE_CONFIG,
+        mem_mb=measured("scale_gather", "mem_mb"),
+        runtime=measured("scale_gather", "runtime"),
     script:
         "../workflow_scripts/scale_methods.py"
 
@@ -148,6 +224,7 @@ rule figure_scale_methods:
         mem_mb=measured("figure_scale_methods", "mem_mb"),
         runtime=measured("figure_scale_methods", "runtime"),
     params:
-        scale=SCALE_CONFIG,
+        # query cells per run (None: the default); the figure runs none of the methods
+        n_query=SCALE_CONFIG.get("methods", {}).get("n_query"),
     script:
         "../workflow_scripts/figure_scale_methods.py"

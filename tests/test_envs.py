@@ -33,7 +33,7 @@ ENVS = REPO / "envs"
 ENV_FILES = sorted(ENVS.glob("*.yaml"))
 TORCH_CPU_INDEX = "--extra-index-url https://download.pytorch.org/whl/cpu"
 # Rules that request a GPU (resources gpu=gpu_request()) and the env families with a -gpu twin.
-GPU_RULES = {"embed", "predict", "build_index", "query_index"}
+GPU_RULES = {"embed", "conformal_embed", "predict", "build_index", "query_index"}
 GPU_TWINS = {"index", "scvi", "cellblast"}
 # A conda package of a -gpu twin that replaces a pip package of its CPU env.
 CONDA_PROVIDES = {"faiss-gpu": "faiss-cpu"}

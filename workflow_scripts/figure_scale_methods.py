@@ -6,7 +6,7 @@ sys.stderr = open(snakemake.log[0], "w")
 from cellquery.bench.methods_scale import COLUMNS, MethodsScaleSettings, plot_query_time, summarise
 from cellquery.io import read_table, write_table
 
-n_query = MethodsScaleSettings.from_config(snakemake.params.scale).n_query
+n_query = snakemake.params.n_query or MethodsScaleSettings.__dataclass_fields__["n_query"].default
 summary = summarise(read_table(snakemake.input[0], required=COLUMNS), n_query)
 print(summary.to_string(), file=sys.stderr)
 write_table(summary, snakemake.output.summary)

@@ -4,7 +4,7 @@ import sys
 sys.stderr = open(snakemake.log[0], "w")
 
 from cellquery.io import read_table
-from cellquery.plots.spatial_methods import method_arms, plot_spatial_methods
+from cellquery.plots.spatial_methods import plot_spatial_methods, plugin_arms
 
-plot_spatial_methods(read_table(snakemake.input[0]), snakemake.output[0], method_arms(snakemake.params.methods),
+plot_spatial_methods(read_table(snakemake.input[0]), snakemake.output[0], plugin_arms(snakemake.params.plugins),
                      snakemake.params.groups)

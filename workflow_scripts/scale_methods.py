@@ -1,16 +1,11 @@
-"""Query time of each method against reference size: one row per (method, reference size, repeat)."""
+"""Fig. 2d by method: every method's rows (rule scale_method) in one table, in the config's order."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
-from pathlib import Path
+import pandas as pd
 
-from cellquery.bench.methods_scale import MethodsScaleSettings, measure
-from cellquery.io import write_table
+from cellquery.bench.methods_scale import COLUMNS
+from cellquery.io import read_table, write_table
 
-out = Path(snakemake.output[0])
-out.parent.mkdir(parents=True, exist_ok=True)
-table = measure(MethodsScaleSettings.from_config(snakemake.params.scale), workdir=out.parent, log=sys.stderr,
-                partial=out.with_suffix(".partial.tsv"))
-write_table(table, out)
-out.with_suffix(".partial.tsv").unlink(missing_ok=True)
+write_table(pd.concat([read_table(path, required=COLUMNS) for path in snakemake.input], ignore_index=True), snakemake.output[0])

@@ -80,7 +80,8 @@ class MethodsScaleSettings:
     max_repeats: Mapping = field(default_factory=dict)
 
     @classmethod
-    def from_config(cls, scale: Mapping) -> "MethodsScaleSettings":
+    def from_config(cls, scale: Mapping, require_methods: bool = True) -> "MethodsScaleSettings":
+        """``scale.methods`` checked; ``require_methods`` False for a job that runs no method (the atlas)."""
         spec = dict(scale.get("methods") or {})
         known = set(cls.__dataclass_fields__)
         unknown = sorted(set(spec) - known)
@@ -91,7 +92,7 @@ class MethodsScaleSettings:
                 spec[key] = tuple(spec[key])
         spec["seed"] = int(spec.get("seed", scale.get("seed", 0)))
         settings = cls(**spec)
-        if not settings.methods:
+        if require_methods and not settings.methods:
             raise InputError("config: scale.methods.methods: no method given")
         if any(int(s) < 2 for s in settings.sizes) or settings.repeats < 1 or settings.n_query < 1:
             raise InputError("config: scale.methods: sizes must be >= 2, repeats and n_query >= 1")
@@ -213,17 +214,32 @@ def predictor_path(reference, query, genes: Sequence[str], spec: Mapping, seed: 
             "query_s": sum(v for p, v in phases.items() if p not in TRAIN_PHASES)}
 
 
-def run_method(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
-    """One run in the current process: read the reference rows and the query, run the method; seconds by phase."""
+def _timed_run(run: Callable, atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
+    """Read the reference rows and the query, call ``run`` (own_path or predictor_path); seconds by phase."""
     import anndata as ad
 
     reference = read_rows(atlas, rows)
     query = ad.read_h5ad(query_path)
     start = time.perf_counter()
-    run = own_path if spec.get("kind") == "own" else predictor_path
     out = run(reference, query, genes, spec, seed)
     out["total_s"] = time.perf_counter() - start
     return out
+
+
+def run_own(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
+    """One run of the project's own path in the current process (:func:`own_path`)."""
+    return _timed_run(own_path, atlas, query_path, genes, rows, spec, seed)
+
+
+def run_peer(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
+    """One run of a peer predictor in the current process (:func:`predictor_path`)."""
+    return _timed_run(predictor_path, atlas, query_path, genes, rows, spec, seed)
+
+
+def run_method(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
+    """One run in the current process: :func:`run_own` or :func:`run_peer` as the spec says."""
+    run = run_own if spec.get("kind") == "own" else run_peer
+    return run(atlas, query_path, genes, rows, spec, seed)
 
 
 def peak_rss_mb() -> float:
@@ -306,50 +322,73 @@ def measure(settings: MethodsScaleSettings, workdir: str | os.PathLike | None = 
 
     ``log`` (a text stream) gets a line per run; ``partial`` (a path) the table so far after every run.
     ``runner`` (default :func:`run_method`, same arguments; importable, for the child process) runs one
-    method.
+    method. The workflow runs one job per method (:func:`measure_method`, in the method's own env) on
+    one simulated atlas (:func:`simulate_atlas`).
     """
-    runner = run_method if runner is None else runner
+    runner, check_runtime = (run_method, True) if runner is None else (runner, False)
+    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
+        atlas, query_path, genes = simulate_atlas(settings, tmp)
+        tables = []
+        for name in settings.methods:
+            done = pd.concat(tables, ignore_index=True) if tables else None
+            tables.append(measure_method(settings, name, atlas, query_path, genes, runner=runner,
+                                         check_runtime=check_runtime, log=log, partial=partial, before=done))
+    return pd.concat(tables, ignore_index=True) if tables else pd.DataFrame(columns=COLUMNS)
+
+
+def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path, genes: Sequence[str], *,
+                   runner: Callable, check_runtime: bool = True, log=None,
+                   partial: str | os.PathLike | None = None, before: pd.DataFrame | None = None) -> pd.DataFrame:
+    """The rows of method ``name`` (every size and repeat, ascending size) on the atlas :func:`simulate_atlas` wrote.
+
+    A method over ``max_seconds`` or ``max_memory_gb`` at one size is not run at larger sizes (``skipped``);
+    a predictor whose runtime is missing gets ``unavailable`` rows. ``partial`` gets ``before`` and the
+    rows so far after every run. ``runner`` (importable, for the child process: :func:`run_own`,
+    :func:`run_peer`, :func:`run_method`) runs one repeat; ``check_runtime``: ask a predictor first
+    whether its runtime is here.
+    """
     from cellquery.predictors import PREDICTORS
     from cellquery.registry import skip_reason
 
-    with tempfile.TemporaryDirectory(dir=workdir) as tmp:
-        atlas, query_path, genes = simulate_atlas(settings, tmp)
-        n_atlas = max(int(s) for s in settings.sizes)
-        rows = []
-        for name, spec in settings.methods.items():
-            reason = None
-            if "predictor" in spec and runner is run_method:
-                try:
-                    reason = skip_reason(PREDICTORS[spec["predictor"]], "counts")
-                except ImportError as error:
-                    reason = f"cannot import: {error}"
-            stop = None
-            for size in sorted(int(s) for s in settings.sizes):
-                for repeat in range(settings.repeats_of(name)):
-                    base = dict(method=name, size=size, repeat=repeat, train_s=np.nan, query_s=np.nan, total_s=np.nan,
-                                peak_rss_mb=np.nan)
-                    if reason:
-                        rows.append(base | dict(status="unavailable", reason=reason))
-                        continue
-                    if stop:
-                        rows.append(base | dict(status="skipped", reason=stop))
-                        continue
-                    cells = subsample(n_atlas, size, repeat, settings.seed)
-                    status, value, rss = run_capped(
-                        runner, (atlas, query_path, genes, cells, spec, settings.seed + repeat),
-                        max_seconds=settings.max_seconds, max_memory_gb=settings.max_memory_gb)
-                    row = base | dict(peak_rss_mb=rss, status=status, reason="")
-                    if status == "ok":
-                        row |= {key: value[key] for key in ("train_s", "query_s", "total_s")}
-                    else:
-                        row["reason"] = str(value)
-                    if status in DID_NOT_FIT:
-                        stop = f"{status} at {size} cells"
-                    rows.append(row)
-                    if log is not None:
-                        print(" ".join(f"{k}={v}" for k, v in row.items()), file=log, flush=True)
-                    if partial is not None:
-                        pd.DataFrame(rows, columns=COLUMNS).to_csv(partial, sep="\t", index=False)
+    spec = settings.methods[name]
+    n_atlas = max(int(s) for s in settings.sizes)
+    reason = None
+    if "predictor" in spec and check_runtime:
+        try:
+            reason = skip_reason(PREDICTORS[spec["predictor"]], "counts")
+        except ImportError as error:
+            reason = f"cannot import: {error}"
+    stop = None
+    rows = []
+    for size in sorted(int(s) for s in settings.sizes):
+        for repeat in range(settings.repeats_of(name)):
+            base = dict(method=name, size=size, repeat=repeat, train_s=np.nan, query_s=np.nan, total_s=np.nan,
+                        peak_rss_mb=np.nan)
+            if reason:
+                rows.append(base | dict(status="unavailable", reason=reason))
+                continue
+            if stop:
+                rows.append(base | dict(status="skipped", reason=stop))
+                continue
+            cells = subsample(n_atlas, size, repeat, settings.seed)
+            status, value, rss = run_capped(
+                runner, (atlas, query_path, list(genes), cells, spec, settings.seed + repeat),
+                max_seconds=settings.max_seconds, max_memory_gb=settings.max_memory_gb)
+            row = base | dict(peak_rss_mb=rss, status=status, reason="")
+            if status == "ok":
+                row |= {key: value[key] for key in ("train_s", "query_s", "total_s")}
+            else:
+                row["reason"] = str(value)
+            if status in DID_NOT_FIT:
+                stop = f"{status} at {size} cells"
+            rows.append(row)
+            if log is not None:
+                print(" ".join(f"{k}={v}" for k, v in row.items()), file=log, flush=True)
+            if partial is not None:
+                so_far = pd.DataFrame(rows, columns=COLUMNS)
+                if before is not None and len(before):
+                    so_far = pd.concat([before, so_far], ignore_index=True)
+                so_far.to_csv(partial, sep="\t", index=False)
     return pd.DataFrame(rows, columns=COLUMNS)
 
 

@@ -35,12 +35,12 @@ COLUMNS = ["group", "arm", "shown", "seed", "metric", "value"]
 
 def method_arms(methods: Mapping[str, Mapping]) -> dict[str, str]:
     """Config ``methods`` -> {method name: arm plugin} for the methods whose embedding or predictor is an arm."""
-    arms = {}
-    for name, spec in methods.items():
-        plugin = spec.get("embedding", spec.get("predictor"))
-        if plugin in ARMS:
-            arms[name] = plugin
-    return arms
+    return plugin_arms({name: spec.get("embedding", spec.get("predictor")) for name, spec in methods.items()})
+
+
+def plugin_arms(plugins: Mapping[str, str]) -> dict[str, str]:
+    """{method name: plugin} -> the same for the methods whose plugin is an arm."""
+    return {name: plugin for name, plugin in plugins.items() if plugin in ARMS}
 
 
 def arm_label(plugin: str, shown: str) -> str:
