@@ -48,7 +48,7 @@ rule conformal_embed:
     params:
         method=lookup(dpath="methods/{method}", within=config),
         group=lookup(dpath="groups/{group}", within=config),
-        n_folds=config.get("conformal_folds", 5),
+        n_folds=lambda wildcards: n_conformal_folds(wildcards.method),
         random_seed=random_seed,
     script:
         "../workflow_scripts/conformal_embed.py"

@@ -392,6 +392,23 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
+def measure_method_to_file(scale: Mapping, name: str, atlas, query_path, genes_path, out, *, runner: Callable,
+                           log=None) -> None:
+    """One workflow job of Fig. 2d: :func:`measure_method` of ``name`` (config ``scale``) written to ``out``.
+
+    The rows so far stand in ``out`` with suffix ``.partial.tsv`` while the job runs.
+    """
+    from cellquery.io import read_table, write_table
+
+    out = Path(out)
+    partial = out.with_suffix(".partial.tsv")
+    genes = read_table(genes_path, required=["gene"])["gene"].tolist()
+    table = measure_method(MethodsScaleSettings.from_config(scale), name, atlas, query_path, genes, runner=runner,
+                           log=log, partial=partial)
+    write_table(table, out)
+    partial.unlink(missing_ok=True)
+
+
 def summarise(table: pd.DataFrame, n_query: int) -> pd.DataFrame:
     """Per method and size, over the runs with status ok: mean and sd (ddof 1; 0 for one run) of the times, cells/s."""
     ok = table[table["status"] == "ok"]

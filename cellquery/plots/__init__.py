@@ -79,6 +79,14 @@ def group_panels(groups: list, panel_width: float = 4.2, height: float = 4.0, **
     return fig, axes[0]
 
 
+def save_message_png(path, message: str) -> None:
+    """A small figure holding ``message`` alone (a figure with nothing to draw), saved to ``path``."""
+    fig, ax = plt.subplots(figsize=(4, 2), layout="constrained")
+    ax.axis("off")
+    ax.text(0.5, 0.5, message, ha="center", va="center")
+    save_png(fig, path)
+
+
 def mark_no_data(ax, title: str | None = None) -> None:
     """An empty panel saying "no data"."""
     ax.text(0.5, 0.5, "no data", ha="center", va="center", transform=ax.transAxes)

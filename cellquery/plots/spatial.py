@@ -15,7 +15,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import distinct_colours, legend, save_png
+from cellquery.plots import distinct_colours, legend, save_message_png, save_png
 
 SPECIAL = {"rejected": (0.0, 0.0, 0.0, 1.0), "ambiguous": (0.6, 0.6, 0.6, 1.0)}
 
@@ -23,10 +23,7 @@ SPECIAL = {"rejected": (0.0, 0.0, 0.0, 1.0), "ambiguous": (0.6, 0.6, 0.6, 1.0)}
 def plot_spatial_sections(rows: list[dict], path) -> None:
     """``rows``: one per group, ``{"group", "section", "coords" (cells x 2), "truth", "runs": {name: labels}}``."""
     if not rows:
-        fig, ax = plt.subplots(figsize=(4, 2), layout="constrained")
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no spatial group", ha="center", va="center")
-        save_png(fig, path)
+        save_message_png(path, "no spatial group")
         return
     types = sorted({str(t) for r in rows for t in r["truth"]} | {str(t) for r in rows for p in r["runs"].values() for t in p} - set(SPECIAL))
     colours = {**distinct_colours(types), **SPECIAL}

@@ -20,7 +20,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import distinct_colours, save_png, shown_names
+from cellquery.plots import distinct_colours, save_message_png, save_png, shown_names
 
 # plugin -> (letter, description), in the comparison's order
 ARMS = {
@@ -81,10 +81,7 @@ def plot_spatial_methods(summary: pd.DataFrame, path, arms: Mapping[str, str], g
     groups = list(groups)
     values = arm_values(summary, arms, groups)
     if values.empty:
-        fig, ax = plt.subplots(figsize=(4, 2), layout="constrained")
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no spatial group with (a)-(d) runs", ha="center", va="center")
-        save_png(fig, path)
+        save_message_png(path, "no spatial group with (a)-(d) runs")
         return
     means = arm_means(values)
     colours = distinct_colours(values["shown"])

@@ -21,7 +21,7 @@ import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
-from cellquery.plots import distinct_colours, legend, save_png
+from cellquery.plots import distinct_colours, legend, save_message_png, save_png
 
 PHASES = {"pretrain": "masked pretraining: reconstruction MSE", "finetune": "fine-tuning: cross-entropy"}
 COLUMNS = ["group", "method", "arm", "seed", "phase", "epoch", "loss"]
@@ -54,10 +54,7 @@ def plot_spatial_pretraining(table: pd.DataFrame, path, groups: Iterable[str] | 
     """Losses per epoch of :func:`loss_curve_table`: a row per group, a panel per phase, a line per run."""
     groups = [g for g in (groups if groups is not None else dict.fromkeys(table["group"])) if (table["group"] == g).any()]
     if not groups:
-        fig, ax = plt.subplots(figsize=(4, 2), layout="constrained")
-        ax.axis("off")
-        ax.text(0.5, 0.5, "no spatial GNN run with loss curves", ha="center", va="center")
-        save_png(fig, path)
+        save_message_png(path, "no spatial GNN run with loss curves")
         return
     colours = distinct_colours(table["method"])
     arm_of = dict(zip(table["method"], table["arm"]))

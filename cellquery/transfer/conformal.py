@@ -69,7 +69,7 @@ distance"); this rule has no counterpart in a library, so it is written here.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import faiss
 import numpy as np
@@ -80,6 +80,16 @@ from cellquery.transfer.acceptance import exact_distances
 # Hits searched per reference cell for its own-type, other-batch neighbours
 # before falling back to an exact search over its type.
 N_CANDIDATES = 64
+
+
+def _load_fields(cls, path, kind: str):
+    """A dataclass whose every field is an array of the npz file ``path``; one line naming the file if it is not one."""
+    names = [f.name for f in fields(cls)]
+    try:
+        with np.load(path) as data:
+            return cls(**{name: data[name] for name in names})
+    except (OSError, ValueError, KeyError) as exc:
+        raise InputError(f"{path}: not a {kind} file ({', '.join(names)}; delete it to rebuild it): {exc}") from exc
 
 
 @dataclass
@@ -103,14 +113,7 @@ class ConformalCalibration:
 
     @classmethod
     def load(cls, path) -> "ConformalCalibration":
-        try:
-            with np.load(path) as data:
-                return cls(labels=data["labels"], codes=data["codes"], distances=data["distances"], pool_sizes=data["pool_sizes"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(
-                f"{path}: not a conformal calibration file (labels, codes, distances, pool_sizes; "
-                f"delete it to rebuild it): {exc}"
-            ) from exc
+        return _load_fields(cls, path, "conformal calibration")
 
     def ranks(self, k: int) -> np.ndarray:
         """Every reference cell's matched neighbour rank k (m + 1) / n_t, at least 1 (module docstring)."""
@@ -332,13 +335,7 @@ class HeldOutFold:
 
     @classmethod
     def load(cls, path) -> "HeldOutFold":
-        try:
-            with np.load(path) as data:
-                return cls(held_rows=data["held_rows"], train_rows=data["train_rows"], held=data["held"], train=data["train"])
-        except (OSError, ValueError, KeyError) as exc:
-            raise InputError(
-                f"{path}: not a conformal fold file (held_rows, train_rows, held, train; delete it to rebuild it): {exc}"
-            ) from exc
+        return _load_fields(cls, path, "conformal fold")
 
 
 def embed_fold(reference, genes, *, label_key: str, batch_key: str | None, n_folds: int, fold: int, embedding: str, params: dict, seed: int) -> HeldOutFold:
