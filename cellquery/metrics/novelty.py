@@ -111,13 +111,15 @@ def leiden_clusters(embedding: np.ndarray, *, seed: int = 0, n_neighbors: int = 
     import anndata as ad
     import scanpy as sc
 
+    from cellquery.neighbors import neighbors  # scanpy's graph, readable from 8,192 cells on
+
     embedding = np.asarray(embedding, dtype=np.float32)
     n = len(embedding)
     if n < 2:
         return np.zeros(n, dtype=int).astype(str)
     adata = ad.AnnData(obs=pd.DataFrame(index=[str(i) for i in range(n)]))
     adata.obsm["X_emb"] = embedding
-    sc.pp.neighbors(adata, use_rep="X_emb", n_neighbors=max(2, min(n_neighbors, n - 1)), method="gauss", random_state=seed)
+    neighbors(adata, use_rep="X_emb", n_neighbors=max(2, min(n_neighbors, n - 1)), method="gauss", random_state=seed)
     sc.tl.leiden(adata, resolution=resolution, flavor="igraph", n_iterations=2, directed=False, random_state=seed)
     return adata.obs["leiden"].astype(str).to_numpy()
 

@@ -82,6 +82,7 @@ import scipy.sparse as sp
 from sklearn.linear_model import LogisticRegression
 
 from cellquery.errors import InputError
+from cellquery.neighbors import SCANPY_DENSE_BELOW
 from cellquery.predictors import MethodResult, fate_columns, timed
 
 REQUIRES: tuple[str, ...] = ()
@@ -167,7 +168,34 @@ def annotate(model, query: ad.AnnData, *, p_thres: float, majority_voting: bool)
     import celltypist
 
     qry = ad.AnnData(X=log1p_cp10k(query), obs=pd.DataFrame(index=query.obs_names.astype(str)), var=pd.DataFrame(index=query.var_names))
+    if majority_voting and qry.n_obs >= SCANPY_DENSE_BELOW:
+        # CellTypist would build this graph with sc.pp.neighbors, which stops at this size (cellquery.neighbors);
+        # given the graph, it runs its over-clustering and voting on it unchanged
+        over_clustering_graph(qry)
     return celltypist.annotate(qry, model=model, mode="prob match", p_thres=p_thres, majority_voting=majority_voting)
+
+
+def over_clustering_graph(qry: ad.AnnData) -> None:
+    """The neighbourhood graph CellTypist builds for its over-clustering, written into ``qry``.
+
+    CellTypist 1.7's own recipe (``Classifier._construct_neighbor_graph``, CPU path):
+    genes in at least 5 cells, 2,500 highly variable genes, scaled (max 10), 50
+    principal components, 10 neighbours; only the k-NN call goes through
+    :func:`cellquery.neighbors.neighbors`.
+    """
+    import scanpy as sc
+
+    from cellquery.neighbors import neighbors
+
+    adata = qry.copy()
+    sc.pp.filter_genes(adata, min_cells=5)
+    sc.pp.highly_variable_genes(adata, n_top_genes=min(2500, adata.n_vars))
+    adata = adata[:, adata.var.highly_variable].copy()
+    sc.pp.scale(adata, max_value=10)
+    sc.pp.pca(adata, n_comps=min(50, adata.n_vars - 1))
+    neighbors(adata, n_neighbors=10, n_pcs=adata.obsm["X_pca"].shape[1])
+    qry.obsm["X_pca"], qry.uns["neighbors"] = adata.obsm["X_pca"], adata.uns["neighbors"]
+    qry.obsp["connectivities"], qry.obsp["distances"] = adata.obsp["connectivities"], adata.obsp["distances"]
 
 
 def restore_unassigned(labels, reference_labels) -> np.ndarray:
