@@ -63,12 +63,24 @@ def small_group(group):
 
 REPO = Path(__file__).resolve().parents[1]
 TOY = REPO / "config/toy.yaml"
+# the end-to-end run: the default DAG at toy size plus the paper run's other analyses at toy size
+TOY_FILES = (TOY, REPO / "config/toy_paper.yaml")
 TOY_TIMEOUT_S = 1800
+
+
+def toy_config() -> dict:
+    """The config of the end-to-end run: config/toy.yaml with config/toy_paper.yaml merged in, as Snakemake merges them."""
+    from snakemake.utils import update_config
+
+    config = yaml.safe_load(TOY.read_text())
+    for path in TOY_FILES[1:]:
+        update_config(config, yaml.safe_load(path.read_text()))
+    return config
 
 
 @dataclass
 class ToyRun:
-    """A finished local run of config/toy.yaml: its working directory, Snakemake's output and the config."""
+    """A finished local run of config/toy.yaml + config/toy_paper.yaml: its working directory, Snakemake's output and the config."""
 
     workdir: Path
     output: str
@@ -77,14 +89,14 @@ class ToyRun:
 
 @pytest.fixture(scope="session")
 def toy_run(tmp_path_factory) -> ToyRun:
-    """config/toy.yaml run once with ``snakemake -c2`` and shared by every end-to-end test (workflow, Slurm)."""
+    """config/toy.yaml + config/toy_paper.yaml run once with ``snakemake -c2``, shared by every end-to-end test (workflow, Slurm)."""
     workdir = tmp_path_factory.mktemp("toy")
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2", "--configfile", str(TOY)]
+    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-d", str(workdir), "-c2", "--configfile", *map(str, TOY_FILES)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir, timeout=TOY_TIMEOUT_S)
     output = result.stdout + result.stderr
     if result.returncode != 0:
         pytest.fail(f"the toy run failed (exit {result.returncode}):\n{output[-8000:]}")
-    return ToyRun(workdir, output, yaml.safe_load(TOY.read_text()))
+    return ToyRun(workdir, output, toy_config())
 
 
 def _run_workflow_script(name: str, snakemake) -> None:

@@ -45,7 +45,8 @@ LOADED_BY = {
 }
 # config, extra configs, targets of the DAGs whose jobs are checked
 DAGS = {
-    "toy": (["config/toy.yaml"], []),
+    "toy": (["config/toy.yaml", "config/toy_paper.yaml"], []),
+    "paper": (["config/paper.yaml"], []),
     "default": (["config/config.yaml"], []),
     "scale": (["config/config.yaml", "config/scale.yaml"], ["scale"]),
 }

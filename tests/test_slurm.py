@@ -121,8 +121,10 @@ def test_job_counts_parser():
 
 
 def slurm_config(path: Path) -> Path:
-    """config/toy.yaml cut to SLURM_GROUP, SLURM_METHODS and SLURM_INDEXES, written to path."""
-    config = yaml.safe_load(TOY.read_text())
+    """The end-to-end toy config (toy.yaml + toy_paper.yaml) cut to SLURM_GROUP, SLURM_METHODS and SLURM_INDEXES, written to path."""
+    from conftest import toy_config
+
+    config = toy_config()
     config["groups"] = {SLURM_GROUP: config["groups"][SLURM_GROUP]}
     config["groups"][SLURM_GROUP].pop("methods", None)
     config["methods"] = {m: config["methods"][m] for m in SLURM_METHODS}

@@ -158,9 +158,9 @@ def test_the_tuning_api_has_no_query_input():
 
 
 def dry_run_jobs(workdir):
-    """(rule, inputs, wildcards) of every job of a dry run of config/toy.yaml."""
+    """(rule, inputs, wildcards) of every job of a dry run of the end-to-end toy config (toy.yaml + toy_paper.yaml)."""
     cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(REPO / "config/toy.yaml")]
+           "--configfile", str(REPO / "config/toy.yaml"), str(REPO / "config/toy_paper.yaml")]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = []
@@ -178,8 +178,10 @@ def dry_run_jobs(workdir):
 
 
 def test_tune_transfer_jobs_read_no_query_file(tmp_path):
+    from conftest import toy_config
+
     jobs = dry_run_jobs(tmp_path)
-    toy = yaml.safe_load((REPO / "config/toy.yaml").read_text())
+    toy = toy_config()
     tuned = {name for name, spec in toy["transfers"].items() if TransferSettings.from_config(spec).needs_tuning}
     assert tuned == {"calibrated", "consensus"}
     tune = [(inputs, w) for rule, inputs, w in jobs if rule == "tune_transfer"]

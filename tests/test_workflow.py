@@ -1,4 +1,4 @@
-"""End-to-end: config/toy.yaml through Snakemake in a temporary directory."""
+"""End-to-end: config/toy.yaml + config/toy_paper.yaml through Snakemake in a temporary directory."""
 
 import subprocess
 import sys
@@ -14,6 +14,7 @@ from cellquery.index.reduce import reduced_skip_reason
 from cellquery.predictors import SCORE_THRESHOLDS
 
 REPO = Path(__file__).resolve().parents[1]
+TOY_FILES = (REPO / "config/toy.yaml", REPO / "config/toy_paper.yaml")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 BASE_METRICS = {"accuracy", "mba_positive", "mba_negative", "mba"}
 SCORE_METRICS = {"auroc_unseen", "auprc_unseen", "aurc"}
@@ -405,9 +406,9 @@ def test_hit_datasets(toy):
     assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
 
 
-def declared_resources(workdir, config_path):
-    """benchmark job -> (mem_mb, runtime in minutes) of every job of the config, from a forced dry run."""
-    out = snakemake(workdir, "-n", "--forceall", "--configfile", str(config_path)).stdout
+def declared_resources(workdir, config_paths):
+    """benchmark job -> (mem_mb, runtime in minutes) of every job of the configs, from a forced dry run."""
+    out = snakemake(workdir, "-n", "--forceall", "--configfile", *map(str, config_paths)).stdout
     declared, benchmark = {}, None
     for line in out.splitlines():
         line = line.strip()
@@ -425,7 +426,7 @@ def declared_resources(workdir, config_path):
 def test_no_job_exceeds_its_declared_resources(toy):
     """Every toy job's measured peak memory and wall time lie within the mem_mb and runtime its rule declares."""
     workdir, config = toy
-    declared = declared_resources(workdir, REPO / "config/toy.yaml")
+    declared = declared_resources(workdir, TOY_FILES)
     measured = pd.read_csv(workdir / "results/benchmarks.tsv", sep="\t").set_index("job")
     jobs = [job for job in measured.index if job in declared]
     assert len(jobs) >= 0.9 * len(measured)  # every job but gather_benchmarks' own and the skips' records
