@@ -399,38 +399,85 @@ def dataset_problems(
     return problems
 
 
+def checked_source_file(name: str, spec: Mapping, usages: Sequence[Usage] = (), cache_dir="resources", log=None):
+    """The dataset's h5ad file (local or downloaded) and its cell count, after checking all of it opened backed.
+
+    None for a simulated or bundled dataset (nothing to check before it is
+    built). Every problem is written to ``log``; the first is raised as an
+    :class:`InputError` that names the user's file and the field.
+    """
+    from cellquery.data.sources import source_file
+
+    where = describe_source(name, spec)
+    path = source_file(name, spec, cache_dir)
+    if path is None:
+        return None
+    try:
+        backed = ad.read_h5ad(path, backed="r")
+    except Exception as err:  # h5py/anndata raise many types for a corrupt file
+        raise InputError(
+            f"{where}: not a readable h5ad file ({type(err).__name__}: {err}); write it with anndata's AnnData.write_h5ad"
+        ) from err
+    try:
+        problems = dataset_problems(backed, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name)
+        n_obs = backed.n_obs
+    except InputError:
+        raise
+    except Exception as err:  # h5py raises many types for a damaged file
+        raise InputError(f"{where}: not a readable h5ad file ({type(err).__name__}: {err})") from err
+    finally:
+        backed.file.close()
+    raise_problems(problems, log)
+    return path, n_obs
+
+
 def load_checked_dataset(name: str, spec: Mapping, usages: Sequence[Usage] = (), cache_dir="resources", log=None) -> ad.AnnData:
     """Load a dataset (:func:`cellquery.data.sources.load_dataset`) after checking all of it.
 
     A local or downloaded file is checked opened backed (streamed), before it
-    is read into memory; a simulated or bundled dataset is checked in memory.
-    Every problem is written to ``log``; the first is raised as an
-    :class:`InputError` that names the user's file and the field.
+    is read into memory (:func:`checked_source_file`); a simulated or bundled
+    dataset is checked in memory. Every problem is written to ``log``; the
+    first is raised as an :class:`InputError` that names the user's file and
+    the field.
     """
-    from cellquery.data.sources import load_dataset, source_file
+    from cellquery.data.sources import load_dataset
 
-    where = describe_source(name, spec)
-    path = source_file(name, spec, cache_dir)
-    if path is not None:
-        try:
-            backed = ad.read_h5ad(path, backed="r")
-        except Exception as err:  # h5py/anndata raise many types for a corrupt file
-            raise InputError(
-                f"{where}: not a readable h5ad file ({type(err).__name__}: {err}); write it with anndata's AnnData.write_h5ad"
-            ) from err
-        try:
-            problems = dataset_problems(backed, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name)
-        except InputError:
-            raise
-        except Exception as err:  # h5py raises many types for a damaged file
-            raise InputError(f"{where}: not a readable h5ad file ({type(err).__name__}: {err})") from err
-        finally:
-            backed.file.close()
-        raise_problems(problems, log)
+    if checked_source_file(name, spec, usages, cache_dir, log) is not None:
         return load_dataset(name, spec, cache_dir)
     adata = load_dataset(name, spec, cache_dir)
+    where = describe_source(name, spec)
     raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
     return adata
+
+
+def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage] = (), *, stream_above: int,
+                          cache_dir="resources", log=None) -> None:
+    """Check dataset ``name`` and write it whole to ``dest`` (csr rows); nothing is written when a check fails.
+
+    An h5ad file with more than ``stream_above`` cells (config
+    ``preprocess.backed_above_cells``) is checked backed and copied with its
+    matrix untouched (:func:`cellquery.data.stream.stream_dataset`); every other
+    dataset is read into memory (:func:`load_checked_dataset`).
+    """
+    import scipy.sparse as sp
+
+    from cellquery.data.sources import load_dataset
+    from cellquery.data.stream import stream_dataset
+    from cellquery.io import write_h5ad
+
+    checked = checked_source_file(name, spec, usages, cache_dir, log)
+    if checked is not None and checked[1] > stream_above and not spec.get("embedding"):
+        stream_dataset(name, checked[0], dest, values=spec["values"])
+        return
+    if checked is not None:
+        adata = load_dataset(name, spec, cache_dir)
+    else:  # simulated or bundled: checked once built
+        adata = load_dataset(name, spec, cache_dir)
+        where = describe_source(name, spec)
+        raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
+    if sp.issparse(adata.X) and adata.X.format == "csc":  # later steps read rows in chunks
+        adata.X = adata.X.tocsr()
+    write_h5ad(adata, dest)
 
 
 # ----------------------------------------------------------------- group

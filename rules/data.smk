@@ -18,5 +18,7 @@ rule load_dataset:
         spec=lambda wildcards: config["datasets"][wildcards.dataset],
         # the groups that use the dataset: their obs columns are checked while loading
         groups=lambda wildcards: dataset_groups(wildcards.dataset),
+        # h5ad files with more cells are copied with their matrix untouched, never read whole
+        backed_above_cells=config.get("preprocess", {}).get("backed_above_cells"),
     script:
         "../workflow_scripts/load_dataset.py"
