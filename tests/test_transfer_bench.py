@@ -65,3 +65,23 @@ def test_against_cellmapper_tiny():
     assert 0.15 < theirs["accuracy_seen"] <= 1 and 0.15 < mine["accuracy_seen"] <= 1
     assert abs(theirs["accuracy_seen"] - mine["accuracy_seen"]) < 0.1
     assert ratio["accuracy_difference"] == pytest.approx(mine["accuracy_seen"] - theirs["accuracy_seen"], abs=1e-4)
+
+
+def test_calibration_row_scales_and_rule(capsys):
+    """Every list scanned in the calibration's self-search: exact local scales; the rule's MBA from its predictions."""
+    assert bench.main(["--n-ref", "3000", "--n-query", "300", "--k", "10", "--against", "none", "--no-exact", "--threads", "1",
+                       "--nlist", "20", "--calibration", "--calibration-nprobe", "20", "--scale-sample", "500"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["run"] for r in rows] == ["cellquery", "calibration"]
+    cal = rows[1]
+    assert cal["reference_nprobe"] == 20 and cal["scale_sample"] == 500
+    assert cal["scale_exact_fraction"] > 0.99 and abs(cal["scale_relerr_max"]) < 1e-3
+    parts = ("reference_search", "calibrate", "conformal_calibrate")
+    assert cal["calibration_s"] == pytest.approx(sum(cal[f"{p}_s"] for p in parts), abs=1e-3)
+    assert cal["calibration_cpu_s"] == pytest.approx(sum(cal[f"{p}_cpu_s"] for p in parts), abs=1e-3)
+    assert 0 <= cal["calibrated_mba_seen"] <= 1 and 0 <= cal["calibrated_mba_unseen"] <= 1
+    assert cal["rejection_cells_per_s"] == round(300 / cal["rejection_query_s"])
+    # fewer lists: approximate scales, never below the exact ones
+    approx = bench.run(3000, n_query=300, k=10, threads=1, exact=False, against=None, calibration=True,
+                       index_params={"nlist": 20}, calibration_nprobe=1, scale_sample=500)[1]
+    assert approx["scale_relerr_mean"] >= 0 and approx["scale_exact_fraction"] < 1

@@ -27,8 +27,13 @@ types), and on the same reference and query cells runs
 * with ``--calibration``: ``calibration``: local scales + the significance null
   (:func:`cellquery.index.calibration.calibrate`) and the conformal calibration
   (:func:`cellquery.transfer.conformal.calibrate`) of the reference with the one-shot
-  index, and query throughput (cells/s) of the calibrated P-value rule (search + exact hit
-  distances + P-values + vote, as :mod:`cellquery.bench.rejection`).
+  index, both from one search of the reference against itself
+  (``IvfGemmIndex.reference_search``, 65 hits per row; ``--calibration-nprobe`` lists per
+  row, default the index's nprobe, fewer: faster and approximate), wall and CPU seconds
+  per stage; the local scales' relative error against exact ones on a sample of rows
+  (``--scale-sample``); query throughput (cells/s) of the calibrated P-value rule (search
+  + exact hit distances + P-values + vote, as :mod:`cellquery.bench.rejection`) and its
+  MBA on seen and unseen query types.
 
 Each prints one JSON line. Accuracy: the share of seen-type query cells (types with
 reference cells, trajectories included) whose predicted label is their type. Memory:
@@ -113,6 +118,18 @@ def timed(times: dict, key: str):
     times[key] = round(time.perf_counter() - t, 4)
 
 
+@contextmanager
+def timed_cpu(times: dict, key: str):
+    """Wall seconds as :func:`timed` under ``key``, and the process's CPU seconds (all threads) under ``key`` with ``_cpu_s``.
+
+    CPU seconds do not grow when other processes take the cores, wall seconds do.
+    """
+    c = time.process_time()
+    with timed(times, key):
+        yield
+    times[key[: -len("_s")] + "_cpu_s"] = round(time.process_time() - c, 4)
+
+
 def seen_accuracy(true: np.ndarray, predicted, seen: np.ndarray) -> float:
     """Share of the ``seen`` query cells whose predicted label (str) is their true label."""
     predicted = np.asarray(predicted, dtype=str)
@@ -181,34 +198,77 @@ def run_cellquery(X, ref_labels, Q, k: int, backend: str, params: dict, seed: in
     return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted, index, (D, I)
 
 
-def run_calibration(index, X, ref_labels, Q, k: int, seed: int, p_cutoff: float = 0.05) -> dict:
-    """Calibration seconds (index calibration, conformal) and calibrated-query throughput."""
-    from cellquery.index.calibration import calibrate
+def scale_error(X: np.ndarray, scale: np.ndarray, k: int, threads: int, n_sample: int = 10_000, seed: int = 0) -> dict:
+    """Relative error of local scales against exact ones on a seeded sample of reference rows.
+
+    The exact scales of the sample: its k + 1 nearest reference rows by the exact ``gemm``
+    search (:func:`cellquery.index.gemm_backend.knn_gemm`), the k-th that is not the row itself.
+    """
+    from cellquery.index.calibration import floor_scales, scales_from_hits
+    from cellquery.index.gemm_backend import knn_gemm
+
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=min(n_sample, len(X)), replace=False))
+    d, i = knn_gemm(X[rows], [X], k + 1, threads=threads)
+    exact = floor_scales(scales_from_hits(d, i, rows, k))
+    rel = scale[rows].astype(np.float64) / exact - 1.0
+    return {"scale_relerr_mean": round(float(np.mean(rel)), 5), "scale_relerr_p99": round(float(np.percentile(rel, 99)), 5),
+            "scale_relerr_max": round(float(np.max(rel)), 5), "scale_exact_fraction": round(float(np.mean(np.abs(rel) < 1e-6)), 4),
+            "scale_sample": int(len(rows))}
+
+
+def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_cutoff: float = 0.05,
+                    nprobe: int | None = None, conformal_k: int = 5, threads: int | None = None,
+                    scale_sample: int = 10_000) -> dict:
+    """Calibration seconds (index calibration, conformal) and calibrated-query throughput.
+
+    Both calibrations read one search of the reference against itself
+    (:func:`cellquery.index.calibration.reference_hits`, ``n_candidates + 1`` hits per
+    row, timed as ``reference_search_s``; ``nprobe`` lists per row, default the
+    index's): the local scales take each row's k-th other hit, the conformal
+    calibration its own-type candidates. ``calibration_s`` is the sum of the three;
+    each ``..._cpu_s`` is the process's CPU seconds of the same stage.
+    The calibrated rule's MBA on seen and unseen query types is given, and the local
+    scales' relative error against exact ones on ``scale_sample`` rows (not timed).
+    """
+    from cellquery.index.calibration import calibrate, reference_hits
+    from cellquery.metrics import mean_balanced_accuracy
     from cellquery.transfer import conformal
     from cellquery.transfer.acceptance import exact_distances, p_values
 
     times: dict = {}
+    ref_str = np.asarray(ref_labels, dtype=str)
     with RssPeak() as rss:
-        with timed(times, "calibrate_s"):
-            calibration = calibrate(index, X, k=k, seed=seed)
-        with timed(times, "conformal_calibrate_s"):
-            conformal.calibrate(X, np.asarray(ref_labels, dtype=str), search=index.search, k=5)
-        labels = pd.Categorical(np.asarray(ref_labels, dtype=str))
-        with timed(times, "rejection_query_s"):
+        with timed_cpu(times, "reference_search_s"):
+            hits = reference_hits(index, X, max(k + 1, conformal.N_CANDIDATES + 1), nprobe=nprobe)
+        with timed_cpu(times, "calibrate_s"):
+            calibration = calibrate(index, X, k=k, seed=seed, hits=hits)
+        with timed_cpu(times, "conformal_calibrate_s"):
+            order = index.list_order() if hasattr(index, "list_order") else None
+            conformal.calibrate(X, ref_str, search=index.search, k=conformal_k, reference_hits=hits, order=order)
+        del hits
+        labels = pd.Categorical(ref_str)
+        with timed_cpu(times, "rejection_query_s"):
             d, i = index.search(Q, k)
             exact = exact_distances(Q, X, i)
             mask = p_values(exact, i, calibration) < p_cutoff
             predicted = transfer_labels(labels, exact, i, mask=mask, voter="kernel")
+    for unit in ("s", "cpu_s"):
+        times[f"calibration_{unit}"] = round(sum(times[f"{part}_{unit}"] for part in ("reference_search", "calibrate", "conformal_calibrate")), 4)
+    mba = mean_balanced_accuracy(np.asarray(query_labels, dtype=str), predicted["prediction"].to_numpy().astype(str),
+                                 sorted(set(ref_str)))
     return {
         **times, "rejection_cells_per_s": round(len(Q) / times["rejection_query_s"]),
         "rejected_fraction": round(float(np.mean(predicted["prediction"].to_numpy() == "rejected")), 4),
+        "calibrated_mba_seen": round(float(mba["positive"]), 4), "calibrated_mba_unseen": round(float(mba["negative"]), 4),
+        "reference_nprobe": int(index.params["nprobe"] if nprobe is None else nprobe),
+        **(scale_error(X, calibration.scale, k, threads or os.cpu_count() or 1, scale_sample, seed) if scale_sample else {}),
         "peak_rss_delta_mb": rss.delta_mb,
     }
 
 
 def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int = 0, against: str | None = "cellmapper",
         exact: bool = True, calibration: bool = False, threads: int | None = None,
-        index_params: dict | None = None) -> list[dict]:
+        index_params: dict | None = None, calibration_nprobe: int | None = None, scale_sample: int = 10_000) -> list[dict]:
     """All rows of one reference size (module doc), in the order printed."""
     n_ref, n_query, k = (check_int(v, f"bench: {name}") for name, v in (("n_ref", n_ref), ("n_query", n_query), ("k", k)))
     if against not in (None, "cellmapper"):
@@ -257,7 +317,8 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
                       "accuracy_cellquery": mine["accuracy_seen"], "accuracy_cellmapper": theirs["accuracy_seen"],
                       "accuracy_difference": round(mine["accuracy_seen"] - theirs["accuracy_seen"], 4)})
     if calibration:
-        row("calibration", run_calibration(index, X, ref_types, Q, k, seed), index=backend)
+        row("calibration", run_calibration(index, X, ref_types, Q, query_types, k, seed, nprobe=calibration_nprobe,
+                                           threads=threads, scale_sample=scale_sample), index=backend)
     return rows
 
 
@@ -306,6 +367,11 @@ def main(argv=None) -> int:
     parser.add_argument("--against", choices=["cellmapper", "none"], default="cellmapper")
     parser.add_argument("--no-exact", action="store_true", help="skip the exact search and the GEMM bound")
     parser.add_argument("--calibration", action="store_true", help="also time calibration and calibrated queries")
+    parser.add_argument("--calibration-nprobe", type=int, default=None,
+                        help="lists each reference row scans in the calibration's self-search (default: the index's "
+                             "nprobe; fewer: faster, approximate local scales and conformal candidates)")
+    parser.add_argument("--scale-sample", type=int, default=10_000,
+                        help="reference rows whose local scales are checked against exact ones (0: none)")
     parser.add_argument("--nlist", type=int, default=None, help="lists of the one-shot index (default: sqrt(n_ref) / 2)")
     parser.add_argument("--nprobe", type=int, default=None, help=f"lists scanned per query (default {NPROBE})")
     parser.add_argument("--figure", help="PNG of wall time against reference size")
@@ -317,7 +383,8 @@ def main(argv=None) -> int:
     rows = []
     for n_ref in sizes:
         for r in run(n_ref, args.n_query, args.k, args.dim, args.seed, None if args.against == "none" else args.against,
-                     exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params):
+                     exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params,
+                     calibration_nprobe=args.calibration_nprobe, scale_sample=args.scale_sample):
             print(json.dumps(r), flush=True)
             rows.append(r)
     if args.figure:

@@ -13,7 +13,10 @@ an empirical P-value against the NPD of randomly chosen pairs of reference
 cells (the empirical NULL). Sampling posteriors makes that slow. Here:
 
 - the **local scale** of reference cell r is the distance to its k-th nearest
-  other reference cell, computed once when the index is built, with that index;
+  other reference cell, computed once when the index is built, with that index
+  (the ``ivf_gemm`` backend searches its own rows list by list,
+  :func:`reference_hits`, and can scan fewer lists per row than its queries do:
+  ``nprobe``, faster and approximate);
 - a hit (q, r) at Euclidean distance d has **normalised distance** d / scale(r);
 - the **empirical null** is the normalised distance of random reference pairs
   (a, b), a != b: ||x_a - x_b|| / scale(b).
@@ -110,16 +113,46 @@ def floor_scales(scale: np.ndarray) -> np.ndarray:
     return np.maximum(scale, float(np.min(positive)) if positive.size else 1.0)
 
 
-def local_scales(index, embedding: np.ndarray, *, k: int, batch_size: int = 50_000) -> np.ndarray:
-    """Distance from every reference cell to its k-th nearest *other* reference cell (by ``index``)."""
+def reference_hits(index, embedding: np.ndarray, k: int, *, nprobe: int | None = None,
+                   batch_size: int = 50_000) -> tuple[np.ndarray, np.ndarray]:
+    """The k nearest reference cells of every reference cell (itself included), by ``index``.
+
+    ``embedding`` holds the rows the index was built from, in order. An index with a
+    ``reference_search`` (the ``ivf_gemm`` backend) searches its own rows list by list
+    (:meth:`cellquery.index.ivf_gemm_backend.IvfGemmIndex.reference_search`, the same
+    hits as ``index.search(embedding, k)``); ``nprobe`` there sets the lists each row
+    scans (fewer than the index's own: faster, approximate). Other indexes are searched
+    in batches of rows (``nprobe`` must then be None).
+    """
+    if hasattr(index, "reference_search") and getattr(index, "n", None) == len(embedding):
+        return index.reference_search(k, nprobe)
+    if nprobe is not None:
+        raise InputError(f"calibration: nprobe applies to the ivf_gemm backend only, not {getattr(index, 'backend', type(index).__name__)}")
+    n = len(embedding)
+    D = np.empty((n, k), dtype=np.float32)
+    I = np.empty((n, k), dtype=np.int64)
+    for start in range(0, n, batch_size):
+        D[start : start + batch_size], I[start : start + batch_size] = index.search(embedding[start : start + batch_size], k)
+    return D, I
+
+
+def local_scales(index, embedding: np.ndarray, *, k: int, batch_size: int = 50_000, nprobe: int | None = None,
+                 hits: tuple[np.ndarray, np.ndarray] | None = None) -> np.ndarray:
+    """Distance from every reference cell to its k-th nearest *other* reference cell (by ``index``).
+
+    ``hits``: every reference cell's nearest reference cells (row r for cell r, at least
+    k + 1 of them, as :func:`reference_hits` gives), in place of searching; ``nprobe``:
+    see :func:`reference_hits`.
+    """
     n = len(embedding)
     k = max(1, min(k, n - 1))
-    scale = np.empty(n, dtype=np.float32)
-    for start in range(0, n, batch_size):
-        rows = np.arange(start, min(start + batch_size, n))
-        d, i = index.search(embedding[rows], k + 1)
-        scale[rows] = scales_from_hits(d, i, rows, k)
-    return floor_scales(scale)
+    if hits is None:
+        hits = reference_hits(index, embedding, k + 1, nprobe=nprobe, batch_size=batch_size)
+    d, i = hits
+    if d.shape[0] != n or d.shape[1] < min(k + 1, n):
+        raise InputError(f"calibration: reference hits have shape {d.shape}, need ({n}, >= {min(k + 1, n)})")
+    width = min(k + 1, d.shape[1])  # the k + 1 nearest hold the k-th other cell (as a search of k + 1)
+    return floor_scales(scales_from_hits(d[:, :width], i[:, :width], np.arange(n), k))
 
 
 def null_pairs(embedding: np.ndarray, *, n_pairs: int = 100_000, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -163,9 +196,14 @@ def calibrate_from_reference_hits(
     return calibration, self_distances_from_hits(distances[sample], indices[sample], sample, k_other)
 
 
-def calibrate(index, embedding: np.ndarray, *, k: int, n_pairs: int = 100_000, seed: int = 0) -> Calibration:
-    """Local scales (with ``index``) and the empirical null of one reference."""
-    return calibration_from_scales(embedding, local_scales(index, embedding, k=k), n_pairs=n_pairs, seed=seed)
+def calibrate(index, embedding: np.ndarray, *, k: int, n_pairs: int = 100_000, seed: int = 0, nprobe: int | None = None,
+              hits: tuple[np.ndarray, np.ndarray] | None = None) -> Calibration:
+    """Local scales (with ``index``, or from the reference's own ``hits``) and the empirical null of one reference.
+
+    ``nprobe`` and ``hits``: see :func:`local_scales`.
+    """
+    scale = local_scales(index, embedding, k=k, nprobe=nprobe, hits=hits)
+    return calibration_from_scales(embedding, scale, n_pairs=n_pairs, seed=seed)
 
 
 def reference_self_distances(index, embedding: np.ndarray, *, k: int, seed: int = 0, n_sample: int = 2000) -> np.ndarray:

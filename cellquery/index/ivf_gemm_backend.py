@@ -19,6 +19,12 @@ and the subsample-trained quantiser keeps the build short, which is what a one-s
 mapping (build + search + vote once) pays for. Written here because faiss has no
 query-grouped IVF scan on the CPU.
 
+The reference's own k nearest rows (calibration: local scales, conformal candidates) are
+searched the same way with the rows in list order (:meth:`IvfGemmIndex.reference_search`),
+optionally with fewer lists per row. A row's first list is scanned into an empty heap: the
+k-th smallest minimum of short runs of its values bounds its k best, and the values at or
+below it are sorted instead of pushed one by one (:func:`_scan_block_seeded`).
+
 With ``nprobe >= nlist`` every list is scanned and the results are exact (as the
 ``gemm`` backend, up to float32 rounding). Ties at equal distance are broken by the
 smaller position in list order, then the output is ordered by (distance, id).
@@ -33,15 +39,152 @@ from typing import IO
 
 import faiss
 import numpy as np
+from numba import njit
 from threadpoolctl import threadpool_limits
 
 from cellquery.errors import InputError
-from cellquery.index.base import Index, check_int, finalize, restore_common
-from cellquery.index.gemm_backend import _scan_block, knn_gemm
+from cellquery.index.base import Index, check_int, restore_common
+from cellquery.index.gemm_backend import _W, _heap_replace_top, knn_gemm
 
 # queries searched per call of _search (the base class's batch_size is raised to this):
 # large batches give each list many queries, so its GEMMs are large
 MIN_BATCH = 200_000
+
+_RUN = 8  # at most this many columns per run whose minima bound an empty heap's first block
+
+
+# fastmath as in gemm_backend._scan_block (the values pushed are computed exactly as there)
+@njit(nogil=True, cache=True, fastmath={"nnan", "nsz", "reassoc"})
+def _scan_block_seeded(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
+    """:func:`cellquery.index.gemm_backend._scan_block` that first bounds a not yet full heap.
+
+    A row whose heap is not full (root +inf: its first list) would push most of the block's
+    first values and sift them down. Instead the block's columns are cut into runs of
+    ``nb / 4k`` (at most ``_RUN``, at least 1); the k-th smallest run minimum is a value
+    that at least k values of the block reach, so no value above it can end among the
+    row's k best, and only values at or below it are pushed (a few k instead of
+    k (1 + ln(n / k))); into an empty heap they are not pushed but sorted, and the k
+    smallest written as a descending array, which is a max-heap. The k best found are the
+    same (up to the order in which exactly equal distances are admitted).
+    """
+    nq, nb = S.shape
+    k = heap_d.shape[1]
+    nfull = nb - nb % _W
+    run = max(1, min(_RUN, nb // (4 * k)))
+    n_runs = nb // run
+    mins = np.empty(max(n_runs, 1), dtype=np.float32)
+    vals = np.empty(nb, dtype=np.float32)
+    cols = np.empty(nb, dtype=np.int64)
+    for r in range(nq):
+        hd = heap_d[r]
+        hi = heap_i[r]
+        row = S[r]
+        bound = np.float32(np.inf)
+        if hd[0] == np.inf and n_runs >= k:
+            for g in range(n_runs):
+                m = norms[g * run] + row[g * run]
+                for jj in range(1, run):
+                    v = norms[g * run + jj] + row[g * run + jj]
+                    m = v if v < m else m
+                mins[g] = m
+            bound = np.partition(mins[:n_runs], k - 1)[k - 1]
+            empty = True
+            for t in range(k):
+                if hi[t] >= 0:
+                    empty = False
+                    break
+            if empty:
+                # an empty heap: the k smallest of the values at or below the bound, by
+                # (value, column), written in descending order (a valid max-heap)
+                m = 0
+                for j in range(nb):
+                    v = norms[j] + row[j]
+                    if v <= bound:
+                        vals[m] = v
+                        cols[m] = j
+                        m += 1
+                best = np.argsort(vals[:m], kind="mergesort")  # stable: equal values by column
+                for t in range(k):
+                    hd[t] = vals[best[k - 1 - t]]
+                    hi[t] = base + cols[best[k - 1 - t]]
+                continue
+        thr = min(hd[0], bound)
+        for j0 in range(0, nfull, _W):
+            c = 0
+            for jj in range(_W):
+                c += (norms[j0 + jj] + row[j0 + jj]) <= thr
+            if c > 0:
+                for j in range(j0, j0 + _W):
+                    v = norms[j] + row[j]
+                    if v < hd[0] and v <= bound:
+                        _heap_replace_top(hd, hi, v, base + j)
+                        thr = min(hd[0], bound)
+        for j in range(nfull, nb):
+            v = norms[j] + row[j]
+            if v < hd[0] and v <= bound:
+                _heap_replace_top(hd, hi, v, base + j)
+                thr = min(hd[0], bound)
+
+
+@njit(nogil=True, cache=True)
+def _sorted_hits(heap_d, heap_i, ids, qn):  # pragma: no cover - compiled
+    """Heaps (squared distances without ``||q||^2``, list positions) to the common output.
+
+    Row by row: the max-heap ordered by (distance, position) is emptied from its root
+    (heapsort, ascending), the positions become ids and a last insertion pass orders
+    equal distances by id (the heap order already sorts the rest, so the pass is linear
+    but for ties); then ``sqrt(max(d + qn, 0))`` in float32 and -1 / inf where a heap is
+    short: the same values as ``np.lexsort`` + :func:`cellquery.index.base.finalize` of
+    ``D + qn``, without their (n, k) temporaries.
+    """
+    n, k = heap_d.shape
+    D = np.empty((n, k), dtype=np.float32)
+    I = np.empty((n, k), dtype=np.int64)
+    hd = np.empty(k, dtype=np.float32)
+    hi = np.empty(k, dtype=np.int64)
+    for r in range(n):
+        hd[:] = heap_d[r]
+        hi[:] = heap_i[r]
+        d = D[r]
+        i = I[r]
+        for size in range(k, 0, -1):  # the root is the largest of the heap's first `size`
+            d[size - 1] = hd[0]
+            i[size - 1] = hi[0]
+            v, idx = hd[size - 1], hi[size - 1]
+            m = size - 1
+            pos = 0
+            while True:
+                c = 2 * pos + 1
+                if c >= m:
+                    break
+                if c + 1 < m and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
+                    c += 1
+                if hd[c] > v or (hd[c] == v and hi[c] > idx):
+                    hd[pos] = hd[c]
+                    hi[pos] = hi[c]
+                    pos = c
+                else:
+                    break
+            if m > 0:
+                hd[pos] = v
+                hi[pos] = idx
+        for j in range(k):
+            i[j] = ids[i[j]] if i[j] >= 0 else np.int64(-1)
+        for j in range(1, k):  # equal distances by id (-1 entries are inf and last)
+            v, idx = d[j], i[j]
+            pos = j
+            while pos > 0 and d[pos - 1] == v and i[pos - 1] > idx:
+                d[pos] = d[pos - 1]
+                i[pos] = i[pos - 1]
+                pos -= 1
+            d[pos] = v
+            i[pos] = idx
+        for j in range(k):
+            if i[j] < 0:
+                d[j] = np.inf
+            else:
+                d[j] = np.sqrt(max(d[j] + qn[r], np.float32(0.0)))
+    return D, I
 
 
 def auto_nlist(n_total: int) -> int:
@@ -165,17 +308,66 @@ class IvfGemmIndex(Index):
         return super().search(Q, k, batch_size=max(int(batch_size), MIN_BATCH))
 
     def _search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
-        self._group()
         p = self.params
+        return self._scan(Q, k, int(p["nprobe"]), int(p["query_block"]), int(p["ref_block"]))
+
+    def reference_search(self, k: int, nprobe: int | None = None, *, chunk: int = MIN_BATCH,
+                         query_block: int = 256, ref_block: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest reference rows of every reference row (itself included; row r is id r).
+
+        The same search as ``search(X, k)`` of the reference X with ``nprobe`` lists per row
+        (default: the index's ``nprobe``): every row probes its own ``nprobe`` nearest
+        centroids. The rows are taken in list order, so the queries that probe their own
+        list first are one contiguous block of the list-grouped vectors (no gathering);
+        GEMM blocks of ``query_block x ref_block`` (1 MiB) stay in a core's L2 cache while
+        the scan reads them. ``nprobe`` below the index's trades accuracy for time (a row's
+        true neighbours in lists it does not probe are missed), which makes the scales and
+        candidate lists of the calibration (:mod:`cellquery.index.calibration`,
+        :mod:`cellquery.transfer.conformal`) approximate; ``nprobe >= nlist`` is exact.
+        Unlike ``search``, a row whose probed lists hold fewer than k rows is searched
+        again with twice the lists (until it has k hits or every list is scanned), so
+        that no local scale is read from padding.
+        """
+        k = check_int(k, "index: k")
+        nprobe = _int("nprobe", self.params["nprobe"] if nprobe is None else nprobe)
+        if not self.is_trained:
+            raise InputError("index: backend 'ivf_gemm' is not trained")
+        self._group()
+        D = np.empty((self.n, k), dtype=np.float32)
+        I = np.empty((self.n, k), dtype=np.int64)
+        qb, rb = _int("query_block", query_block), _int("ref_block", ref_block)
+        for start in range(0, self.n, chunk):
+            stop = min(start + chunk, self.n)
+            d, i = self._scan(self._X[start:stop], k, nprobe, qb, rb)
+            rows = self._ids[start:stop]
+            D[rows], I[rows] = d, i
+        # rows whose lists hold fewer than k rows: twice the lists, until full or every list is scanned
+        probes = nprobe
+        while probes < len(self._centroids):
+            short = np.flatnonzero(I[:, -1] < 0)
+            if short.size == 0 or k > self.n:
+                break
+            probes = min(2 * probes, len(self._centroids))
+            order = np.argsort(self._ids)  # grouped position of every id
+            D[short], I[short] = self._scan(self._X[order[short]], k, probes, qb, rb)
+        return D, I
+
+    def list_order(self) -> np.ndarray:
+        """The reference row ids in list order (rows of one list together): an order that keeps near rows near."""
+        self._group()
+        return self._ids.copy()
+
+    def _scan(self, Q: np.ndarray, k: int, nprobe: int, qb: int, rb: int) -> tuple[np.ndarray, np.ndarray]:
+        """Heaps of the k best of every query over its ``nprobe`` nearest lists (module doc)."""
+        self._group()
         nlist = len(self._centroids)
-        nprobe = min(int(p["nprobe"]), nlist)
+        nprobe = min(nprobe, nlist)
         threads = self._threads()
         _, probes = knn_gemm(Q, [self._centroids], nprobe, threads=threads)
         n_q = Q.shape[0]
         heap_d = np.full((n_q, k), np.inf, dtype=np.float32)
         heap_i = np.full((n_q, k), -1, dtype=np.int64)  # positions in list order
         Qm = np.ascontiguousarray(-2.0 * Q, dtype=np.float32)
-        qb, rb = int(p["query_block"]), int(p["ref_block"])
         offsets, Xg, norms = self._offsets, self._X, self._norms
 
         def run(rows: np.ndarray) -> None:
@@ -198,7 +390,7 @@ class IvfGemmIndex(Index):
                             re = min(rs + rb, hi)
                             S = buf[: len(q) * (re - rs)].reshape(len(q), re - rs)
                             np.matmul(Qb, Xg[rs:re].T, out=S)
-                            _scan_block(S, norms[rs:re], int(rs), hd, hi_)
+                            _scan_block_seeded(S, norms[rs:re], int(rs), hd, hi_)
                         heap_d[q], heap_i[q] = hd, hi_
 
         groups = [g for g in np.array_split(np.arange(n_q), threads) if len(g)]
@@ -209,12 +401,7 @@ class IvfGemmIndex(Index):
             else:
                 with ThreadPoolExecutor(max_workers=len(groups)) as pool:
                     list(pool.map(run, groups))
-        I = np.where(heap_i >= 0, self._ids[np.maximum(heap_i, 0)], -1)
-        order = np.lexsort((I, heap_d), axis=1)
-        D = np.take_along_axis(heap_d, order, axis=1)
-        I = np.take_along_axis(I, order, axis=1)
-        qn = np.einsum("ij,ij->i", Q, Q)[:, None]
-        return finalize(D + qn, I, squared=True)
+        return _sorted_hits(heap_d, heap_i, self._ids, np.einsum("ij,ij->i", Q, Q))
 
     # -- file -------------------------------------------------------------------------
     def _write_payload(self, f: IO[bytes]) -> None:

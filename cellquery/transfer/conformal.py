@@ -68,11 +68,14 @@ distance"); this rule has no counterpart in a library, so it is written here.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import faiss
 import numpy as np
+from numba import njit
 
 from cellquery.errors import InputError
 from cellquery.transfer.acceptance import exact_distances
@@ -165,21 +168,91 @@ def _exact_search(points: np.ndarray, pool: np.ndarray, k: int) -> np.ndarray:
     return out
 
 
+@njit(nogil=True, cache=True)
+def _own_type_kernel(reference, rows, ids, codes, batch_codes, leave_batch, out, count):  # pragma: no cover - compiled
+    k = out.shape[1]
+    for a in range(len(rows)):
+        r = rows[a]
+        found = out[a]
+        m = 0
+        for j in range(ids.shape[1]):
+            c = ids[a, j]
+            if c < 0 or c == r or codes[c] != codes[r] or (leave_batch[r] and batch_codes[c] == batch_codes[r]):
+                continue
+            m += 1
+            total = 0.0
+            for d in range(reference.shape[1]):
+                diff = np.float64(reference[c, d]) - np.float64(reference[r, d])
+                total += diff * diff
+            v = np.sqrt(total)
+            if v < found[k - 1]:
+                pos = k - 1
+                while pos > 0 and found[pos - 1] > v:
+                    found[pos] = found[pos - 1]
+                    pos -= 1
+                found[pos] = v
+        count[a] = m
+
+
+def _own_type_nearest(reference, rows, ids, codes, batch_codes, leave_batch, k, threads: int | None = None):
+    """Per row: its k nearest candidates ``ids`` of its own type (other batches where ``leave_batch``), inf-padded, and how many candidates qualify.
+
+    The same values as :func:`exact_distances` of the candidates followed by
+    :func:`_first_k` of the qualifying ones, in one compiled pass (numba) that computes
+    only the qualifying distances; ``threads`` workers take row blocks.
+    """
+    out = np.full((len(rows), k), np.inf)
+    count = np.zeros(len(rows), dtype=np.int64)
+    if len(rows) == 0:
+        return out, count
+    threads = threads or os.cpu_count() or 1
+    block = max(1, -(-len(rows) // threads))
+    args = (np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(batch_codes, dtype=np.int64),
+            np.ascontiguousarray(leave_batch, dtype=np.bool_))
+
+    def work(s: int) -> None:
+        _own_type_kernel(reference, rows[s : s + block], ids[s : s + block], *args, out[s : s + block], count[s : s + block])
+
+    if threads == 1 or len(rows) < 20_000:
+        for start in range(0, len(rows), block):
+            work(start)
+    else:
+        with ThreadPoolExecutor(max_workers=threads) as pool:
+            list(pool.map(work, range(0, len(rows), block)))
+    return out, count
+
+
 def calibrate(
     reference: np.ndarray,
     labels,
     batches=None,
     *,
-    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]],
+    search: Callable[[np.ndarray, int], tuple[np.ndarray, np.ndarray]] | None = None,
     k: int,
     n_candidates: int = N_CANDIDATES,
     chunk: int = 50_000,
+    rows: np.ndarray | None = None,
+    reference_hits: tuple[np.ndarray, np.ndarray] | None = None,
+    order: np.ndarray | None = None,
 ) -> ConformalCalibration:
     """Leave-one-batch-out distances of every reference cell to its ``k`` nearest own-type cells.
 
     ``search(x, n)`` returns the n nearest reference cells of rows ``x``
     (distances, global ids; -1 where missing), i.e. the run's index over all
     shards. ``batches`` None (or one batch) scores every cell leave-one-out.
+
+    ``rows``: score only these reference rows (the others keep inf distances; their
+    pool sizes are set all the same), e.g. the rows that no held-out fold replaces
+    (:func:`in_sample_rows`). ``reference_hits``: the ids (and distances) of every
+    reference row's nearest reference cells, row r for cell r, at least
+    ``n_candidates + 1`` of them as ``search(reference, n_candidates + 1)`` would give
+    (e.g. :meth:`cellquery.index.ivf_gemm_backend.IvfGemmIndex.reference_search`, shared
+    with the local scales): used in place of ``search``. ``order``: with
+    ``reference_hits``, a permutation of the reference rows that keeps near cells near
+    (e.g. :meth:`cellquery.index.ivf_gemm_backend.IvfGemmIndex.list_order`); the cells
+    are then scored on a copy of the reference in that order, so that a cell's
+    candidates lie close in memory (at 10^6 cells, reading them in random order costs
+    several times the arithmetic). The result does not depend on ``order``.
     """
     reference = np.ascontiguousarray(reference, dtype=np.float32)
     n = len(reference)
@@ -196,19 +269,39 @@ def calibrate(
     type_sizes = type_batch.sum(axis=1)
     pool_sizes = np.where(leave_batch, type_sizes[codes] - type_batch[codes, batch_codes], type_sizes[codes] - 1)
     n_search = min(n, n_candidates + 1)
+    if reference_hits is None and search is None:
+        raise InputError("conformal: calibrate needs a search function or the reference's own hits")
+    if reference_hits is not None:
+        hit_ids = np.asarray(reference_hits[1])
+        if hit_ids.shape[0] != n or hit_ids.shape[1] < n_search:
+            raise InputError(
+                f"conformal: reference hits have shape {hit_ids.shape}, need ({n}, >= {n_search}) (every reference row's own hits)"
+            )
+    todo = np.arange(n) if rows is None else np.unique(np.asarray(rows, dtype=np.int64))
     out = np.full((n, k), np.inf)
-    short = []
-    for start in range(0, n, chunk):
-        rows = np.arange(start, min(start + chunk, n))
-        _, ids = search(reference[rows], n_search)
-        safe = np.where(ids >= 0, ids, 0)
-        keep = (ids >= 0) & (ids != rows[:, None]) & (codes[safe] == codes[rows][:, None])
-        keep &= ~leave_batch[rows][:, None] | (batch_codes[safe] != batch_codes[rows][:, None])
-        found, count = _first_k(exact_distances(reference[rows], reference, ids), keep, k)
-        out[rows] = found
-        short.append(rows[count < k])
+    short = [np.zeros(0, dtype=np.int64)]
+    if order is not None and reference_hits is not None:
+        order = np.asarray(order, dtype=np.int64)
+        if order.shape != (n,) or not np.array_equal(np.bincount(order, minlength=n), np.ones(n, dtype=np.int64)):
+            raise InputError(f"conformal: order must be a permutation of the {n} reference rows")
+        position = np.empty(n, dtype=np.int64)
+        position[order] = np.arange(n)
+        local = (reference[order], codes[order], batch_codes[order], leave_batch[order])
+        todo = np.sort(position[todo])  # positions in ``order``
+    for start in range(0, len(todo), chunk):
+        part = todo[start : start + chunk]
+        if order is not None and reference_hits is not None:
+            ids = hit_ids[order[part], :n_search]
+            ids = np.where(ids >= 0, position[np.maximum(ids, 0)], -1)
+            found, count = _own_type_nearest(local[0], part, ids, *local[1:], k)
+            part = order[part]
+        else:
+            ids = hit_ids[part, :n_search] if reference_hits is not None else search(reference[part], n_search)[1]
+            found, count = _own_type_nearest(reference, part, np.ascontiguousarray(ids, dtype=np.int64), codes, batch_codes, leave_batch, k)
+        out[part] = found
+        short.append(part[count < k])
     # exact search over the type (other batches, or the other cells) where the candidates ran short
-    short = np.concatenate(short)
+    short = np.sort(np.concatenate(short))
     for t in np.unique(codes[short]):
         of_type = np.flatnonzero(codes == t)
         needing = short[codes[short] == t]
@@ -361,6 +454,25 @@ def embed_fold(reference, genes, *, label_key: str, batch_key: str | None, n_fol
         held=np.asarray(held.obsm["X_emb"], dtype=np.float32),
         train=np.asarray(train.obsm["X_emb"], dtype=np.float32),
     )
+
+
+def in_sample_rows(labels, folds) -> np.ndarray:
+    """The reference rows whose in-sample calibration :func:`calibrate_held_out` keeps (sorted).
+
+    A fold's held-out cell is replaced when its type has cells in the fold's training
+    part (:func:`with_held_out`); the other rows are the only ones
+    :func:`calibrate` needs to score (its ``rows``).
+    """
+    codes = np.unique(np.asarray(labels).astype(str), return_inverse=True)[1].ravel()
+    replaced = np.zeros(len(codes), dtype=bool)
+    for fold in folds:
+        held = np.asarray(fold.held_rows, dtype=np.int64)
+        if len(held) == 0:
+            continue
+        trained = np.zeros(codes.max() + 1, dtype=bool)
+        trained[codes[np.asarray(fold.train_rows, dtype=np.int64)]] = True
+        replaced[held[trained[codes[held]]]] = True
+    return np.flatnonzero(~replaced)
 
 
 def calibrate_held_out(calibration: ConformalCalibration, folds, k: int) -> ConformalCalibration:
