@@ -29,15 +29,14 @@ from cellquery.index.base import Index, as_matrix, check_int, check_k, finalize,
 
 
 @njit(inline="always")
-def _heap_replace_top(hd, hi, v, idx):  # pragma: no cover - compiled
-    """Replace the root of a max-heap ordered by (distance, id) and sift it down."""
-    k = hd.shape[0]
+def _sift_down(hd, hi, v, idx, size):  # pragma: no cover - compiled
+    """Put (v, idx) at the root of the max-heap held by the first ``size`` entries (ordered by (distance, id)) and sift it down."""
     pos = 0
     while True:
         c = 2 * pos + 1
-        if c >= k:
+        if c >= size:
             break
-        if c + 1 < k and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
+        if c + 1 < size and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
             c += 1
         if hd[c] > v or (hd[c] == v and hi[c] > idx):
             hd[pos] = hd[c]
@@ -47,6 +46,12 @@ def _heap_replace_top(hd, hi, v, idx):  # pragma: no cover - compiled
             break
     hd[pos] = v
     hi[pos] = idx
+
+
+@njit(inline="always")
+def _heap_replace_top(hd, hi, v, idx):  # pragma: no cover - compiled
+    """Replace the root of a max-heap ordered by (distance, id) and sift it down."""
+    _sift_down(hd, hi, v, idx, hd.shape[0])
 
 
 _W = 64  # reference rows screened together by one vectorised count

@@ -44,7 +44,7 @@ from threadpoolctl import threadpool_limits
 
 from cellquery.errors import InputError
 from cellquery.index.base import Index, check_int, restore_common
-from cellquery.index.gemm_backend import _W, _heap_replace_top, knn_gemm
+from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm
 
 # queries searched per call of _search (the base class's batch_size is raised to this):
 # large batches give each list many queries, so its GEMMs are large
@@ -150,24 +150,8 @@ def _sorted_hits(heap_d, heap_i, ids, qn):  # pragma: no cover - compiled
         for size in range(k, 0, -1):  # the root is the largest of the heap's first `size`
             d[size - 1] = hd[0]
             i[size - 1] = hi[0]
-            v, idx = hd[size - 1], hi[size - 1]
-            m = size - 1
-            pos = 0
-            while True:
-                c = 2 * pos + 1
-                if c >= m:
-                    break
-                if c + 1 < m and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
-                    c += 1
-                if hd[c] > v or (hd[c] == v and hi[c] > idx):
-                    hd[pos] = hd[c]
-                    hi[pos] = hi[c]
-                    pos = c
-                else:
-                    break
-            if m > 0:
-                hd[pos] = v
-                hi[pos] = idx
+            if size > 1:  # the last entry moves to the root of the heap of the first size - 1
+                _sift_down(hd, hi, hd[size - 1], hi[size - 1], size - 1)
         for j in range(k):
             i[j] = ids[i[j]] if i[j] >= 0 else np.int64(-1)
         for j in range(1, k):  # equal distances by id (-1 entries are inf and last)
