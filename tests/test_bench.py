@@ -256,3 +256,15 @@ def test_check_scale_config():
         check_scale_config({"indexes": {"x": {"preset": "flat", "params": {"bogus": 1}}}})
     with pytest.raises(InputError, match=r"scale.indexes.x.search_sweep"):
         check_scale_config({"indexes": {"x": {"preset": "ivfpq16", "search_sweep": [{"factory": "Flat"}]}}})
+
+
+def test_peak_rss_of_a_child_is_its_own_not_its_callers():
+    """A benchmark started from a large process (pytest, Snakemake) reports its own peak (VmHWM), not ru_maxrss's inherited one."""
+    from cellquery.bench.memory import peak_rss_mb
+
+    ballast = np.ones(400 * 2**20 // 8)  # 400 MB touched in this process
+    parent = peak_rss_mb()
+    code = "from cellquery.bench.memory import peak_rss_mb; print(peak_rss_mb())"
+    child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert parent > 400 and 0 < child < parent - 300
+    del ballast

@@ -14,7 +14,8 @@ neighbours (recall@k, majority-vote labels).
 Index presets, defaults and job resources are in :mod:`cellquery.bench.scale`.
 
 Run each measurement in its own process: ``peak_rss_mb`` is the process's peak
-(``ru_maxrss``) and covers generation, build, search and scoring.
+(VmHWM, :func:`cellquery.bench.memory.peak_rss_mb`) and covers generation, build,
+search and scoring.
 """
 
 from __future__ import annotations
@@ -23,7 +24,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import sys
 import tempfile
 import time
@@ -33,6 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 from threadpoolctl import threadpool_limits
 
+from cellquery.bench.memory import peak_rss_mb
 from cellquery.bench.scale import DEFAULTS, PRESETS, SEARCH_KEYS, non_search_keys, preset_spec
 from cellquery.bench.synthetic import World, iter_reference_chunks, make_queries, make_world
 from cellquery.errors import InputError
@@ -328,7 +329,7 @@ def _row(run: dict, times: dict, index_bytes: int, rates: tuple[float, float], s
         **scores,
         "bytes_per_cell": round(index_bytes / n_ref, 3),
         "index_bytes": int(index_bytes),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0, 1),
+        "peak_rss_mb": round(peak_rss_mb(), 1),
         "gemm_gflops": round(rate, 2),
         "exact_gemm_bound_s": round(2.0 * n_ref * n_query * dim / (rate * 1e9), 4),
         "gemm_gflops_cpu": round(rate_cpu, 2),

@@ -47,6 +47,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellquery.bench.memory import peak_rss_mb
 from cellquery.errors import InputError
 
 COLUMNS = ["method", "size", "repeat", "train_s", "query_s", "total_s", "peak_rss_mb", "status", "reason"]
@@ -240,22 +241,6 @@ def run_method(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict
     """One run in the current process: :func:`run_own` or :func:`run_peer` as the spec says."""
     run = run_own if spec.get("kind") == "own" else run_peer
     return run(atlas, query_path, genes, rows, spec, seed)
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident set (VmHWM of /proc/self/status) in MB.
-
-    Not ``getrusage``'s ru_maxrss: on Linux that keeps the parent's peak
-    across fork + exec, so every child would report its caller's size.
-    """
-    try:
-        with open("/proc/self/status") as status:
-            for line in status:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _child(job_path: str) -> None:

@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import argparse
 import json
-import resource
 import time
 
+from cellquery.bench.memory import peak_rss_mb
 from cellquery.bench.synthetic import make_queries, make_world, reference_sample
 from cellquery.index import build_index
 from cellquery.metrics import mean_balanced_accuracy
@@ -69,7 +69,7 @@ def run(n_ref: int, n_query: int, dim: int = 32, k: int = 10, index: str = "flat
         "plain_mba_positive": round(plain_mba["positive"], 4), "plain_mba_negative": round(plain_mba["negative"], 4),
         "calibrated_mba_positive": round(calibrated_mba["positive"], 4),
         "calibrated_mba_negative": round(calibrated_mba["negative"], 4),
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024),
+        "peak_rss_mb": round(peak_rss_mb()),
     }
 
 
