@@ -440,13 +440,18 @@ def load_checked_dataset(name: str, spec: Mapping, usages: Sequence[Usage] = (),
     first is raised as an :class:`InputError` that names the user's file and
     the field.
     """
+    checked = checked_source_file(name, spec, usages, cache_dir, log)
+    return _load_checked(name, spec, checked, usages, cache_dir, log)
+
+
+def _load_checked(name: str, spec: Mapping, checked, usages: Sequence[Usage], cache_dir, log) -> ad.AnnData:
+    """The dataset in memory; ``checked`` is :func:`checked_source_file`'s answer (None: check it once built)."""
     from cellquery.data.sources import load_dataset
 
-    if checked_source_file(name, spec, usages, cache_dir, log) is not None:
-        return load_dataset(name, spec, cache_dir)
     adata = load_dataset(name, spec, cache_dir)
-    where = describe_source(name, spec)
-    raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
+    if checked is None:  # simulated or bundled: nothing to check before it is built
+        where = describe_source(name, spec)
+        raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
     return adata
 
 
@@ -461,7 +466,6 @@ def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage
     """
     import scipy.sparse as sp
 
-    from cellquery.data.sources import load_dataset
     from cellquery.data.stream import stream_dataset
     from cellquery.io import write_h5ad
 
@@ -469,12 +473,7 @@ def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage
     if checked is not None and checked[1] > stream_above and not spec.get("embedding"):
         stream_dataset(name, checked[0], dest, values=spec["values"])
         return
-    if checked is not None:
-        adata = load_dataset(name, spec, cache_dir)
-    else:  # simulated or bundled: checked once built
-        adata = load_dataset(name, spec, cache_dir)
-        where = describe_source(name, spec)
-        raise_problems(dataset_problems(adata, where=where, values=spec.get("values"), usages=usages, spec=spec, name=name), log)
+    adata = _load_checked(name, spec, checked, usages, cache_dir, log)
     if sp.issparse(adata.X) and adata.X.format == "csc":  # later steps read rows in chunks
         adata.X = adata.X.tocsr()
     write_h5ad(adata, dest)

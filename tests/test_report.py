@@ -12,11 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
+from conftest import TOY_FILES
 
 REPO = Path(__file__).resolve().parents[1]
-TOY = REPO / "config/toy.yaml"
-TOY_PAPER = REPO / "config/toy_paper.yaml"
 # report(...) outputs of the scale sweep are built by its own target (`snakemake scale`), not by `all`
 NOT_IN_ALL = ("results/scale/", "results/figures/query_time_vs_reference_size.png")
 # the spatial figures are targets only when the config has a spatial group
@@ -85,7 +83,7 @@ def check_report(report: Path, workdir: Path, config: dict | None = None) -> dic
 def test_report_of_the_toy_run_holds_every_figure_and_table_with_its_caption(toy_run, tmp_path):
     report = tmp_path / "report.html"
     cmd = [sys.executable, "-m", "snakemake", "--report", str(report), "-s", str(REPO / "Snakefile"),
-           "-d", str(toy_run.workdir), "--configfile", str(TOY), str(TOY_PAPER)]
+           "-d", str(toy_run.workdir), "--configfile", *map(str, TOY_FILES)]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=toy_run.workdir, timeout=600)
     assert proc.returncode == 0, (proc.stdout + proc.stderr)[-4000:]
     declared = check_report(report, toy_run.workdir, toy_run.config)

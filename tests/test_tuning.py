@@ -159,8 +159,10 @@ def test_the_tuning_api_has_no_query_input():
 
 def dry_run_jobs(workdir):
     """(rule, inputs, wildcards) of every job of a dry run of the end-to-end toy config (toy.yaml + toy_paper.yaml)."""
+    from conftest import TOY_FILES
+
     cmd = [sys.executable, "-m", "snakemake", "-n", "-s", str(REPO / "Snakefile"), "-d", str(workdir),
-           "--configfile", str(REPO / "config/toy.yaml"), str(REPO / "config/toy_paper.yaml")]
+           "--configfile", *map(str, TOY_FILES)]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=workdir)
     assert result.returncode == 0, result.stderr[-4000:]
     jobs = []

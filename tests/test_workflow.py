@@ -12,9 +12,9 @@ import yaml
 
 from cellquery.index.reduce import reduced_skip_reason
 from cellquery.predictors import SCORE_THRESHOLDS
+from conftest import TOY_FILES
 
 REPO = Path(__file__).resolve().parents[1]
-TOY_FILES = (REPO / "config/toy.yaml", REPO / "config/toy_paper.yaml")
 SNAKEMAKE = [sys.executable, "-m", "snakemake"]
 BASE_METRICS = {"accuracy", "mba_positive", "mba_negative", "mba"}
 SCORE_METRICS = {"auroc_unseen", "auprc_unseen", "aurc"}
