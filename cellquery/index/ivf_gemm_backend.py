@@ -326,14 +326,15 @@ class IvfGemmIndex(Index):
             rows = self._ids[start:stop]
             D[rows], I[rows] = d, i
         # rows whose lists hold fewer than k rows: twice the lists, until full or every list is scanned
-        probes = nprobe
+        probes, position = nprobe, None
         while probes < len(self._centroids):
             short = np.flatnonzero(I[:, -1] < 0)
             if short.size == 0 or k > self.n:
                 break
             probes = min(2 * probes, len(self._centroids))
-            order = np.argsort(self._ids)  # grouped position of every id
-            D[short], I[short] = self._scan(self._X[order[short]], k, probes, qb, rb)
+            if position is None:
+                position = np.argsort(self._ids)  # grouped position of every id
+            D[short], I[short] = self._scan(self._X[position[short]], k, probes, qb, rb)
         return D, I
 
     def list_order(self) -> np.ndarray:

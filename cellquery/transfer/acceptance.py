@@ -96,6 +96,21 @@ def _hit_distances(query, reference, indices, out):  # pragma: no cover - compil
             out[q, j] = np.sqrt(total)
 
 
+def in_row_blocks(n: int, work, threads: int | None = None, serial_below: int = 20_000) -> None:
+    """Call ``work(start, stop)`` over blocks of ``range(n)``, one block per thread (``threads`` None: all cores).
+
+    For compiled kernels that release the GIL and write rows independently; below
+    ``serial_below`` rows (or with one thread) ``work(0, n)`` runs in this thread.
+    """
+    threads = threads or os.cpu_count() or 1
+    if threads == 1 or n < serial_below:
+        work(0, n)
+        return
+    block = -(-n // threads)
+    with ThreadPoolExecutor(max_workers=threads) as pool:
+        list(pool.map(lambda start: work(start, min(start + block, n)), range(0, n, block)))
+
+
 def exact_distances(query: np.ndarray, reference: np.ndarray, indices: np.ndarray, threads: int | None = None) -> np.ndarray:
     """Euclidean distance of every hit (q, indices[q, j]) from the embeddings; inf where the index is -1.
 
@@ -114,14 +129,7 @@ def exact_distances(query: np.ndarray, reference: np.ndarray, indices: np.ndarra
     if reference.dtype not in (np.float32, np.float64):
         reference = reference.astype(np.float64)
     indices = np.ascontiguousarray(indices, dtype=np.int64)
-    threads = threads or os.cpu_count() or 1
-    block = max(1, -(-len(indices) // threads))
-    if threads == 1 or len(indices) < 20_000:
-        _hit_distances(query, reference, indices, out)
-        return out
-    with ThreadPoolExecutor(max_workers=threads) as pool:
-        list(pool.map(lambda s: _hit_distances(query[s : s + block], reference, indices[s : s + block], out[s : s + block]),
-                      range(0, len(indices), block)))
+    in_row_blocks(len(indices), lambda a, b: _hit_distances(query[a:b], reference, indices[a:b], out[a:b]), threads)
     return out
 
 

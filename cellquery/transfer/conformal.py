@@ -68,9 +68,7 @@ distance"); this rule has no counterpart in a library, so it is written here.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, fields
 
 import faiss
@@ -78,7 +76,7 @@ import numpy as np
 from numba import njit
 
 from cellquery.errors import InputError
-from cellquery.transfer.acceptance import exact_distances
+from cellquery.transfer.acceptance import exact_distances, in_row_blocks
 
 # Hits searched per reference cell for its own-type, other-batch neighbours
 # before falling back to an exact search over its type.
@@ -205,20 +203,9 @@ def _own_type_nearest(reference, rows, ids, codes, batch_codes, leave_batch, k, 
     count = np.zeros(len(rows), dtype=np.int64)
     if len(rows) == 0:
         return out, count
-    threads = threads or os.cpu_count() or 1
-    block = max(1, -(-len(rows) // threads))
     args = (np.ascontiguousarray(codes, dtype=np.int64), np.ascontiguousarray(batch_codes, dtype=np.int64),
             np.ascontiguousarray(leave_batch, dtype=np.bool_))
-
-    def work(s: int) -> None:
-        _own_type_kernel(reference, rows[s : s + block], ids[s : s + block], *args, out[s : s + block], count[s : s + block])
-
-    if threads == 1 or len(rows) < 20_000:
-        for start in range(0, len(rows), block):
-            work(start)
-    else:
-        with ThreadPoolExecutor(max_workers=threads) as pool:
-            list(pool.map(work, range(0, len(rows), block)))
+    in_row_blocks(len(rows), lambda a, b: _own_type_kernel(reference, rows[a:b], ids[a:b], *args, out[a:b], count[a:b]), threads)
     return out, count
 
 
