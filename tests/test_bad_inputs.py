@@ -261,6 +261,10 @@ CASES = [
          f"{REF}: datasets.ref.exclude removes every cell (obs column 'cell_type' holds only 'A', 'B', 'C'); exclude fewer values"),
     Case("split_key_missing", _same_source(2, common={"label_key": "celltype"}),
          r"ref\.h5ad \(dataset (ref|qry)\): obs column 'celltype' \(datasets\.(ref|qry)\.split\.label_key\) is missing", regex=True),
+    # a reference above preprocess.backed_above_cells is copied as it is and later read by rows: CSC is refused
+    Case("csc_above_backed_bound",
+         lambda d, c, r, q: c.setdefault("preprocess", {}).update(backed_above_cells=10) or setattr(r, "X", sp.csc_matrix(r.X)),
+         "ref.h5ad: X is stored by columns (CSC), and a dataset this large is read by rows in chunks (config: datasets.ref.source)"),
     # the whole group (rule validate, before any preprocess job)
     Case("no_shared_genes", _genes_renamed, f"groups.g: reference ({REF}) and query ({QRY}) share 0 genes, fewer than preprocess.min_shared_genes = 50"),
     Case("qc_removes_every_cell", _set(["preprocess", "min_genes"], 1000),
