@@ -33,7 +33,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-from cellquery.data.sources import describe_source, selected_rows, split_mask
+from cellquery.data.sources import declared_values, describe_source, selected_rows, simulated_cells, split_mask
 from cellquery.errors import InputError
 from cellquery.io import read_h5ad
 from cellquery.resample import label_sample_size
@@ -455,14 +455,32 @@ def _load_checked(name: str, spec: Mapping, checked, usages: Sequence[Usage], ca
     return adata
 
 
+def _write_simulated_checked(name: str, spec: Mapping, dest, usages: Sequence[Usage], log) -> None:
+    """A simulated dataset above the streaming bound: written donor by donor, then checked opened backed."""
+    from cellquery.data.simulate import write_simulated
+    from cellquery.io import atomic_path
+
+    values = declared_values(name, spec)
+    with atomic_path(dest) as tmp:
+        write_simulated(tmp, name=name, values=values, **(spec.get("simulate") or {}))
+        backed = ad.read_h5ad(tmp, backed="r")
+        try:
+            problems = dataset_problems(backed, where=describe_source(name, spec), values=values, usages=usages, spec=spec, name=name)
+        finally:
+            backed.file.close()
+        raise_problems(problems, log)
+
+
 def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage] = (), *, stream_above: int,
                           cache_dir="resources", log=None) -> None:
     """Check dataset ``name`` and write it whole to ``dest`` (csr rows); nothing is written when a check fails.
 
     An h5ad file with more than ``stream_above`` cells (config
     ``preprocess.backed_above_cells``) is checked backed and copied with its
-    matrix untouched (:func:`cellquery.data.stream.stream_dataset`); every other
-    dataset is read into memory (:func:`load_checked_dataset`).
+    matrix untouched (:func:`cellquery.data.stream.stream_dataset`); a simulated
+    dataset that large is written donor by donor
+    (:func:`cellquery.data.simulate.write_simulated`) and checked backed; every
+    other dataset is read into memory (:func:`load_checked_dataset`).
     """
     import scipy.sparse as sp
 
@@ -472,6 +490,9 @@ def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage
     checked = checked_source_file(name, spec, usages, cache_dir, log)
     if checked is not None and checked[1] > stream_above and not spec.get("embedding"):
         stream_dataset(name, checked[0], dest, values=spec["values"])
+        return
+    if checked is None and simulated_cells(spec) > stream_above:
+        _write_simulated_checked(name, spec, dest, usages, log)
         return
     adata = _load_checked(name, spec, checked, usages, cache_dir, log)
     if sp.issparse(adata.X) and adata.X.format == "csc":  # later steps read rows in chunks

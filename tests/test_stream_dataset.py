@@ -52,3 +52,56 @@ def test_bad_input_is_caught_before_the_copy(tmp_path):
     with pytest.raises(InputError, match=r"atlas\.h5ad.*"):
         write_checked_dataset("atlas", spec, tmp_path / "out.h5ad", stream_above=50)
     assert not (tmp_path / "out.h5ad").exists() and not list(tmp_path.glob(".out.h5ad*"))
+
+
+# ------------------------------------------------- a simulated dataset above the bound
+SIMULATED = {"source": "simulate", "values": "counts",
+             "simulate": {"n_cells": 403, "studies": ["s1", "s2"], "donors_per_study": 2, "n_genes": 500, "seed": 3}}
+
+
+def assert_same_dataset(streamed, memory):
+    assert list(streamed.obs_names) == list(memory.obs_names) and streamed.obs_names[0].startswith("sim:")
+    pd.testing.assert_frame_equal(streamed.obs, memory.obs)
+    assert list(streamed.var_names) == list(memory.var_names)
+    assert streamed.X.format == "csr" and streamed.X.dtype == memory.X.dtype == np.float32
+    assert (streamed.X != memory.X).nnz == 0 and streamed.X.nnz == memory.X.nnz > 0
+    assert streamed.uns["values"] == memory.uns["values"] == "counts"
+    assert streamed.uns["simulation"]["cell_types"].tolist() == list(memory.uns["simulation"]["cell_types"])
+    assert streamed.uns["simulation"]["n_cells"] == memory.uns["simulation"]["n_cells"] == 403
+
+
+def test_a_simulated_dataset_above_the_bound_is_written_donor_by_donor(tmp_path, monkeypatch):
+    import cellquery.data.simulate as simulate
+
+    write_checked_dataset("sim", SIMULATED, tmp_path / "memory.h5ad", stream_above=10**6)
+    stacked = []  # rows of every CSR matrix assembled while writing: one donor at most
+    real_stack = simulate._stack_csr
+    monkeypatch.setattr(simulate, "_stack_csr", lambda blocks, n: stacked.append(sum(len(b[2]) for b in blocks)) or real_stack(blocks, n))
+    write_checked_dataset("sim", SIMULATED, tmp_path / "streamed.h5ad", stream_above=400)
+    assert stacked == [101, 101, 101, 100]  # 403 cells over 4 donors, never all at once
+    assert_same_dataset(ad.read_h5ad(tmp_path / "streamed.h5ad"), ad.read_h5ad(tmp_path / "memory.h5ad"))
+
+
+def test_a_simulated_atlas_past_32_bit_indices_is_stored_with_64_bit_ones(tmp_path, monkeypatch):
+    import h5py
+
+    import cellquery.data.simulate as simulate
+
+    write_checked_dataset("sim", SIMULATED, tmp_path / "memory.h5ad", stream_above=10**6)
+    monkeypatch.setattr(simulate, "INT32_INDEX_LIMIT", 1000)  # as if cells x genes could pass 2^31
+    write_checked_dataset("sim", SIMULATED, tmp_path / "streamed.h5ad", stream_above=400)
+    with h5py.File(tmp_path / "streamed.h5ad") as f:
+        assert f["X/indptr"].dtype == np.int64 and f["X/indptr"][-1] == f["X/data"].shape[0]
+    assert_same_dataset(ad.read_h5ad(tmp_path / "streamed.h5ad"), ad.read_h5ad(tmp_path / "memory.h5ad"))
+
+
+def test_a_streamed_simulation_is_checked_and_leaves_nothing_on_a_problem(tmp_path):
+    from cellquery.settings import GroupSettings
+    from cellquery.validate import Usage
+
+    with pytest.raises(InputError, match=r"dataset sim: values must be one of .*datasets\.sim\.values"):
+        write_checked_dataset("sim", {**SIMULATED, "values": "raw"}, tmp_path / "out.h5ad", stream_above=400)
+    usage = [Usage("g", GroupSettings(label_key="cell_type", batch_keys=("tissue",)))]  # the simulator writes no tissue
+    with pytest.raises(InputError, match=r"tissue"):
+        write_checked_dataset("sim", SIMULATED, tmp_path / "out.h5ad", usage, stream_above=400)
+    assert not list(tmp_path.iterdir())

@@ -95,6 +95,8 @@ COMPOSITION_SD = 0.15
 LIBRARY_MEDIAN = 2500.0
 LIBRARY_SD = 0.35
 CHUNK_CELLS = 4096
+# above this many possible stored values (cells x genes), write_simulated stores 64-bit indices
+INT32_INDEX_LIMIT = np.iinfo(np.int32).max
 MIN_GENES = 500
 
 # name -> (number of genes, mean |log-fold change|)
@@ -408,15 +410,86 @@ def _donor_obs(cells: _DonorCells, study: str, donor: str, seed: int) -> pd.Data
     )
 
 
-def _assemble(blocks: list, obs_parts: list[pd.DataFrame], present: list[str], n_genes: int) -> ad.AnnData:
-    """The AnnData of all donors' cells: CSR counts, categorical type, study and donor columns."""
+def _assembled_obs(obs_parts: list[pd.DataFrame], present: list[str]) -> pd.DataFrame:
+    """All donors' obs: categorical type (every present type a category), study and donor columns."""
     obs = pd.concat(obs_parts)
     obs["cell_type"] = pd.Categorical(obs["cell_type"], categories=present)
     for col in ("study", "donor"):
         obs[col] = pd.Categorical(obs[col], categories=list(dict.fromkeys(obs[col])))
-    x = _stack_csr(blocks, n_genes)
-    var = pd.DataFrame(index=[f"gene{g + 1:05d}" for g in range(n_genes)])
-    return ad.AnnData(X=x, obs=obs, var=var)
+    return obs
+
+
+def _gene_names(n_genes: int) -> pd.DataFrame:
+    return pd.DataFrame(index=[f"gene{g + 1:05d}" for g in range(n_genes)])
+
+
+def _assemble(blocks: list, obs_parts: list[pd.DataFrame], present: list[str], n_genes: int) -> ad.AnnData:
+    """The AnnData of all donors' cells: CSR counts, categorical type, study and donor columns."""
+    return ad.AnnData(X=_stack_csr(blocks, n_genes), obs=_assembled_obs(obs_parts, present), var=_gene_names(n_genes))
+
+
+@dataclass
+class _Plan:
+    """A checked simulation request: its world, the types drawn, the donors and the ``uns["simulation"]`` record."""
+
+    world: _World
+    types: np.ndarray
+    donors: list[tuple[str, str, int]]
+    seed: int
+    world_seed: int
+    study_effect: float
+    donor_effect: float
+    record: dict
+
+    @property
+    def present(self) -> list[str]:
+        return self.record["cell_types"]
+
+    @property
+    def n_genes(self) -> int:
+        return self.record["n_genes"]
+
+
+def _plan(
+    n_cells, *, studies=("study1",), donors_per_study=2, seed=0, world_seed=0, n_genes=2000,
+    exclude_types=(), include_types=None, study_effect=0.5, donor_effect=0.15,
+) -> _Plan:
+    """Check the parameters of :func:`simulate_dataset` and lay out its donors (no cells drawn yet)."""
+    n_cells = _check_int("n_cells", n_cells, 1)
+    donors_per_study = _check_int("donors_per_study", donors_per_study, 1)
+    n_genes = _check_int("n_genes", n_genes, MIN_GENES)
+    seed = _check_int("seed", seed, 0)
+    world_seed = _check_int("world_seed", world_seed, 0)
+    studies = _check_studies(studies)
+    _check_effects(study_effect=study_effect, donor_effect=donor_effect)
+    types = _resolve_types(exclude_types, include_types)
+    present = [TYPE_NAMES[t] for t in types]
+    record = {
+        "n_cells": n_cells,
+        "studies": list(studies),
+        "donors_per_study": donors_per_study,
+        "seed": seed,
+        "world_seed": world_seed,
+        "n_genes": n_genes,
+        "exclude_types": [str(t) for t in exclude_types],
+        "include_types": present if include_types is None else [str(t) for t in include_types],
+        "study_effect": float(study_effect),
+        "donor_effect": float(donor_effect),
+        "cell_types": present,
+        "lineages": list(LINEAGES),
+    }
+    donors = [d for d in _donors(studies, donors_per_study, n_cells) if d[2] > 0]
+    return _Plan(_build_world(world_seed, n_genes), types, donors, seed, world_seed, float(study_effect), float(donor_effect), record)
+
+
+def _donor_parts(plan: _Plan):
+    """Per donor, in order: its count blocks (data, column indices, row nnz) and its obs."""
+    for study, donor, n_d in plan.donors:
+        cells = _draw_donor_cells(
+            plan.world, study, donor, n_d, plan.types, seed=plan.seed, world_seed=plan.world_seed,
+            study_effect=plan.study_effect, donor_effect=plan.donor_effect,
+        )
+        yield _donor_counts(plan.world, cells, donor, plan.seed), _donor_obs(cells, study, donor, plan.seed)
 
 
 def simulate_dataset(
@@ -460,40 +533,56 @@ def simulate_dataset(
     (categorical), ``cell_ontology_id``, ``study``, ``donor``,
     ``fate_<lineage>``; ``uns["simulation"]`` the parameters.
     """
-    n_cells = _check_int("n_cells", n_cells, 1)
-    donors_per_study = _check_int("donors_per_study", donors_per_study, 1)
-    n_genes = _check_int("n_genes", n_genes, MIN_GENES)
-    seed = _check_int("seed", seed, 0)
-    world_seed = _check_int("world_seed", world_seed, 0)
-    studies = _check_studies(studies)
-    _check_effects(study_effect=study_effect, donor_effect=donor_effect)
-    types = _resolve_types(exclude_types, include_types)
-
-    world = _build_world(world_seed, n_genes)
+    plan = _plan(
+        n_cells, studies=studies, donors_per_study=donors_per_study, seed=seed, world_seed=world_seed, n_genes=n_genes,
+        exclude_types=exclude_types, include_types=include_types, study_effect=study_effect, donor_effect=donor_effect,
+    )
     blocks, obs_parts = [], []
-    for study, donor, n_d in _donors(studies, donors_per_study, n_cells):
-        if n_d == 0:
-            continue
-        cells = _draw_donor_cells(
-            world, study, donor, n_d, types, seed=seed, world_seed=world_seed, study_effect=study_effect, donor_effect=donor_effect
-        )
-        blocks.extend(_donor_counts(world, cells, donor, seed))
-        obs_parts.append(_donor_obs(cells, study, donor, seed))
-
-    present = [TYPE_NAMES[t] for t in types]
-    adata = _assemble(blocks, obs_parts, present, n_genes)
-    adata.uns["simulation"] = {
-        "n_cells": n_cells,
-        "studies": list(studies),
-        "donors_per_study": donors_per_study,
-        "seed": seed,
-        "world_seed": world_seed,
-        "n_genes": n_genes,
-        "exclude_types": [str(t) for t in exclude_types],
-        "include_types": present if include_types is None else [str(t) for t in include_types],
-        "study_effect": float(study_effect),
-        "donor_effect": float(donor_effect),
-        "cell_types": present,
-        "lineages": list(LINEAGES),
-    }
+    for donor_blocks, obs in _donor_parts(plan):
+        blocks.extend(donor_blocks)
+        obs_parts.append(obs)
+    adata = _assemble(blocks, obs_parts, plan.present, plan.n_genes)
+    adata.uns["simulation"] = plan.record
     return adata
+
+
+def write_simulated(path, *, name: str, values: str = "counts", **params) -> int:
+    """Write :func:`simulate_dataset` (``params``) as a CSR h5ad at ``path``, one donor at a time; return its cell count.
+
+    For datasets above ``preprocess.backed_above_cells``: the matrix is never
+    whole in memory (anndata's ``sparse_dataset(...).append``; at most one
+    donor's counts at a time). The file holds what the in-memory path
+    (:func:`cellquery.data.sources.load_dataset` + ``write_h5ad``) writes: the
+    same counts and obs, obs names prefixed with ``name``, column ``dataset``,
+    ``uns["values"]`` and ``uns["simulation"]`` (tests/test_simulate.py).
+    """
+    import h5py
+    from anndata import io as adio
+
+    plan = _plan(**params)
+    # anndata appends only within the index width the file was started with
+    wide = plan.record["n_cells"] * plan.n_genes >= INT32_INDEX_LIMIT
+    obs_parts = []
+    with h5py.File(path, "w") as f:
+        for donor_blocks, obs in _donor_parts(plan):
+            x = _stack_csr(donor_blocks, plan.n_genes)
+            if wide:
+                x.indices, x.indptr = x.indices.astype(np.int64), x.indptr.astype(np.int64)
+            if not obs_parts:
+                adio.write_elem(f, "X", x)
+            else:
+                adio.sparse_dataset(f["X"]).append(x)
+            obs_parts.append(obs)
+            del donor_blocks, x
+        obs = _assembled_obs(obs_parts, plan.present)
+        obs.index = [f"{name}:{o}" for o in obs.index]
+        obs["dataset"] = name
+        holder = ad.AnnData(obs=obs)
+        holder.strings_to_categoricals()  # as AnnData.write_h5ad stores the in-memory path's string columns
+        adio.write_elem(f, "obs", holder.obs)
+        adio.write_elem(f, "var", _gene_names(plan.n_genes))
+        adio.write_elem(f, "uns", {"simulation": plan.record, "values": values})
+        for key in ("obsm", "varm", "obsp", "varp", "layers"):
+            adio.write_elem(f, key, {})
+        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
+    return len(obs)

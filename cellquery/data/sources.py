@@ -28,7 +28,7 @@ import os
 import shutil
 import urllib.request
 from pathlib import Path
-
+from typing import Mapping
 from urllib.parse import unquote, urlparse
 
 import anndata as ad
@@ -142,6 +142,26 @@ def source_file(
     return path
 
 
+def declared_values(name: str, spec: Mapping) -> str:
+    """The dataset's kind of values (config ``values``; "embedding" for an embedding-only dataset), checked."""
+    if (spec.get("embedding") or {}).get("obsm_key"):  # embedding-only (cellquery.given): obs and the embedding
+        return "embedding"
+    values = spec.get("values")
+    if values not in VALUE_KINDS:
+        raise InputError(f"dataset {name}: values must be one of {VALUE_KINDS}, got {values!r} (config: datasets.{name}.values)")
+    return values
+
+
+def simulated_cells(spec: Mapping) -> int:
+    """Cells of a ``source: simulate`` dataset as declared (0 for any other source or an unreadable count)."""
+    if str(spec.get("source")) != "simulate":
+        return 0
+    try:
+        return int((spec.get("simulate") or {}).get("n_cells", 0))
+    except (TypeError, ValueError):  # simulate_dataset names the field
+        return 0
+
+
 def load_dataset(name: str, spec: dict, cache_dir: str | os.PathLike = "resources") -> ad.AnnData:
     """Load the whole dataset ``name`` described by its config entry ``spec`` (no split, no exclude).
 
@@ -152,12 +172,8 @@ def load_dataset(name: str, spec: dict, cache_dir: str | os.PathLike = "resource
     are applied per seed by :func:`select_cells`.
     """
     source = str(spec["source"])
-    values = spec.get("values")
+    values = declared_values(name, spec)
     embedding = (spec.get("embedding") or {}).get("obsm_key")
-    if embedding:  # embedding-only (cellquery.given): obs and the embedding, no expression
-        values = "embedding"
-    elif values not in VALUE_KINDS:
-        raise InputError(f"dataset {name}: values must be one of {VALUE_KINDS}, got {values!r} (config: datasets.{name}.values)")
     if source == "simulate":
         from cellquery.data.simulate import simulate_dataset
 
