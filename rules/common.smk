@@ -520,7 +520,7 @@ def benchmark_files(wildcards):
 
 
 # Rejection analyses (rules/novelty.smk): novel types among rejected cells, distance ROC,
-# hits across reference datasets; one job per run that is not skipped.
+# hits across reference datasets; written by each run's metrics job (runs that are not skipped).
 NOVELTY_RUN = (
     "results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/{table}.tsv"
 )
@@ -580,10 +580,8 @@ def representative_files(table, by):
 
 
 def novelty_benchmark_files():
-    """The benchmark files of the rejection analyses (per-run jobs, gathers, figures)."""
-    files = [r.benchmark for r in NOVELTY_RULES]
-    files += [rules.novelty.benchmark.format(**r) for r in runs() if not skip_reason(r)]
-    return files
+    """The benchmark files of the rejection analyses' gathers and figures (the per-run tables come from rule metrics)."""
+    return [r.benchmark for r in NOVELTY_RULES]
 
 
 # Runs that differ in their voter alone (rules/mapping.smk): distance cut-off transfers (no

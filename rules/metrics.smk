@@ -24,6 +24,8 @@ rule embedding_metrics:
         "../workflow_scripts/embedding_metrics.py"
 
 
+# One job per run scores it and analyses its rejections (one job rather than two: most of a
+# small job is its start-up).
 rule metrics:
     input:
         # the tuning file of a transfer with `auto` settings: rows tuned_<setting>, validation_mba
@@ -32,12 +34,18 @@ rule metrics:
         unpack(expression_inputs),
         # the model-0 index files of an embedding method's run: its bytes per reference cell
         unpack(index_size_inputs),
-        predictions="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/predictions.tsv",
-        reference=lambda wildcards: run_embeddings(wildcards)["reference"],
+        # predictions, model-0 reference and query embeddings and (embedding methods) hits and local scales
+        unpack(novelty_inputs),
         embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
     output:
         metrics="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
         sweep="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",
+        # the rejection analyses (rules/novelty.smk gathers and draws them)
+        novel_types="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/novel_types.tsv",
+        rejected_cells="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/rejected_cells.tsv",
+        distance_roc="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/distance_roc.tsv",
+        distance_roc_curves="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/distance_roc_curves.tsv",
+        hit_datasets="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/hit_datasets.tsv",
     log:
         "results/logs/metrics/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.log",
     benchmark:
@@ -52,6 +60,7 @@ rule metrics:
         group=lookup(dpath="groups/{group}", within=config),
         reported_as=reported_name,
         expression=config.get("expression_transfer", {}),
+        k=config["k"],
     script:
         "../workflow_scripts/metrics.py"
 

@@ -1,34 +1,8 @@
 # Rejection analyses beyond MBA (the Cell BLAST paper's Fig. 3a-c and Supp. Figs. 8c, 9e, 14g):
 # per run, the novel types among its rejected cells (Leiden clusters, enrichment ratios), the
-# distance ROC of its nearest hits and the spread of its hits over the reference's datasets;
-# gathered into results/{novel_types,distance_roc,hit_datasets}.tsv and drawn in three figures.
-
-
-rule novelty:
-    input:
-        unpack(novelty_inputs),
-    output:
-        novel_types="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/novel_types.tsv",
-        rejected_cells="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/rejected_cells.tsv",
-        distance_roc="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/distance_roc.tsv",
-        distance_roc_curves="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/distance_roc_curves.tsv",
-        hit_datasets="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/hit_datasets.tsv",
-    log:
-        "results/logs/novelty/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.log",
-    benchmark:
-        "results/benchmarks/novelty/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}.tsv"
-    conda:
-        "../envs/novelty.yaml"
-    threads: 1
-    resources:
-        mem_mb=measured("novelty", "mem_mb"),
-        runtime=measured("novelty", "runtime"),
-    params:
-        group=lookup(dpath="groups/{group}", within=config),
-        reported_as=reported_name,
-        k=config["k"],
-    script:
-        "../workflow_scripts/novelty.py"
+# distance ROC of its nearest hits and the spread of its hits over the reference's datasets
+# (written by the run's metrics job, rules/metrics.smk); gathered here into
+# results/{novel_types,distance_roc,hit_datasets}.tsv and drawn in three figures.
 
 
 rule gather_novel_types:

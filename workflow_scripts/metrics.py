@@ -1,12 +1,15 @@
-"""Score one run's predictions: one tidy metrics file per combination."""
+"""Score one run's predictions (one tidy metrics file per combination) and analyse its rejected cells."""
 import sys
 
 sys.stderr = open(snakemake.log[0], "w")
 
+import numpy as np
 import pandas as pd
 
-from cellquery.io import read_h5ad, read_obs, read_table, write_table
+from cellquery.index.calibration import Calibration
+from cellquery.io import read_embedding, read_h5ad, read_obs, read_table, write_table
 from cellquery.metrics.rare_types import rare_type_accuracy
+from cellquery.novelty import analyse_run, run_hits
 from cellquery.scoring import score_predictions, sweep_scores
 from cellquery.settings import GroupSettings
 from cellquery.summary import metric_rows
@@ -59,3 +62,24 @@ table = pd.concat([table, metric_rows(run, extra)], ignore_index=True)
 sweep = sweep_scores(predictions, reference_obs=reference_obs, group=group, run=run)  # every sweep_<t> column
 write_table(table, snakemake.output.metrics)
 write_table(sweep, snakemake.output.sweep)
+
+# the rejection analyses: novel types among rejected cells, distance ROC, hits across reference datasets
+inputs = snakemake.input
+reference, query = read_embedding(inputs.reference), read_embedding(inputs.query)
+index_hits = {}
+if hasattr(inputs, "hits"):  # an embedding method: its model-0 hits and the index's local scales
+    index_hits = dict(indices=np.load(inputs.hits)["indices"], calibration=Calibration.load(inputs.calibration))
+hits = run_hits(reference, query, k=snakemake.params.k, **index_hits)
+if hits is None:
+    print("no embedding: rejected cells are counted, not clustered; no distance ROC, no hit datasets", file=sys.stderr)
+tables = analyse_run(
+    predictions.copy(),
+    reference_obs=reference_obs,
+    query_embedding=query,
+    hits=hits,
+    group=group,
+    run=run,
+    seed=int(snakemake.wildcards.seed),
+)
+for name, analysis in tables.items():
+    write_table(analysis, snakemake.output[name])
