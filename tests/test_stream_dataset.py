@@ -70,15 +70,16 @@ def assert_same_dataset(streamed, memory):
     assert streamed.uns["simulation"]["n_cells"] == memory.uns["simulation"]["n_cells"] == 403
 
 
-def test_a_simulated_dataset_above_the_bound_is_written_donor_by_donor(tmp_path, monkeypatch):
+def test_a_simulated_dataset_above_the_bound_is_written_chunk_by_chunk(tmp_path, monkeypatch):
     import cellquery.data.simulate as simulate
 
     write_checked_dataset("sim", SIMULATED, tmp_path / "memory.h5ad", stream_above=10**6)
-    stacked = []  # rows of every CSR matrix assembled while writing: one donor at most
+    stacked = []  # rows of every CSR matrix assembled while writing: one chunk at most
     real_stack = simulate._stack_csr
     monkeypatch.setattr(simulate, "_stack_csr", lambda blocks, n: stacked.append(sum(len(b[2]) for b in blocks)) or real_stack(blocks, n))
+    monkeypatch.setattr(simulate, "CHUNK_CELLS", 32)  # counts are drawn (and written) 32 cells at a time
     write_checked_dataset("sim", SIMULATED, tmp_path / "streamed.h5ad", stream_above=400)
-    assert stacked == [101, 101, 101, 100]  # 403 cells over 4 donors, never all at once
+    assert stacked == [32, 32, 32, 5] * 3 + [32, 32, 32, 4]  # 403 cells over 4 donors, never more than a chunk
     assert_same_dataset(ad.read_h5ad(tmp_path / "streamed.h5ad"), ad.read_h5ad(tmp_path / "memory.h5ad"))
 
 

@@ -75,7 +75,7 @@ from __future__ import annotations
 
 import zlib
 from dataclasses import dataclass
-from typing import Sequence
+from typing import Iterator, Sequence
 
 import anndata as ad
 import numpy as np
@@ -384,16 +384,14 @@ def _chunk_counts(world: _World, weights: np.ndarray, library: np.ndarray, offse
     return counts[nonzero].astype(np.float32), np.nonzero(nonzero)[1].astype(np.int32), nonzero.sum(axis=1)
 
 
-def _donor_counts(world: _World, cells: _DonorCells, donor: str, seed: int) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+def _donor_counts(world: _World, cells: _DonorCells, donor: str, seed: int) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """One donor's counts, drawn in chunks of :data:`CHUNK_CELLS` cells (the result does not depend on the chunk size)."""
     gamma_rng = np.random.default_rng([seed, _crc("gamma"), _crc(donor)])
     poisson_rng = np.random.default_rng([seed, _crc("poisson"), _crc(donor)])
     n_d = len(cells.type_idx)
-    blocks = []
     for start in range(0, n_d, CHUNK_CELLS):
         rows = slice(start, min(start + CHUNK_CELLS, n_d))
-        blocks.append(_chunk_counts(world, cells.weights[rows], cells.library[rows], cells.offset, gamma_rng, poisson_rng))
-    return blocks
+        yield _chunk_counts(world, cells.weights[rows], cells.library[rows], cells.offset, gamma_rng, poisson_rng)
 
 
 def _donor_obs(cells: _DonorCells, study: str, donor: str, seed: int) -> pd.DataFrame:
@@ -482,14 +480,14 @@ def _plan(
     return _Plan(_build_world(world_seed, n_genes), types, donors, seed, world_seed, float(study_effect), float(donor_effect), record)
 
 
-def _donor_parts(plan: _Plan):
-    """Per donor, in order: its count blocks (data, column indices, row nnz) and its obs."""
+def _donor_parts(plan: _Plan) -> Iterator[tuple[pd.DataFrame, Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]]]:
+    """Per donor, in order: its obs and its count blocks (data, column indices, row nnz), drawn as they are read."""
     for study, donor, n_d in plan.donors:
         cells = _draw_donor_cells(
             plan.world, study, donor, n_d, plan.types, seed=plan.seed, world_seed=plan.world_seed,
             study_effect=plan.study_effect, donor_effect=plan.donor_effect,
         )
-        yield _donor_counts(plan.world, cells, donor, plan.seed), _donor_obs(cells, study, donor, plan.seed)
+        yield _donor_obs(cells, study, donor, plan.seed), _donor_counts(plan.world, cells, donor, plan.seed)
 
 
 def simulate_dataset(
@@ -538,7 +536,7 @@ def simulate_dataset(
         exclude_types=exclude_types, include_types=include_types, study_effect=study_effect, donor_effect=donor_effect,
     )
     blocks, obs_parts = [], []
-    for donor_blocks, obs in _donor_parts(plan):
+    for obs, donor_blocks in _donor_parts(plan):
         blocks.extend(donor_blocks)
         obs_parts.append(obs)
     adata = _assemble(blocks, obs_parts, plan.present, plan.n_genes)
@@ -547,14 +545,15 @@ def simulate_dataset(
 
 
 def write_simulated(path, *, name: str, values: str = "counts", **params) -> int:
-    """Write :func:`simulate_dataset` (``params``) as a CSR h5ad at ``path``, one donor at a time; return its cell count.
+    """Write :func:`simulate_dataset` (``params``) as a CSR h5ad at ``path``, chunk by chunk; return its cell count.
 
     For datasets above ``preprocess.backed_above_cells``: the matrix is never
-    whole in memory (anndata's ``sparse_dataset(...).append``; at most one
-    donor's counts at a time). The file holds what the in-memory path
+    whole in memory (anndata's ``sparse_dataset(...).append`` of
+    :data:`CHUNK_CELLS` cells at a time; per donor, its cells' programme
+    weights and obs are held while its counts are drawn). The file holds what the in-memory path
     (:func:`cellquery.data.sources.load_dataset` + ``write_h5ad``) writes: the
     same counts and obs, obs names prefixed with ``name``, column ``dataset``,
-    ``uns["values"]`` and ``uns["simulation"]`` (tests/test_simulate.py).
+    ``uns["values"]`` and ``uns["simulation"]`` (tests/test_stream_dataset.py).
     """
     import h5py
     from anndata import io as adio
@@ -562,18 +561,19 @@ def write_simulated(path, *, name: str, values: str = "counts", **params) -> int
     plan = _plan(**params)
     # anndata appends only within the index width the file was started with
     wide = plan.record["n_cells"] * plan.n_genes >= INT32_INDEX_LIMIT
-    obs_parts = []
+    obs_parts, started = [], False
     with h5py.File(path, "w") as f:
-        for donor_blocks, obs in _donor_parts(plan):
-            x = _stack_csr(donor_blocks, plan.n_genes)
-            if wide:
-                x.indices, x.indptr = x.indices.astype(np.int64), x.indptr.astype(np.int64)
-            if not obs_parts:
-                adio.write_elem(f, "X", x)
-            else:
-                adio.sparse_dataset(f["X"]).append(x)
+        for obs, donor_blocks in _donor_parts(plan):
             obs_parts.append(obs)
-            del donor_blocks, x
+            for block in donor_blocks:  # CHUNK_CELLS cells at a time
+                x = _stack_csr([block], plan.n_genes)
+                if wide:
+                    x.indices, x.indptr = x.indices.astype(np.int64), x.indptr.astype(np.int64)
+                if started:
+                    adio.sparse_dataset(f["X"]).append(x)
+                else:
+                    adio.write_elem(f, "X", x)
+                    started = True
         obs = _assembled_obs(obs_parts, plan.present)
         obs.index = [f"{name}:{o}" for o in obs.index]
         obs["dataset"] = name
