@@ -12,11 +12,11 @@ says whether it chose the same genes and, when the chunked PCA was fitted on
 every cell (``--fit-cells`` >= ``--n-cells``), the largest embedding difference
 up to sign.
 
-Generation: the reference is simulated (:func:`cellquery.data.simulate.simulate_dataset`,
-one world, two studies of two donors) in pieces of ``--piece-cells`` cells,
-each drawn with its own seed, and appended to a CSR h5ad as it is drawn; the
-full matrix, dense or sparse, is never in memory. A query of ``--n-query``
-cells comes from a third study. Both files look like the pipeline's loaded
+Generation (stage ``generate``): the workflow's own path for a simulated dataset above
+``preprocess.backed_above_cells`` (:func:`cellquery.data.simulate.write_simulated`: one
+world, two studies of two donors, counts appended to a CSR h5ad chunk by chunk as they
+are drawn; the full matrix, dense or sparse, is never in memory). A query of
+``--n-query`` cells comes from a third study. Both files are the pipeline's loaded
 datasets (``<dataset>:<cell>`` names, ``obs["dataset"]``, ``uns["values"]``).
 The stages then run as the workflow runs them for a large group
 (:mod:`cellquery.backed`). Files are written under ``--out`` and removed
@@ -37,15 +37,12 @@ from pathlib import Path
 
 import h5py
 import numpy as np
-import pandas as pd
 import psutil
-import scipy.sparse as sp
-from anndata.io import sparse_dataset, write_elem
 
 from cellquery.backed import (
-    CHUNK_CELLS, DATASET_KWARGS, FIT_CELLS, pca_backed, prepare_group_backed, read_backed, select_hvg_backed,
+    CHUNK_CELLS, FIT_CELLS, pca_backed, prepare_group_backed, read_backed, select_hvg_backed,
 )
-from cellquery.data.simulate import simulate_dataset
+from cellquery.data.simulate import write_simulated
 
 SAMPLE_S = 0.05
 
@@ -76,39 +73,8 @@ class PeakSampler:
         self._thread.join()
 
 
-def write_simulated(path: Path, name: str, n_cells: int, *, n_genes: int, studies, piece_cells: int, seed: int) -> int:
-    """Simulate ``n_cells`` cells in pieces appended to a CSR h5ad at ``path``; return the number of stored values."""
-    obs_parts, nnz = [], 0
-    with h5py.File(path, "w") as f:
-        for i, start in enumerate(range(0, n_cells, piece_cells)):
-            piece = simulate_dataset(min(piece_cells, n_cells - start), studies=studies, donors_per_study=2,
-                                     seed=seed * 100_000 + i, n_genes=n_genes)
-            x = sp.csr_matrix(piece.X, dtype=np.float32)
-            if i == 0:
-                write_elem(f, "X", x, dataset_kwargs=DATASET_KWARGS)
-                var = piece.var
-            else:
-                sparse_dataset(f["X"]).append(x)
-            nnz += x.nnz
-            obs = piece.obs
-            obs.index = [f"{name}:{o}" for o in obs.index]
-            obs_parts.append(obs)
-            del piece, x
-        obs = pd.concat(obs_parts)
-        for col in ("cell_type", "study", "donor"):
-            obs[col] = pd.Categorical(obs[col].astype(str))
-        obs["dataset"] = name
-        write_elem(f, "obs", obs)
-        write_elem(f, "var", var)
-        write_elem(f, "uns", {"values": "counts"})
-        for key in ("obsm", "varm", "obsp", "varp", "layers"):
-            write_elem(f, key, {})
-        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
-    return nnz
-
-
 def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_cells: int = CHUNK_CELLS,
-        fit_cells: int = FIT_CELLS, piece_cells: int = 50_000, n_top_genes: int = 1000, n_comps: int = 32,
+        fit_cells: int = FIT_CELLS, n_top_genes: int = 1000, n_comps: int = 32,
         seed: int = 0, keep: bool = False, in_memory_baseline: bool = False) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sampler = PeakSampler()
@@ -123,9 +89,10 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
 
     ref_path, qry_path = out / "reference_counts.h5ad", out / "query_counts.h5ad"
     with stage("generate"):
-        nnz = write_simulated(ref_path, "atlas", n_cells, n_genes=n_genes, studies=("study1", "study2"),
-                              piece_cells=piece_cells, seed=seed)
-        write_simulated(qry_path, "query", n_query, n_genes=n_genes, studies=("study3",), piece_cells=piece_cells, seed=seed + 1)
+        write_simulated(ref_path, name="atlas", n_cells=n_cells, n_genes=n_genes, studies=("study1", "study2"), seed=seed)
+        write_simulated(qry_path, name="query", n_cells=n_query, n_genes=n_genes, studies=("study3",), seed=seed + 1)
+    with h5py.File(ref_path, "r") as f:
+        nnz = f["X/data"].shape[0]
     pre_ref, pre_qry = out / "reference.h5ad", out / "query.h5ad"
     with stage("preprocess"):
         ref, qry = read_backed(ref_path, obsm=True), read_backed(qry_path, obsm=True)
@@ -202,7 +169,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", type=Path, required=True, help="folder for the generated and preprocessed files")
     ap.add_argument("--chunk-cells", type=int, default=CHUNK_CELLS)
     ap.add_argument("--fit-cells", type=int, default=FIT_CELLS)
-    ap.add_argument("--piece-cells", type=int, default=50_000, help="cells simulated at a time")
     ap.add_argument("--n-top-genes", type=int, default=1000)
     ap.add_argument("--n-comps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
@@ -211,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
                     help="then run the in-memory path on the same files (stages memory_*; needs the whole group in memory)")
     a = ap.parse_args(argv)
     result = run(a.n_cells, a.n_genes, a.out, n_query=a.n_query, chunk_cells=a.chunk_cells, fit_cells=a.fit_cells,
-                 piece_cells=a.piece_cells, n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep,
+                 n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep,
                  in_memory_baseline=a.in_memory_baseline)
     print(json.dumps(result), flush=True)
     return 0
