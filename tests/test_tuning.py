@@ -285,16 +285,24 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path, run_workflow_scr
                               "score": [0.9, 0.1]}),
                 tmp_path / "predictions.tsv")
     write_table(pd.DataFrame({"metric": ["map"], "value": [0.5]}), tmp_path / "embedding_metrics.tsv")
+    query = pd.DataFrame({"cell_type": ["type0", "new"]}, index=["q0", "q1"])
+    write_h5ad(embedding_adata(query, x[:2] + 0.01), tmp_path / "query_embedding.h5ad")
     wildcards = dict(group="g", kind="embeddings", method="pca", seed="0", index="flat", transfer="calibrated")
+    # the metrics job also writes the run's rejection analyses (cellquery.novelty)
+    analyses = ("novel_types", "rejected_cells", "distance_roc", "distance_roc_curves", "hit_datasets")
     for tuning in (True, False):
         files = dict(tuning=tmp_path / "tuning/calibrated.tsv") if tuning else {}
         run_workflow_script("metrics.py", SimpleNamespace(
             input=SimpleNamespace(predictions=tmp_path / "predictions.tsv", reference=tmp_path / "reference_embedding.h5ad",
+                                  query=tmp_path / "query_embedding.h5ad",
                                   embedding_scores=tmp_path / "embedding_metrics.tsv", **files),
-            output=SimpleNamespace(metrics=tmp_path / "metrics.tsv", sweep=tmp_path / "sweep.tsv"),
-            params=SimpleNamespace(group=group, reported_as="calibrated-pca", sweep=[]), wildcards=wildcards,
+            output=SimpleNamespace(metrics=tmp_path / "metrics.tsv", sweep=tmp_path / "sweep.tsv",
+                                   **{name: tmp_path / f"{name}.tsv" for name in analyses}),
+            params=SimpleNamespace(group=group, reported_as="calibrated-pca", sweep=[], k=K), wildcards=wildcards,
             log=[tmp_path / "metrics.log"],
         ))
+        rejected = read_table(tmp_path / "rejected_cells.tsv")
+        assert rejected["cell"].tolist() == ["q1"] and rejected["true_label"].tolist() == ["new"]
         values = dict(zip(*read_table(tmp_path / "metrics.tsv")[["metric", "value"]].T.values))
         tuned = {"tuned_p_cutoff": chosen["p_cutoff"], "tuned_shrinkage": chosen["shrinkage"], "validation_mba": validation_mba}
         assert {k: values.get(k) for k in tuned} == (pytest.approx(tuned, rel=1e-14) if tuning else dict.fromkeys(tuned))

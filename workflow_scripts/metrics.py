@@ -79,7 +79,7 @@ tables = analyse_run(
     hits=hits,
     group=group,
     run=run,
-    seed=int(snakemake.wildcards.seed),
+    seed=int(run["seed"]),
 )
 for name, analysis in tables.items():
-    write_table(analysis, snakemake.output[name])
+    write_table(analysis, getattr(snakemake.output, name))
