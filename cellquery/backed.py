@@ -52,6 +52,9 @@ FIT_CELLS = 100_000
 # in-memory writer uses, costs minutes per 10^8 values.
 # (anndata makes the arrays of sparse matrices resizable itself.)
 DATASET_KWARGS = {"compression": "lzf", "chunks": (1 << 18,)}
+# anndata appends to a stored sparse matrix only within the index width it was written with:
+# a file that may hold this many values (cells x genes) or more is started with 64-bit indices
+INT32_INDEX_LIMIT = np.iinfo(np.int32).max
 
 
 @dataclass
@@ -156,9 +159,16 @@ def _obs_only(adata: BackedData, rows: np.ndarray) -> ad.AnnData:
     return part
 
 
-def _open_output(path, var: pd.DataFrame, uns: dict, obsm_dims: dict, counts: bool) -> None:
-    """An h5ad with no cells yet: resizable CSR ``X`` (and ``layers["counts"]``), ``var`` and ``uns``."""
+def open_output(path, var: pd.DataFrame, uns: dict, obsm_dims: dict, counts: bool, max_cells: int) -> None:
+    """An h5ad with no cells yet: resizable CSR ``X`` (and ``layers["counts"]``), ``var`` and ``uns``.
+
+    Rows are appended with ``anndata.io.sparse_dataset(...).append``; the
+    matrices get 64-bit indices when ``max_cells`` x genes could pass
+    :data:`INT32_INDEX_LIMIT`.
+    """
     empty = sp.csr_matrix((0, len(var)), dtype=np.float32)
+    if max_cells * len(var) >= INT32_INDEX_LIMIT:  # scipy keeps int32 for an empty matrix: widen after construction
+        empty.indices, empty.indptr = empty.indices.astype(np.int64), empty.indptr.astype(np.int64)
     skeleton = ad.AnnData(var=var, uns=uns, obsm={k: np.zeros((0, d), dtype=np.float32) for k, d in obsm_dims.items()})
     with h5py.File(path, "w") as f:
         write_elem(f, "/", skeleton)
@@ -249,7 +259,8 @@ def prepare_group_backed(
             file_uns["log1p"] = {"base": None}
         obsm = {k: np.asarray(v)[final] for k, v in combined.obsm.items()}
         with atomic_path(out) as tmp:
-            _open_output(tmp, combined.var.loc[shared], file_uns, {k: v.shape[1] for k, v in obsm.items()}, values == "counts")
+            open_output(tmp, combined.var.loc[shared], file_uns, {k: v.shape[1] for k, v in obsm.items()}, values == "counts",
+                        max_cells=int(final.sum()))
             with h5py.File(tmp, "a") as f:
                 x_out = sparse_dataset(f["X"])
                 counts_out = sparse_dataset(f["layers"]["counts"]) if values == "counts" else None

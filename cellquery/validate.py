@@ -456,7 +456,7 @@ def _load_checked(name: str, spec: Mapping, checked, usages: Sequence[Usage], ca
 
 
 def _write_simulated_checked(name: str, spec: Mapping, dest, usages: Sequence[Usage], log) -> None:
-    """A simulated dataset above the streaming bound: written donor by donor, then checked opened backed."""
+    """A simulated dataset above the streaming bound: written chunk by chunk, then checked opened backed."""
     from cellquery.data.simulate import write_simulated
     from cellquery.io import atomic_path
 
@@ -478,7 +478,7 @@ def write_checked_dataset(name: str, spec: Mapping, dest, usages: Sequence[Usage
     An h5ad file with more than ``stream_above`` cells (config
     ``preprocess.backed_above_cells``) is checked backed and copied with its
     matrix untouched (:func:`cellquery.data.stream.stream_dataset`); a simulated
-    dataset that large is written donor by donor
+    dataset that large is written chunk by chunk
     (:func:`cellquery.data.simulate.write_simulated`) and checked backed; every
     other dataset is read into memory (:func:`load_checked_dataset`).
     """

@@ -99,6 +99,24 @@ def test_chunked_preprocess_equals_in_memory(files, prepared):
     assert count_cells(files["r1"]) == 1500
 
 
+def test_chunked_preprocess_past_32_bit_indices_writes_64_bit_ones(files, prepared, tmp_path, monkeypatch):
+    """An atlas whose cells x genes could pass 2^31 values: anndata cannot append past a 32-bit indptr,
+    so the chunked writer starts its matrices with 64-bit indices (same content)."""
+    import h5py
+
+    import cellquery.backed as backed
+
+    monkeypatch.setattr(backed, "INT32_INDEX_LIMIT", 1000)  # as if cells x genes could pass 2^31
+    _, chunked, paths = both_paths({**files, "dir": tmp_path}, min_genes=min_genes_dropping_some(files), target_sum=1e4)
+    for path in paths:
+        with h5py.File(path) as f:
+            for key in ("X", "layers/counts"):
+                assert f[f"{key}/indptr"].dtype == np.int64 and f[f"{key}/indptr"][-1] == f[f"{key}/data"].shape[0]
+    for expected, got in zip(prepared[1], chunked):
+        assert (expected.X != got.X).nnz == 0 and (expected.layers["counts"] != got.layers["counts"]).nnz == 0
+        assert list(expected.obs_names) == list(got.obs_names)
+
+
 def test_chunked_preprocess_drops_the_same_cells_as_filter_cells(files, prepared):
     memory, _, _ = prepared
     raw = read_h5ad(files["r1"])

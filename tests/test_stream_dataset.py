@@ -86,10 +86,10 @@ def test_a_simulated_dataset_above_the_bound_is_written_chunk_by_chunk(tmp_path,
 def test_a_simulated_atlas_past_32_bit_indices_is_stored_with_64_bit_ones(tmp_path, monkeypatch):
     import h5py
 
-    import cellquery.data.simulate as simulate
+    import cellquery.backed as backed
 
     write_checked_dataset("sim", SIMULATED, tmp_path / "memory.h5ad", stream_above=10**6)
-    monkeypatch.setattr(simulate, "INT32_INDEX_LIMIT", 1000)  # as if cells x genes could pass 2^31
+    monkeypatch.setattr(backed, "INT32_INDEX_LIMIT", 1000)  # as if cells x genes could pass 2^31
     write_checked_dataset("sim", SIMULATED, tmp_path / "streamed.h5ad", stream_above=400)
     with h5py.File(tmp_path / "streamed.h5ad") as f:
         assert f["X/indptr"].dtype == np.int64 and f["X/indptr"][-1] == f["X/data"].shape[0]

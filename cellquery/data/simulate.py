@@ -95,8 +95,6 @@ COMPOSITION_SD = 0.15
 LIBRARY_MEDIAN = 2500.0
 LIBRARY_SD = 0.35
 CHUNK_CELLS = 4096
-# above this many possible stored values (cells x genes), write_simulated stores 64-bit indices
-INT32_INDEX_LIMIT = np.iinfo(np.int32).max
 MIN_GENES = 500
 
 # name -> (number of genes, mean |log-fold change|)
@@ -548,7 +546,7 @@ def write_simulated(path, *, name: str, values: str = "counts", **params) -> int
     """Write :func:`simulate_dataset` (``params``) as a CSR h5ad at ``path``, chunk by chunk; return its cell count.
 
     For datasets above ``preprocess.backed_above_cells``: the matrix is never
-    whole in memory (anndata's ``sparse_dataset(...).append`` of
+    whole in memory (:func:`cellquery.backed.open_output`'s file, appended
     :data:`CHUNK_CELLS` cells at a time; per donor, its cells' programme
     weights and obs are held while its counts are drawn). The file holds what the in-memory path
     (:func:`cellquery.data.sources.load_dataset` + ``write_h5ad``) writes: the
@@ -558,31 +556,23 @@ def write_simulated(path, *, name: str, values: str = "counts", **params) -> int
     import h5py
     from anndata import io as adio
 
+    from cellquery.backed import open_output  # the chunked writer's file layout (lzf, appendable CSR)
+
     plan = _plan(**params)
-    # anndata appends only within the index width the file was started with
-    wide = plan.record["n_cells"] * plan.n_genes >= INT32_INDEX_LIMIT
-    obs_parts, started = [], False
-    with h5py.File(path, "w") as f:
+    uns = {"simulation": plan.record, "values": values}
+    open_output(path, _gene_names(plan.n_genes), uns, {}, counts=False, max_cells=plan.record["n_cells"])
+    obs_parts = []
+    with h5py.File(path, "a") as f:
+        x_out = adio.sparse_dataset(f["X"])
         for obs, donor_blocks in _donor_parts(plan):
             obs_parts.append(obs)
             for block in donor_blocks:  # CHUNK_CELLS cells at a time
-                x = _stack_csr([block], plan.n_genes)
-                if wide:
-                    x.indices, x.indptr = x.indices.astype(np.int64), x.indptr.astype(np.int64)
-                if started:
-                    adio.sparse_dataset(f["X"]).append(x)
-                else:
-                    adio.write_elem(f, "X", x)
-                    started = True
+                x_out.append(_stack_csr([block], plan.n_genes))
         obs = _assembled_obs(obs_parts, plan.present)
         obs.index = [f"{name}:{o}" for o in obs.index]
         obs["dataset"] = name
         holder = ad.AnnData(obs=obs)
         holder.strings_to_categoricals()  # as AnnData.write_h5ad stores the in-memory path's string columns
+        del f["obs"]
         adio.write_elem(f, "obs", holder.obs)
-        adio.write_elem(f, "var", _gene_names(plan.n_genes))
-        adio.write_elem(f, "uns", {"simulation": plan.record, "values": values})
-        for key in ("obsm", "varm", "obsp", "varp", "layers"):
-            adio.write_elem(f, key, {})
-        f.attrs["encoding-type"], f.attrs["encoding-version"] = "anndata", "0.1.0"
     return len(obs)
