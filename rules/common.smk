@@ -14,6 +14,7 @@ import itertools
 import sys
 from pathlib import Path
 
+from cellquery.bench.methods_scale import MethodsScaleSettings, job_limits
 from cellquery.config import check_config, method_kind
 from cellquery.config import method_skip_reason as config_skip_reason
 from cellquery.data.sources import local_source
@@ -681,6 +682,17 @@ def scale_methods_config(keep):
         if name in keep
     }
     return {**SCALE_CONFIG, "methods": methods}
+
+
+def scale_method_resource(name):
+    """mem_mb or runtime (minutes) of a scale.methods job, from its caps: each of its runs
+    may take max_seconds at max_memory_gb (cellquery.bench.methods_scale.job_limits)."""
+
+    def value(wildcards, attempt):
+        settings = MethodsScaleSettings.from_config(SCALE_CONFIG, require_methods=False)
+        return job_limits(settings, wildcards.scale_method)[name] * attempt
+
+    return value
 
 
 def scale_peer_env(wildcards):

@@ -153,8 +153,8 @@ rule scale_method_own:
         "../envs/scale.yaml"
     threads: SCALE.threads
     resources:
-        mem_mb=measured("scale_methods", "mem_mb"),
-        runtime=measured("scale_methods", "runtime"),
+        mem_mb=scale_method_resource("mem_mb"),
+        runtime=scale_method_resource("runtime"),
     params:
         scale=lambda wildcards: scale_methods_config([wildcards.scale_method]),
     script:
@@ -176,8 +176,8 @@ rule scale_method_peer:
         conda_env(scale_peer_env)
     threads: SCALE.threads
     resources:
-        mem_mb=measured("scale_methods", "mem_mb"),
-        runtime=measured("scale_methods", "runtime"),
+        mem_mb=scale_method_resource("mem_mb"),
+        runtime=scale_method_resource("runtime"),
     params:
         scale=lambda wildcards: scale_methods_config([wildcards.scale_method]),
     script:

@@ -10,12 +10,17 @@ import pandas as pd
 import pytest
 
 from cellquery.bench.methods_scale import (
+    BATCH_KEY,
     COLUMNS,
+    LABEL_KEY,
     MethodsScaleSettings,
+    job_limits,
     measure,
     plot_query_time,
+    projected_cost,
     read_rows,
     run_capped,
+    simulate_atlas,
     subsample,
     summarise,
 )
@@ -107,6 +112,15 @@ def test_a_method_that_does_not_fit_is_not_run_at_larger_sizes(tmp_path):
     assert table.loc[table["status"] == "skipped", "reason"].eq("over_time at 200 cells").all()
 
 
+def test_a_method_stops_above_its_max_size(tmp_path):
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [200, 400, 600], "repeats": 1, "n_query": 50, "n_genes": 500, "n_top_genes": 100,
+        "methods": {"capped": {"kind": "own", "sleep_per_cell": 0.0, "max_size": 400}},
+    }})
+    table = measure(settings, workdir=tmp_path, runner=sleeping_runner).set_index("size")
+    assert list(table["status"]) == ["ok", "ok", "skipped"] and table.loc[600, "reason"] == "above max_size 400"
+
+
 def test_tiny_run_writes_the_table_and_figure(tmp_path):
     settings = MethodsScaleSettings.from_config({"methods": {
         "sizes": [200, 400], "repeats": 2, "n_query": 100, "n_genes": 500, "n_top_genes": 200,
@@ -135,3 +149,96 @@ def test_config_needs_methods_of_one_kind():
         MethodsScaleSettings.from_config({"methods": {"methods": {"x": {"params": {}}}}})
     with pytest.raises(InputError, match="unknown key 'size'"):
         MethodsScaleSettings.from_config({"methods": {"size": [1], "methods": {"x": {"kind": "own"}}}})
+
+
+def timed_sleeping_runner(atlas, query, genes, rows, spec, seed):
+    """``sleeping_runner`` that reports the seconds it slept as its total."""
+    start = time.perf_counter()
+    sleeping_runner(atlas, query, genes, rows, spec, seed)
+    return {"train_s": 0.0, "query_s": 0.0, "total_s": time.perf_counter() - start}
+
+
+def test_projected_cost_is_the_line_through_the_two_largest_sizes():
+    assert projected_cost([(100, 5.0)], 1000) is None
+    # (1000, 10) and (10000, 100): slope 0.01 s/cell -> 100 + 0.01 * 90000 at 10^5
+    assert projected_cost([(10, 1.0), (1000, 10.0), (10000, 100.0)], 100000) == pytest.approx(1000.0)
+    assert projected_cost([(1000, 10.0), (10000, 8.0)], 100000) == pytest.approx(8.0)  # slope clipped at 0
+
+
+def test_a_size_projected_past_the_cap_is_skipped_without_running(tmp_path):
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [100, 200, 2000], "repeats": 1, "n_query": 50, "n_genes": 500, "n_top_genes": 100,
+        "max_seconds": 2, "methods": {"linear": {"kind": "own", "sleep_per_cell": 0.002}},
+    }})
+    # 0.2 s at 100 cells, 0.4 s at 200: 0.4 + 0.002 * 1800 = 4 s at 2000 (> 2 s), so 2000 is not run
+    started = time.perf_counter()
+    table = measure(settings, workdir=tmp_path, runner=timed_sleeping_runner).set_index("size")
+    assert list(table["status"]) == ["ok", "ok", "skipped"]
+    reason = table.loc[2000, "reason"]
+    assert reason.startswith("projected 4 s at 2000 cells") and "max_seconds 2" in reason, reason
+    assert time.perf_counter() - started < 30
+    # without the projection the run is made and killed at the cap
+    unprojected = MethodsScaleSettings.from_config({"methods": {**settings.__dict__, "project_limits": False,
+                                                                "sizes": [100, 200, 2000], "studies": ["study1"]}})
+    table = measure(unprojected, workdir=tmp_path, runner=timed_sleeping_runner).set_index("size")
+    assert list(table["status"]) == ["ok", "ok", "over_time"]
+
+
+def test_read_rows_restricted_to_genes_in_spans(tmp_path):
+    import anndata as ad
+    import scipy.sparse as sp
+
+    x = sp.random(60, 12, density=0.4, format="csr", dtype=np.float32, random_state=1)
+    var = pd.DataFrame(index=[f"g{j}" for j in range(12)])
+    obs = pd.DataFrame(index=[f"c{i}" for i in range(60)])
+    ad.AnnData(X=x, obs=obs, var=var, layers={"counts": x * 3}).write_h5ad(tmp_path / "a.h5ad")
+    # spans of 4 selected rows: the first two spans are read as blocks, the sparse tail row by row
+    rows = np.array([0, 1, 2, 3, 5, 6, 7, 9, 20, 40, 50, 59])
+    genes = ["g7", "g0", "g3"]
+    part = read_rows(tmp_path / "a.h5ad", rows, genes=genes, layers=False, chunk_rows=4)
+    assert isinstance(part.X, sp.csr_matrix) and not part.layers.keys()
+    assert np.array_equal(part.X.toarray(), x[rows][:, [7, 0, 3]].toarray())
+    assert list(part.var_names) == genes and list(part.obs_names) == [f"c{i}" for i in rows]
+    whole = read_rows(tmp_path / "a.h5ad", rows, chunk_rows=5)
+    assert np.array_equal(whole.layers["counts"].toarray(), (x[rows] * 3).toarray())
+    with pytest.raises(InputError, match="genes asked for are missing"):
+        read_rows(tmp_path / "a.h5ad", rows, genes=["g1", "nope"])
+
+
+def test_a_chunked_atlas_holds_the_in_memory_atlas(tmp_path):
+    """Above backed_above_cells the atlas is written by the chunked path: the same cells, values and HVGs."""
+    import anndata as ad
+
+    spec = {"sizes": [300], "repeats": 1, "n_query": 80, "n_genes": 500, "n_top_genes": 60,
+            "methods": {"own": {"kind": "own"}}}
+    in_memory = simulate_atlas(MethodsScaleSettings.from_config({"methods": spec}), tmp_path / "memory")
+    chunked = simulate_atlas(MethodsScaleSettings.from_config({"methods": {**spec, "backed_above_cells": 100}}),
+                             tmp_path / "chunked")
+    assert chunked[2] == in_memory[2]  # the same HVGs
+    for a_path, b_path in zip(in_memory[:2], chunked[:2]):
+        a, b = ad.read_h5ad(a_path), ad.read_h5ad(b_path)
+        assert "chunked" in b.uns and a.shape == b.shape
+        assert list(a.obs[LABEL_KEY]) == list(b.obs[LABEL_KEY]) and list(a.obs[BATCH_KEY]) == list(b.obs[BATCH_KEY])
+        np.testing.assert_allclose(b.X.toarray(), a.X.toarray(), rtol=1e-5, atol=1e-6)
+        assert (a.layers["counts"] != b.layers["counts"]).nnz == 0
+
+
+def test_own_path_on_a_pca_subsample_and_an_ivf_index(tmp_path):
+    """The own path with its PCA fitted on a subsample and the ivf_gemm index's list-by-list self-search."""
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [300], "repeats": 1, "n_query": 100, "n_genes": 500, "n_top_genes": 100,
+        "methods": {"own_ivf": {"kind": "own", "fit_cells": 150, "index": "ivf_gemm", "index_params": {"nlist": 8}}},
+    }})
+    table = measure(settings, workdir=tmp_path)
+    assert (table["status"] == "ok").all(), table[["status", "reason"]]
+    assert (table["query_s"] > 0).all() and (table["train_s"] > 0).all()
+
+
+def test_job_limits_cover_every_run_at_the_caps():
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [10, 100, 1000], "repeats": 4, "max_seconds": 600, "max_memory_gb": 8,
+        "max_repeats": {"slow": 1}, "methods": {"fast": {"kind": "own"}, "slow": {"predictor": "ingest"}},
+    }})
+    # 3 sizes x 4 repeats x (600 s + 60 s) = 132 min; one repeat: 33 min; 8 GB + 1 GB
+    assert job_limits(settings, "fast") == {"runtime": 132, "mem_mb": 9216}
+    assert job_limits(settings, "slow") == {"runtime": 33, "mem_mb": 9216}

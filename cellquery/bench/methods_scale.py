@@ -16,10 +16,14 @@ Every (method, size, repeat) runs in a fresh Python process of its own
 ``resource.setrlimit``) and a wall-clock limit (``max_seconds``); it reads only
 its reference rows from the atlas file. A run past either limit is recorded as
 ``over_time`` / ``over_memory`` and the method is not run at larger sizes
-(``skipped``). Methods:
+(``skipped``); nor is it run at a size where its time or memory, projected on
+the line through the two sizes below (a lower bound for costs that grow at least
+linearly in reference cells, :func:`projected_stop`), passes a cap. An atlas above
+``backed_above_cells`` is simulated and preprocessed chunk by chunk, as the
+workflow's chunked path does. Methods:
 
 * ``own``: the project's path: PCA of the scaled HVGs fitted on the reference
-  (:mod:`cellquery.embed.pca`), an index (:func:`cellquery.index.build_index`),
+  (at most ``fit_cells`` of it, seeded, as the chunked path) (:mod:`cellquery.embed.pca`), an index (:func:`cellquery.index.build_index`),
   the reference's own hits for the calibration and leave-one-out distances
   (train), then the query's projection, search and transfer
   (:func:`cellquery.transfer.predict_table`) (query).
@@ -58,7 +62,11 @@ TRAIN_PHASES = frozenset({"train_s", "index_s", "embed_s", "pretrain_s"})
 # statuses of a run that did not fit: the method is not run at larger sizes
 DID_NOT_FIT = ("over_time", "over_memory")
 LABEL_KEY, BATCH_KEY = "cell_type", "study"
-OWN_DEFAULTS = {"n_comps": 30, "index": "faiss", "index_params": {"factory": "Flat"}, "k": 10,
+# atlas rows per read span (read_rows)
+READ_CHUNK_ROWS = 20_000
+# fit_cells: the PCA is fitted on a seeded subsample of at most this many reference cells, as the
+# workflow's chunked path does (cellquery.backed.FIT_CELLS)
+OWN_DEFAULTS = {"n_comps": 30, "index": "faiss", "index_params": {"factory": "Flat"}, "k": 10, "fit_cells": 100_000,
                 "transfer": {"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 0.95}}
 
 
@@ -79,6 +87,10 @@ class MethodsScaleSettings:
     methods: Mapping = field(default_factory=dict)
     # per method, at most this many repeats (slow peers), e.g. {scanvi_fast: 1}
     max_repeats: Mapping = field(default_factory=dict)
+    # skip a size whose run would not fit, projected from the two sizes below it (projected_cost)
+    project_limits: bool = True
+    # atlases above this many cells are simulated and preprocessed chunk by chunk (the workflow's bound)
+    backed_above_cells: int = 200_000
 
     @classmethod
     def from_config(cls, scale: Mapping, require_methods: bool = True) -> "MethodsScaleSettings":
@@ -106,6 +118,18 @@ class MethodsScaleSettings:
         return min(self.repeats, int(self.max_repeats.get(method, self.repeats)))
 
 
+def job_limits(settings: MethodsScaleSettings, name: str) -> dict[str, int]:
+    """Slurm resources of method ``name``'s workflow job, from the caps: every run may last ``max_seconds``.
+
+    ``runtime`` (minutes): each size x repeat at ``max_seconds`` plus a minute
+    (start-up, reading its rows); ``mem_mb``: one run at ``max_memory_gb`` plus 1 GB
+    for the job's own process (runs are made one at a time).
+    """
+    runs = len(settings.sizes) * settings.repeats_of(name)
+    return {"runtime": int(np.ceil(runs * (settings.max_seconds + 60) / 60)),
+            "mem_mb": int(np.ceil(settings.max_memory_gb * 1024)) + 1024}
+
+
 def subsample(n_atlas: int, size: int, repeat: int, seed: int = 0) -> np.ndarray:
     """Sorted row numbers of repeat ``repeat``'s ``size``-cell reference: the first ``size`` of one seeded permutation.
 
@@ -119,36 +143,87 @@ def subsample(n_atlas: int, size: int, repeat: int, seed: int = 0) -> np.ndarray
 
 
 def simulate_atlas(settings: MethodsScaleSettings, workdir: str | os.PathLike) -> tuple[Path, Path, list[str]]:
-    """Simulate, QC and normalise the atlas (largest size) and the query; write both; return (atlas, query, HVGs)."""
+    """Simulate, QC and normalise the atlas (largest size) and the query; write both; return (atlas, query, HVGs).
+
+    An atlas above ``backed_above_cells`` takes the workflow's chunked path: the
+    counts are written chunk by chunk (:func:`cellquery.data.simulate.write_simulated`),
+    QC'd and normalised chunk by chunk (:func:`cellquery.backed.prepare_group_backed`)
+    and its HVGs come from chunked gene moments (:func:`cellquery.backed.select_hvg_backed`),
+    so no step holds the whole matrix.
+    """
+    n_atlas = max(int(s) for s in settings.sizes)
+    workdir = Path(workdir)
+    workdir.mkdir(parents=True, exist_ok=True)
+    paths = workdir / "atlas.h5ad", workdir / "query.h5ad"
+    atlas_params = dict(studies=settings.studies, seed=settings.seed, n_genes=settings.n_genes)
+    query_params = dict(studies=(settings.query_study,), seed=settings.seed + 1, n_genes=settings.n_genes)
+    if n_atlas > settings.backed_above_cells:
+        genes = _simulate_atlas_chunked(settings, n_atlas, atlas_params, query_params, paths)
+    else:
+        genes = _simulate_atlas_in_memory(settings, n_atlas, atlas_params, query_params, paths)
+    return paths[0], paths[1], genes
+
+
+def _simulate_atlas_in_memory(settings, n_atlas, atlas_params, query_params, paths) -> list[str]:
     from cellquery.data.simulate import simulate_dataset
     from cellquery.hvg import select_hvg
     from cellquery.io import write_h5ad
     from cellquery.preprocess import prepare_group
 
-    n_atlas = max(int(s) for s in settings.sizes)
-    atlas = simulate_dataset(n_atlas, studies=settings.studies, seed=settings.seed, n_genes=settings.n_genes)
-    query = simulate_dataset(settings.n_query, studies=(settings.query_study,), seed=settings.seed + 1,
-                             n_genes=settings.n_genes)
+    atlas = simulate_dataset(n_atlas, **atlas_params)
+    query = simulate_dataset(settings.n_query, **query_params)
     for part in (atlas, query):
         part.uns["values"] = "counts"
     atlas, query = prepare_group([atlas], [query], reference_sources=["atlas"], query_sources=["query"],
                                  label_key=LABEL_KEY, batch_keys=[BATCH_KEY], min_genes=1)
-    if atlas.n_obs < n_atlas:  # QC removed cells: the largest size must still fit
-        raise InputError(f"scale.methods: {n_atlas - atlas.n_obs} atlas cells failed QC; lower the largest size")
+    _check_qc(atlas.n_obs, n_atlas)
     genes = select_hvg(atlas, batch_key=BATCH_KEY, n_top_genes=settings.n_top_genes)["gene"].tolist()
-    workdir = Path(workdir)
-    workdir.mkdir(parents=True, exist_ok=True)
-    paths = workdir / "atlas.h5ad", workdir / "query.h5ad"
     write_h5ad(atlas, paths[0])
     write_h5ad(query, paths[1])
-    return paths[0], paths[1], genes
+    return genes
 
 
-def read_rows(path, rows: np.ndarray):
+def _simulate_atlas_chunked(settings, n_atlas, atlas_params, query_params, paths) -> list[str]:
+    from cellquery.backed import prepare_group_backed, read_backed, select_hvg_backed
+    from cellquery.data.simulate import write_simulated
+
+    with tempfile.TemporaryDirectory(dir=paths[0].parent) as tmp:
+        raw = Path(tmp) / "atlas_counts.h5ad", Path(tmp) / "query_counts.h5ad"
+        write_simulated(raw[0], name="atlas", n_cells=n_atlas, **atlas_params)
+        write_simulated(raw[1], name="query", n_cells=settings.n_query, **query_params)
+        atlas, query = read_backed(raw[0], obsm=True), read_backed(raw[1], obsm=True)
+        try:
+            n_written, _ = prepare_group_backed(
+                [(atlas, np.ones(atlas.n_obs, dtype=bool))], [(query, np.ones(query.n_obs, dtype=bool))],
+                out_reference=paths[0], out_query=paths[1], reference_sources=["atlas"], query_sources=["query"],
+                label_key=LABEL_KEY, batch_keys=[BATCH_KEY], min_genes=1, seed=settings.seed)
+        finally:
+            atlas.close()
+            query.close()
+    _check_qc(n_written, n_atlas)
+    atlas = read_backed(paths[0])
+    try:
+        return select_hvg_backed(atlas, batch_key=BATCH_KEY, n_top_genes=settings.n_top_genes)["gene"].tolist()
+    finally:
+        atlas.close()
+
+
+def _check_qc(n_kept: int, n_atlas: int) -> None:
+    if n_kept < n_atlas:  # QC removed cells: the largest size must still fit
+        raise InputError(f"scale.methods: {n_atlas - n_kept} atlas cells failed QC; lower the largest size")
+
+
+def read_rows(path, rows: np.ndarray, genes: Sequence[str] | None = None, layers: bool = True,
+              chunk_rows: int = READ_CHUNK_ROWS):
     """Rows ``rows`` (sorted) of an h5ad file with CSR ``X`` and layers, read by rows: the whole atlas is never loaded.
 
-    (``anndata.read_h5ad(backed="r")`` reads every layer whole, so X and each layer are
-    opened as anndata's backed sparse datasets and sliced.)
+    ``genes``: only these columns (in this order); ``layers`` False: ``X`` alone.
+    The file is read in spans of ``chunk_rows`` atlas rows: a span with few
+    selected rows is read by those rows, a fuller one as a contiguous block
+    (anndata reads a list of rows one by one) and subset here, so only the selected
+    cells' (and genes') values are ever held. (``anndata.read_h5ad(backed="r")``
+    reads every layer whole, so X and each layer are opened as anndata's backed
+    sparse datasets.)
     """
     import anndata as ad
     import h5py
@@ -156,13 +231,38 @@ def read_rows(path, rows: np.ndarray):
 
     import scipy.sparse as sp
 
-    def matrix(group):  # csr_matrix, as read_h5ad gives (sparse_dataset may give a csr_array, which some tools refuse)
-        return sp.csr_matrix(sparse_dataset(group)[rows])
-
+    rows = np.asarray(rows, dtype=np.int64)
     with h5py.File(path, "r") as f:
-        layers = {name: matrix(f["layers"][name]) for name in f.get("layers", {})}
-        return ad.AnnData(X=matrix(f["X"]), obs=read_elem(f["obs"]).iloc[rows], var=read_elem(f["var"]),
-                          uns=read_elem(f["uns"]) if "uns" in f else {}, layers=layers)
+        var = read_elem(f["var"])
+        columns = None if genes is None else var.index.get_indexer(list(genes))
+        if columns is not None:
+            if (columns < 0).any():
+                raise InputError(f"{path}: var_names: {int((columns < 0).sum())} of the genes asked for are missing")
+            var = var.iloc[columns]
+
+        def matrix(group):  # csr_matrix, as read_h5ad gives (sparse_dataset may give a csr_array, which some tools refuse)
+            x = sparse_dataset(group)
+            blocks = []
+            for lo in range(0, len(rows), chunk_rows):
+                part = rows[lo : lo + chunk_rows]
+                span = int(part[-1] - part[0] + 1)
+                if len(part) * 4 >= span:  # dense enough: one contiguous read
+                    block = sp.csr_matrix(x[int(part[0]) : int(part[-1]) + 1])[part - part[0]]
+                else:
+                    block = sp.csr_matrix(x[part])
+                blocks.append(block if columns is None else block[:, columns])
+            shape = (0, x.shape[1] if columns is None else len(columns))
+            return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix(shape, dtype=np.float32)
+
+        return ad.AnnData(X=matrix(f["X"]), obs=read_elem(f["obs"]).iloc[rows], var=var,
+                          uns=read_elem(f["uns"]) if "uns" in f else {},
+                          layers={name: matrix(f["layers"][name]) for name in f.get("layers", {})} if layers else {})
+
+
+def _n_obs(path) -> int:
+    from cellquery.backed import count_cells
+
+    return count_cells(path)
 
 
 def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -> dict[str, float]:
@@ -171,7 +271,7 @@ def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -
 
     from cellquery.embed.pca import dense, scale_fit, transform_chunks
     from cellquery.index import build_index
-    from cellquery.index.calibration import calibrate_from_reference_hits
+    from cellquery.index.calibration import calibrate_from_reference_hits, reference_hits
     from cellquery.settings import GroupSettings, TransferSettings
     from cellquery.transfer import predict_table
 
@@ -188,10 +288,15 @@ def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -
         return np.clip((block - mean) / std, -10, 10)
 
     n_comps = min(int(spec["n_comps"]), ref_x.shape[1] - 1, ref_x.shape[0] - 1)
-    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(ref_x)))
+    fit = ref_x
+    if ref_x.shape[0] > int(spec["fit_cells"]):
+        fit = ref_x[np.sort(np.random.default_rng(seed).choice(ref_x.shape[0], int(spec["fit_cells"]), replace=False))]
+    model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(fit)))
+    del fit
     ref_emb = transform_chunks(ref_x, lambda block, _: model.transform(scale(block)), n_comps)
     index = build_index(spec["index"], ref_emb, dict(spec["index_params"]), seed=seed)
-    rd, ri = index.search(ref_emb, min(k + 1, len(ref_emb)))
+    # the reference's own hits (list by list for ivf_gemm), as the workflow's calibration takes them
+    rd, ri = reference_hits(index, ref_emb, min(k + 1, len(ref_emb)))
     _, self_distances = calibrate_from_reference_hits(ref_emb, rd, ri, k=k, seed=seed)
     train_s = time.perf_counter() - start
     start = time.perf_counter()
@@ -215,12 +320,19 @@ def predictor_path(reference, query, genes: Sequence[str], spec: Mapping, seed: 
             "query_s": sum(v for p, v in phases.items() if p not in TRAIN_PHASES)}
 
 
-def _timed_run(run: Callable, atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
-    """Read the reference rows and the query, call ``run`` (own_path or predictor_path); seconds by phase."""
+def _timed_run(run: Callable, atlas, query_path, genes, rows, spec: Mapping, seed: int,
+               whole: bool = True) -> dict[str, float]:
+    """Read the reference rows and the query, call ``run`` (own_path or predictor_path); seconds by phase.
+
+    ``whole`` False: only ``X`` at the genes ``genes`` is read (the own path uses no more).
+    """
     import anndata as ad
 
-    reference = read_rows(atlas, rows)
-    query = ad.read_h5ad(query_path)
+    if whole:
+        reference, query = read_rows(atlas, rows), ad.read_h5ad(query_path)
+    else:
+        reference = read_rows(atlas, rows, genes=genes, layers=False)
+        query = read_rows(query_path, np.arange(_n_obs(query_path)), genes=genes, layers=False)
     start = time.perf_counter()
     out = run(reference, query, genes, spec, seed)
     out["total_s"] = time.perf_counter() - start
@@ -229,7 +341,7 @@ def _timed_run(run: Callable, atlas, query_path, genes, rows, spec: Mapping, see
 
 def run_own(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
     """One run of the project's own path in the current process (:func:`own_path`)."""
-    return _timed_run(own_path, atlas, query_path, genes, rows, spec, seed)
+    return _timed_run(own_path, atlas, query_path, genes, rows, spec, seed, whole=False)
 
 
 def run_peer(atlas, query_path, genes, rows, spec: Mapping, seed: int) -> dict[str, float]:
@@ -326,7 +438,8 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
                    partial: str | os.PathLike | None = None, before: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of method ``name`` (every size and repeat, ascending size) on the atlas :func:`simulate_atlas` wrote.
 
-    A method over ``max_seconds`` or ``max_memory_gb`` at one size is not run at larger sizes (``skipped``);
+    A method over ``max_seconds`` or ``max_memory_gb`` at one size, projected past them
+    (:func:`projected_stop`) or above its spec's ``max_size`` is not run at larger sizes (``skipped``);
     a predictor whose runtime is missing gets ``unavailable`` rows. ``partial`` gets ``before`` and the
     rows so far after every run. ``runner`` (importable, for the child process: :func:`run_own`,
     :func:`run_peer`, :func:`run_method`) runs one repeat; ``check_runtime``: ask a predictor first
@@ -345,7 +458,12 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
             reason = f"cannot import: {error}"
     stop = None
     rows = []
+    measured = []  # (size, mean total s, max peak RSS MB) of each size where every run finished
     for size in sorted(int(s) for s in settings.sizes):
+        if not (stop or reason) and size > int(spec.get("max_size", size)):
+            stop = f"above max_size {int(spec['max_size'])}"
+        if not (stop or reason) and settings.project_limits:
+            stop = projected_stop(measured, size, settings)
         for repeat in range(settings.repeats_of(name)):
             base = dict(method=name, size=size, repeat=repeat, train_s=np.nan, query_s=np.nan, total_s=np.nan,
                         peak_rss_mb=np.nan)
@@ -374,7 +492,44 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
                 if before is not None and len(before):
                     so_far = pd.concat([before, so_far], ignore_index=True)
                 so_far.to_csv(partial, sep="\t", index=False)
+        done = [r for r in rows if r["size"] == size]
+        if done and all(r["status"] == "ok" for r in done):
+            measured.append((size, float(np.mean([r["total_s"] for r in done])),
+                             float(np.nanmax([r["peak_rss_mb"] for r in done]))))
     return pd.DataFrame(rows, columns=COLUMNS)
+
+
+def projected_cost(points: Sequence[tuple[int, float]], size: int) -> float | None:
+    """A lower bound of a cost at reference size ``size``: the line through the two largest measured sizes.
+
+    ``points``: (size, cost) in ascending size. A cost that grows at least
+    linearly with the reference (every reference cell is read, embedded and
+    searched or trained on for a fixed number of epochs: all methods of the
+    config) lies on or above that line (slope clipped at 0); None with fewer than two points.
+    """
+    if len(points) < 2:
+        return None
+    (n1, c1), (n2, c2) = points[-2], points[-1]
+    return c2 + max((c2 - c1) / (n2 - n1), 0.0) * (size - n2)
+
+
+def projected_stop(measured: Sequence[tuple[int, float, float]], size: int,
+                   settings: MethodsScaleSettings) -> str | None:
+    """The reason a method is not run at ``size``: its projected time or memory (:func:`projected_cost`) past a cap.
+
+    A run that cannot fit would only spend ``max_seconds`` before being
+    killed; the method's rows at ``size`` and above are then ``skipped`` with this reason.
+    """
+    seconds = projected_cost([(n, t) for n, t, _ in measured], size)
+    memory = projected_cost([(n, m) for n, _, m in measured], size)
+    (n1, t1, m1), (n2, t2, m2) = measured[-2:] if len(measured) >= 2 else ((0, 0, 0), (0, 0, 0))
+    if seconds is not None and seconds > settings.max_seconds:
+        return (f"projected {seconds:.0f} s at {size} cells (line through {t1:.0f} s at {n1} and {t2:.0f} s "
+                f"at {n2} cells) > max_seconds {settings.max_seconds:g}")
+    if memory is not None and memory > settings.max_memory_gb * 1024:
+        return (f"projected {memory:.0f} MB at {size} cells (line through {m1:.0f} MB at {n1} and {m2:.0f} MB "
+                f"at {n2} cells) > max_memory_gb {settings.max_memory_gb:g}")
+    return None
 
 
 def measure_method_to_file(scale: Mapping, name: str, atlas, query_path, genes_path, out, *, runner: Callable,
