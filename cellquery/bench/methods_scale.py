@@ -585,15 +585,15 @@ def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from cellquery.plots import save_png
+    from cellquery.plots import distinct_colours, save_png
 
     markers = "osD^vP*Xh<>p"
-    colours = plt.get_cmap("tab10").colors
+    colours = distinct_colours(sorted(summary["method"].unique()))  # one colour per method, past ten too
     fig, ax = plt.subplots(figsize=(8, 4.8))
     for j, (method, part) in enumerate(summary.groupby("method", sort=True)):
         part = part.sort_values("size")
         ax.errorbar(part["size"], part["query_s_mean"], yerr=part["query_s_sd"], marker=markers[j % len(markers)],
-                    color=colours[j % len(colours)], capsize=3, label=method)
+                    color=colours[method], capsize=3, label=method)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("reference size (cells)")
