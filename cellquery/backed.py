@@ -380,6 +380,13 @@ def _columns(adata: BackedData, genes: Sequence[str], side: str) -> np.ndarray:
     return columns
 
 
+def fit_rows(n_obs: int, fit_cells: int | None, seed: int) -> np.ndarray:
+    """Sorted rows the PCA is fitted on: ``fit_cells`` of ``n_obs`` drawn with ``seed``, or all (None, or not fewer)."""
+    if fit_cells is None or fit_cells >= n_obs:
+        return np.arange(n_obs)
+    return np.sort(np.random.default_rng(seed).choice(n_obs, size=fit_cells, replace=False))
+
+
 def pca_backed(
     reference: BackedData,
     query: BackedData,
@@ -414,10 +421,8 @@ def pca_backed(
     def scaled(block: sp.csr_matrix) -> np.ndarray:
         return np.clip((block.toarray().astype(np.float32) - mean) / std, -10, 10)
 
-    fit = np.ones(reference.n_obs, dtype=bool)
-    if fit_cells is not None and fit_cells < reference.n_obs:
-        fit[:] = False
-        fit[np.random.default_rng(seed).choice(reference.n_obs, size=fit_cells, replace=False)] = True
+    fit = np.zeros(reference.n_obs, dtype=bool)
+    fit[fit_rows(reference.n_obs, fit_cells, seed)] = True
     rows = [block[fit[start : start + block.shape[0]]][:, ref_cols] for start, block in row_chunks(reference.X, reference.n_obs, chunk_cells)]
     sample = sp.vstack(rows, format="csr")
     del rows

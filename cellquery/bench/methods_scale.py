@@ -51,6 +51,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from cellquery.backed import BACKED_ABOVE_CELLS, FIT_CELLS, count_cells, fit_rows
 from cellquery.bench.memory import peak_rss_mb
 from cellquery.errors import InputError
 
@@ -65,8 +66,8 @@ LABEL_KEY, BATCH_KEY = "cell_type", "study"
 # atlas rows per read span (read_rows)
 READ_CHUNK_ROWS = 20_000
 # fit_cells: the PCA is fitted on a seeded subsample of at most this many reference cells, as the
-# workflow's chunked path does (cellquery.backed.FIT_CELLS)
-OWN_DEFAULTS = {"n_comps": 30, "index": "faiss", "index_params": {"factory": "Flat"}, "k": 10, "fit_cells": 100_000,
+# workflow's chunked path does
+OWN_DEFAULTS = {"n_comps": 30, "index": "faiss", "index_params": {"factory": "Flat"}, "k": 10, "fit_cells": FIT_CELLS,
                 "transfer": {"voter": "majority", "min_hits": 2, "min_fraction": 0.5, "distance_quantile": 0.95}}
 
 
@@ -90,7 +91,7 @@ class MethodsScaleSettings:
     # skip a size whose run would not fit, projected from the two sizes below it (projected_cost)
     project_limits: bool = True
     # atlases above this many cells are simulated and preprocessed chunk by chunk (the workflow's bound)
-    backed_above_cells: int = 200_000
+    backed_above_cells: int = BACKED_ABOVE_CELLS
 
     @classmethod
     def from_config(cls, scale: Mapping, require_methods: bool = True) -> "MethodsScaleSettings":
@@ -275,12 +276,6 @@ def read_rows(path, rows: np.ndarray, genes: Sequence[str] | None = None, layers
                           layers={name: matrix(f["layers"][name]) for name in f.get("layers", {})} if layers else {})
 
 
-def _n_obs(path) -> int:
-    from cellquery.backed import count_cells
-
-    return count_cells(path)
-
-
 def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -> dict[str, float]:
     """The project's path; seconds of ``train_s`` (PCA fit, index, reference hits) and ``query_s`` (project, search, transfer)."""
     from sklearn.decomposition import PCA
@@ -304,9 +299,7 @@ def own_path(reference, query, genes: Sequence[str], spec: Mapping, seed: int) -
         return np.clip((block - mean) / std, -10, 10)
 
     n_comps = min(int(spec["n_comps"]), ref_x.shape[1] - 1, ref_x.shape[0] - 1)
-    fit = ref_x
-    if ref_x.shape[0] > int(spec["fit_cells"]):
-        fit = ref_x[np.sort(np.random.default_rng(seed).choice(ref_x.shape[0], int(spec["fit_cells"]), replace=False))]
+    fit = ref_x[fit_rows(ref_x.shape[0], int(spec["fit_cells"]), seed)]
     model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(fit)))
     del fit
     ref_emb = transform_chunks(ref_x, lambda block, _: model.transform(scale(block)), n_comps)
@@ -348,7 +341,7 @@ def _timed_run(run: Callable, atlas, query_path, genes, rows, spec: Mapping, see
         reference, query = read_rows(atlas, rows), ad.read_h5ad(query_path)
     else:
         reference = read_rows(atlas, rows, genes=genes, layers=False)
-        query = read_rows(query_path, np.arange(_n_obs(query_path)), genes=genes, layers=False)
+        query = read_rows(query_path, np.arange(count_cells(query_path)), genes=genes, layers=False)
     start = time.perf_counter()
     out = run(reference, query, genes, spec, seed)
     out["total_s"] = time.perf_counter() - start
@@ -536,13 +529,15 @@ def projected_stop(measured: Sequence[tuple[int, float, float]], size: int,
     A run that cannot fit would only spend ``max_seconds`` before being
     killed; the method's rows at ``size`` and above are then ``skipped`` with this reason.
     """
+    if len(measured) < 2:
+        return None
     seconds = projected_cost([(n, t) for n, t, _ in measured], size)
     memory = projected_cost([(n, m) for n, _, m in measured], size)
-    (n1, t1, m1), (n2, t2, m2) = measured[-2:] if len(measured) >= 2 else ((0, 0, 0), (0, 0, 0))
-    if seconds is not None and seconds > settings.max_seconds:
+    (n1, t1, m1), (n2, t2, m2) = measured[-2:]
+    if seconds > settings.max_seconds:
         return (f"projected {seconds:.0f} s at {size} cells (line through {t1:.0f} s at {n1} and {t2:.0f} s "
                 f"at {n2} cells) > max_seconds {settings.max_seconds:g}")
-    if memory is not None and memory > settings.max_memory_gb * 1024:
+    if memory > settings.max_memory_gb * 1024:
         return (f"projected {memory:.0f} MB at {size} cells (line through {m1:.0f} MB at {n1} and {m2:.0f} MB "
                 f"at {n2} cells) > max_memory_gb {settings.max_memory_gb:g}")
     return None
