@@ -138,6 +138,9 @@ rule scale_methods_atlas:
         "../workflow_scripts/scale_methods_atlas.py"
 
 
+# One job per method of Fig. 2d (hours at 10^6 cells): the runs finished so far stand in
+# <method>.partial.tsv, and a job killed by the cluster and started again keeps them
+# (cellquery.bench.methods_scale.measure_method_to_file).
 rule scale_method_own:
     input:
         atlas=f"{SCALE_ATLAS}/atlas.h5ad",

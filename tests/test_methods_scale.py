@@ -3,6 +3,7 @@ a tiny end-to-end run, and the caps that mark a run as not fitting."""
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -242,3 +243,46 @@ def test_job_limits_cover_every_run_at_the_caps():
     # 3 sizes x 4 repeats x (600 s + 60 s) = 132 min; one repeat: 33 min; 8 GB + 1 GB
     assert job_limits(settings, "fast") == {"runtime": 132, "mem_mb": 9216}
     assert job_limits(settings, "slow") == {"runtime": 33, "mem_mb": 9216}
+
+
+def logging_runner(atlas, query, genes, rows, spec, seed):
+    """``sleeping_runner`` that leaves a line (reference size, seed) in ``spec['runs']`` for every run it makes."""
+    with open(spec["runs"], "a") as handle:
+        handle.write(f"{len(rows)} {seed}\n")
+    return {"train_s": 0.0, "query_s": len(rows) / 1000, "total_s": 1.0}
+
+
+def test_an_interrupted_job_resumes_with_the_runs_it_finished(tmp_path):
+    from cellquery.bench.methods_scale import measure_method_to_file, resume_key
+
+    runs = tmp_path / "runs.txt"
+    scale = {"methods": {"sizes": [100, 200], "repeats": 2, "n_query": 50, "n_genes": 500, "n_top_genes": 50,
+                         "methods": {"m": {"kind": "own", "runs": str(runs)}}}}
+    atlas, query, genes = simulate_atlas(MethodsScaleSettings.from_config(scale), tmp_path)
+    genes_path = tmp_path / "genes.tsv"
+    write_table(pd.DataFrame({"gene": genes}), genes_path)
+    out = tmp_path / "m.tsv"
+    measure_method_to_file(scale, "m", atlas, query, genes_path, out, runner=logging_runner)
+    full = read_table(out, required=COLUMNS)
+    assert runs.read_text().split("\n")[:-1] == ["100 0", "100 1", "200 0", "200 1"]
+    assert not out.with_suffix(".partial.tsv").exists() and not out.with_suffix(".partial.json").exists()
+
+    # a job killed after its third run left three rows and the key; the next job runs only the fourth
+    partial, key = out.with_suffix(".partial.tsv"), out.with_suffix(".partial.json")
+    earlier = full.iloc[:3].copy()
+    earlier.loc[2, "query_s"] = 7.5  # the kept rows are taken as they stand, not run again
+    write_table(earlier, partial)
+    key.write_text(json.dumps(resume_key(scale, "m", atlas, query)))
+    runs.write_text("")
+    measure_method_to_file(scale, "m", atlas, query, genes_path, out, runner=logging_runner)
+    assert runs.read_text() == "200 1\n"
+    table = read_table(out, required=COLUMNS)
+    assert list(table["query_s"]) == [0.1, 0.1, 7.5, 0.2] and (table["status"] == "ok").all()
+
+    # under another key (another seed) every run is made again
+    write_table(earlier, partial)
+    key.write_text(json.dumps(resume_key(scale, "m", atlas, query)))
+    runs.write_text("")
+    measure_method_to_file({"methods": {**scale["methods"], "seed": 3}}, "m", atlas, query, genes_path, out,
+                           runner=logging_runner)
+    assert runs.read_text().split("\n")[:-1] == ["100 3", "100 4", "200 3", "200 4"]

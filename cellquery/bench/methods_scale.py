@@ -39,6 +39,7 @@ and the query throughput ``n_query / mean query_s`` (cells/s).
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import tempfile
@@ -444,7 +445,8 @@ def measure(settings: MethodsScaleSettings, workdir: str | os.PathLike | None = 
 
 def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path, genes: Sequence[str], *,
                    runner: Callable, check_runtime: bool = True, log=None,
-                   partial: str | os.PathLike | None = None, before: pd.DataFrame | None = None) -> pd.DataFrame:
+                   partial: str | os.PathLike | None = None, before: pd.DataFrame | None = None,
+                   resume: pd.DataFrame | None = None) -> pd.DataFrame:
     """The rows of method ``name`` (every size and repeat, ascending size) on the atlas :func:`simulate_atlas` wrote.
 
     A method over ``max_seconds`` or ``max_memory_gb`` at one size, projected past them
@@ -452,7 +454,9 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
     a predictor whose runtime is missing gets ``unavailable`` rows. ``partial`` gets ``before`` and the
     rows so far after every run. ``runner`` (importable, for the child process: :func:`run_own`,
     :func:`run_peer`, :func:`run_method`) runs one repeat; ``check_runtime``: ask a predictor first
-    whether its runtime is here.
+    whether its runtime is here. ``resume``: rows of an interrupted job of the same method and settings
+    (:func:`measure_method_to_file`); a (size, repeat) that ran there to ``ok`` or past a cap is taken
+    from it instead of being run again.
     """
     from cellquery.predictors import PREDICTORS
     from cellquery.registry import skip_reason
@@ -465,6 +469,12 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
             reason = skip_reason(PREDICTORS[spec["predictor"]], "counts")
         except ImportError as error:
             reason = f"cannot import: {error}"
+    earlier = {}
+    if resume is not None:
+        for row in resume.to_dict("records"):
+            if row["method"] == name and row["status"] in ("ok", *DID_NOT_FIT):
+                earlier[(int(row["size"]), int(row["repeat"]))] = row | dict(reason="" if row["status"] == "ok"
+                                                                              else str(row["reason"]))
     stop = None
     rows = []
     measured = []  # (size, mean total s, max peak RSS MB) of each size where every run finished
@@ -482,15 +492,19 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
             if stop:
                 rows.append(base | dict(status="skipped", reason=stop))
                 continue
-            cells = subsample(n_atlas, size, repeat, settings.seed)
-            status, value, rss = run_capped(
-                runner, (atlas, query_path, list(genes), cells, spec, settings.seed + repeat),
-                max_seconds=settings.max_seconds, max_memory_gb=settings.max_memory_gb)
-            row = base | dict(peak_rss_mb=rss, status=status, reason="")
-            if status == "ok":
-                row |= {key: value[key] for key in ("train_s", "query_s", "total_s")}
+            if (size, repeat) in earlier:
+                row = base | {key: earlier[(size, repeat)][key] for key in COLUMNS[3:]}
+                status = row["status"]
             else:
-                row["reason"] = str(value)
+                cells = subsample(n_atlas, size, repeat, settings.seed)
+                status, value, rss = run_capped(
+                    runner, (atlas, query_path, list(genes), cells, spec, settings.seed + repeat),
+                    max_seconds=settings.max_seconds, max_memory_gb=settings.max_memory_gb)
+                row = base | dict(peak_rss_mb=rss, status=status, reason="")
+                if status == "ok":
+                    row |= {key: value[key] for key in ("train_s", "query_s", "total_s")}
+                else:
+                    row["reason"] = str(value)
             if status in DID_NOT_FIT:
                 stop = f"{status} at {size} cells"
             rows.append(row)
@@ -543,21 +557,45 @@ def projected_stop(measured: Sequence[tuple[int, float, float]], size: int,
     return None
 
 
+def resume_key(scale: Mapping, name: str, atlas, query_path) -> dict:
+    """What the rows of method ``name`` depend on besides the code: its spec, the seed, query size, caps, the atlas files.
+
+    An interrupted job's rows are taken up again (:func:`measure_method_to_file`) only under the same key.
+    The atlas and query files stand by path, size and modification time.
+    """
+    settings = MethodsScaleSettings.from_config(scale)
+    files = {str(path): [os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in (atlas, query_path)}
+    return json.loads(json.dumps(dict(method=name, spec=settings.methods[name], seed=settings.seed,
+                                      n_query=settings.n_query, max_seconds=settings.max_seconds,
+                                      max_memory_gb=settings.max_memory_gb, files=files), default=str))
+
+
 def measure_method_to_file(scale: Mapping, name: str, atlas, query_path, genes_path, out, *, runner: Callable,
                            log=None) -> None:
     """One workflow job of Fig. 2d: :func:`measure_method` of ``name`` (config ``scale``) written to ``out``.
 
-    The rows so far stand in ``out`` with suffix ``.partial.tsv`` while the job runs.
+    The rows so far stand in ``out`` with suffix ``.partial.tsv`` while the job runs, beside
+    ``.partial.json`` (:func:`resume_key`). A job that was killed (a cluster's time limit, a node lost)
+    and is started again with the same key keeps the runs it had finished (``resume`` of
+    :func:`measure_method`); under another key they are run again.
     """
     from cellquery.io import read_table, write_table
 
     out = Path(out)
-    partial = out.with_suffix(".partial.tsv")
+    partial, key_path = out.with_suffix(".partial.tsv"), out.with_suffix(".partial.json")
+    key = resume_key(scale, name, atlas, query_path)
+    resume = None
+    if partial.exists() and key_path.exists() and json.loads(key_path.read_text()) == key:
+        resume = read_table(partial, required=COLUMNS)
+        if log is not None:
+            print(f"{name}: resuming from {partial} ({len(resume)} rows)", file=log, flush=True)
+    key_path.write_text(json.dumps(key, indent=1))
     genes = read_table(genes_path, required=["gene"])["gene"].tolist()
     table = measure_method(MethodsScaleSettings.from_config(scale), name, atlas, query_path, genes, runner=runner,
-                           log=log, partial=partial)
+                           log=log, partial=partial, resume=resume)
     write_table(table, out)
     partial.unlink(missing_ok=True)
+    key_path.unlink(missing_ok=True)
 
 
 def summarise(table: pd.DataFrame, n_query: int) -> pd.DataFrame:
