@@ -243,6 +243,30 @@ def test_job_limits_cover_every_run_at_the_caps():
     # 3 sizes x 4 repeats x (600 s + 60 s) = 132 min; one repeat: 33 min; 8 GB + 1 GB
     assert job_limits(settings, "fast") == {"runtime": 132, "mem_mb": 9216}
     assert job_limits(settings, "slow") == {"runtime": 33, "mem_mb": 9216}
+    # a budget of 1,000 s: the budget and one run past it, 1,000 + 660 s = 28 min (below the 132 min of all runs)
+    budgeted = MethodsScaleSettings.from_config({"methods": {**settings.__dict__, "budget_s": 1000,
+                                                             "sizes": [10, 100, 1000], "studies": ["study1"]}})
+    assert job_limits(budgeted, "fast") == {"runtime": 28, "mem_mb": 9216}
+
+
+def test_a_method_stops_where_its_budget_would_be_passed(tmp_path):
+    from cellquery.bench.methods_scale import run_estimate
+
+    assert run_estimate([], [], 100) == 0.0
+    assert run_estimate([(50, 0.5, 1.0)], [], 100) == 0.5  # the largest size below
+    assert run_estimate([(50, 0.5, 1.0), (100, 1.0, 1.0)], [], 200) == pytest.approx(2.0)  # the line
+    assert run_estimate([(50, 0.5, 1.0), (100, 1.0, 1.0)], [2.5, np.nan], 200) == 2.5  # the runs there
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [50, 100, 200], "repeats": 2, "n_query": 50, "n_genes": 500, "n_top_genes": 100,
+        "methods": {"linear": {"kind": "own", "sleep_per_cell": 0.01, "budget_s": 5.5},
+                    "free": {"kind": "own", "sleep_per_cell": 0.0}},
+    }})
+    # runs of 0.5, 0.5, 1, 1 s, then 2 s at 200 cells (the line): 5 s spent; the next (2 s) would pass 5.5
+    table = measure(settings, workdir=tmp_path, runner=timed_sleeping_runner)
+    linear = table[table["method"] == "linear"].set_index(["size", "repeat"])
+    assert list(linear["status"]) == ["ok"] * 5 + ["skipped"]
+    assert linear.loc[(200, 1), "reason"].startswith("budget_s 5.5 spent: 5 s of runs, the next estimated at 2 s")
+    assert (table.loc[table["method"] == "free", "status"] == "ok").all()  # no budget of its own, none in all
 
 
 def logging_runner(atlas, query, genes, rows, spec, seed):

@@ -91,6 +91,9 @@ class MethodsScaleSettings:
     max_repeats: Mapping = field(default_factory=dict)
     # skip a size whose run would not fit, projected from the two sizes below it (projected_cost)
     project_limits: bool = True
+    # seconds of runs per method (a method's spec may give its own budget_s): no run starts once the
+    # method's finished runs and the next one's estimate (run_estimate) would pass it; None: no budget
+    budget_s: float | None = None
     # atlases above this many cells are simulated and preprocessed chunk by chunk (the workflow's bound)
     backed_above_cells: int = BACKED_ABOVE_CELLS
 
@@ -119,17 +122,25 @@ class MethodsScaleSettings:
     def repeats_of(self, method: str) -> int:
         return min(self.repeats, int(self.max_repeats.get(method, self.repeats)))
 
+    def budget_of(self, method: str) -> float | None:
+        budget = self.methods.get(method, {}).get("budget_s", self.budget_s)
+        return None if budget is None else float(budget)
+
 
 def job_limits(settings: MethodsScaleSettings, name: str) -> dict[str, int]:
     """Slurm resources of method ``name``'s workflow job, from the caps: every run may last ``max_seconds``.
 
     ``runtime`` (minutes): each size x repeat at ``max_seconds`` plus a minute
-    (start-up, reading its rows); ``mem_mb``: one run at ``max_memory_gb`` plus 1 GB
+    (start-up, reading its rows), or with a budget (``budget_s``) the budget and one
+    such run past it, if less; ``mem_mb``: one run at ``max_memory_gb`` plus 1 GB
     for the job's own process (runs are made one at a time).
     """
     runs = len(settings.sizes) * settings.repeats_of(name)
-    return {"runtime": int(np.ceil(runs * (settings.max_seconds + 60) / 60)),
-            "mem_mb": int(np.ceil(settings.max_memory_gb * 1024)) + 1024}
+    seconds = runs * (settings.max_seconds + 60)
+    budget = settings.budget_of(name)
+    if budget is not None:
+        seconds = min(seconds, budget + settings.max_seconds + 60)
+    return {"runtime": int(np.ceil(seconds / 60)), "mem_mb": int(np.ceil(settings.max_memory_gb * 1024)) + 1024}
 
 
 def subsample(n_atlas: int, size: int, repeat: int, seed: int = 0) -> np.ndarray:
@@ -451,7 +462,10 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
 
     A method over ``max_seconds`` or ``max_memory_gb`` at one size, projected past them
     (:func:`projected_stop`) or above its spec's ``max_size`` is not run at larger sizes (``skipped``);
-    a predictor whose runtime is missing gets ``unavailable`` rows. ``partial`` gets ``before`` and the
+    a predictor whose runtime is missing gets ``unavailable`` rows; past the method's budget
+    (:meth:`MethodsScaleSettings.budget_of`, :func:`run_estimate`) no run starts and the rest are
+    ``skipped``, so that at the largest sizes a slow method may have fewer repeats than the others
+    (the rows say so). ``partial`` gets ``before`` and the
     rows so far after every run. ``runner`` (importable, for the child process: :func:`run_own`,
     :func:`run_peer`, :func:`run_method`) runs one repeat; ``check_runtime``: ask a predictor first
     whether its runtime is here. ``resume``: rows of an interrupted job of the same method and settings
@@ -478,6 +492,7 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
     stop = None
     rows = []
     measured = []  # (size, mean total s, max peak RSS MB) of each size where every run finished
+    budget, spent = settings.budget_of(name), 0.0
     for size in sorted(int(s) for s in settings.sizes):
         if not (stop or reason) and size > int(spec.get("max_size", size)):
             stop = f"above max_size {int(spec['max_size'])}"
@@ -489,6 +504,11 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
             if reason:
                 rows.append(base | dict(status="unavailable", reason=reason))
                 continue
+            if not stop and budget is not None and (size, repeat) not in earlier:
+                estimate = run_estimate(measured, [r["total_s"] for r in rows if r["size"] == size], size)
+                if spent + estimate > budget:
+                    stop = (f"budget_s {budget:g} spent: {spent:.0f} s of runs, the next estimated at "
+                            f"{estimate:.0f} s")
             if stop:
                 rows.append(base | dict(status="skipped", reason=stop))
                 continue
@@ -507,6 +527,7 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
                     row["reason"] = str(value)
             if status in DID_NOT_FIT:
                 stop = f"{status} at {size} cells"
+            spent += settings.max_seconds if status == "over_time" else float(np.nan_to_num(row["total_s"]))
             rows.append(row)
             if log is not None:
                 print(" ".join(f"{k}={v}" for k, v in row.items()), file=log, flush=True)
@@ -534,6 +555,18 @@ def projected_cost(points: Sequence[tuple[int, float]], size: int) -> float | No
         return None
     (n1, c1), (n2, c2) = points[-2], points[-1]
     return c2 + max((c2 - c1) / (n2 - n1), 0.0) * (size - n2)
+
+
+def run_estimate(measured: Sequence[tuple[int, float, float]], times_here: Sequence[float], size: int) -> float:
+    """The expected seconds of the next run at ``size``: the mean of the runs that finished there, else the
+    line through the two sizes below (:func:`projected_cost`), else the largest size measured below; 0 with none."""
+    here = [t for t in times_here if np.isfinite(t)]
+    if here:
+        return float(np.mean(here))
+    line = projected_cost([(n, t) for n, t, _ in measured], size)
+    if line is not None:
+        return line
+    return measured[-1][1] if measured else 0.0
 
 
 def projected_stop(measured: Sequence[tuple[int, float, float]], size: int,
@@ -565,7 +598,9 @@ def resume_key(scale: Mapping, name: str, atlas, query_path) -> dict:
     """
     settings = MethodsScaleSettings.from_config(scale)
     files = {str(path): [os.stat(path).st_size, os.stat(path).st_mtime_ns] for path in (atlas, query_path)}
-    return json.loads(json.dumps(dict(method=name, spec=settings.methods[name], seed=settings.seed,
+    # which runs are made (max_size, budget_s) does not change a run's result
+    spec = {key: value for key, value in settings.methods[name].items() if key not in ("max_size", "budget_s")}
+    return json.loads(json.dumps(dict(method=name, spec=spec, seed=settings.seed,
                                       n_query=settings.n_query, max_seconds=settings.max_seconds,
                                       max_memory_gb=settings.max_memory_gb, files=files), default=str))
 
