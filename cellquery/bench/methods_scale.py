@@ -647,7 +647,8 @@ def summarise(table: pd.DataFrame, n_query: int) -> pd.DataFrame:
 
 
 def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
-    """Query time (mean +/- sd over repeats) against reference size, log-log, one colour and marker per method."""
+    """Query time (mean +/- sd over repeats) against reference size, log-log, one colour and marker per method;
+    a point with fewer repeats than the most any point has is labelled with its n."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -658,10 +659,14 @@ def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
     markers = "osD^vP*Xh<>p"
     colours = distinct_colours(sorted(summary["method"].unique()))  # one colour per method, past ten too
     fig, ax = plt.subplots(figsize=(8, 4.8))
+    full = int(summary["n_ok"].max()) if len(summary) else 0
     for j, (method, part) in enumerate(summary.groupby("method", sort=True)):
         part = part.sort_values("size")
         ax.errorbar(part["size"], part["query_s_mean"], yerr=part["query_s_sd"], marker=markers[j % len(markers)],
                     color=colours[method], capsize=3, label=method)
+        for _, point in part[part["n_ok"] < full].iterrows():  # fewer repeats (a budget, a cut run): say how many
+            ax.annotate(f"n={int(point['n_ok'])}", (point["size"], point["query_s_mean"]), textcoords="offset points",
+                        xytext=(5, -9), fontsize=7, color=colours[method])
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("reference size (cells)")
