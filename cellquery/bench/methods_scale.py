@@ -669,6 +669,7 @@ def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
                         xytext=(5, -9), fontsize=7, color=colours[method])
     ax.set_xscale("log")
     ax.set_yscale("log")
+    ax.margins(x=0.1)  # room for the n labels right of the largest size
     ax.set_xlabel("reference size (cells)")
     ax.set_ylabel(f"query time of {n_query:,} cells (s)")
     ax.set_title("Query time vs reference size (mean ± sd over repeats)")
