@@ -288,7 +288,9 @@ def test_an_interrupted_job_resumes_with_the_runs_it_finished(tmp_path):
     out = tmp_path / "m.tsv"
     measure_method_to_file(scale, "m", atlas, query, genes_path, out, runner=logging_runner)
     full = read_table(out, required=COLUMNS)
-    assert runs.read_text().split("\n")[:-1] == ["100 0", "100 1", "200 0", "200 1"]
+    # an untimed warm-up run at the smallest size (repeat 0's cells), then the four timed runs
+    assert runs.read_text().split("\n")[:-1] == ["100 0", "100 0", "100 1", "200 0", "200 1"]
+    assert len(full) == 4
     assert not out.with_suffix(".partial.tsv").exists() and not out.with_suffix(".partial.json").exists()
 
     # a job killed after its third run left three rows and the key; the next job runs only the fourth
@@ -299,7 +301,7 @@ def test_an_interrupted_job_resumes_with_the_runs_it_finished(tmp_path):
     key.write_text(json.dumps(resume_key(scale, "m", atlas, query)))
     runs.write_text("")
     measure_method_to_file(scale, "m", atlas, query, genes_path, out, runner=logging_runner)
-    assert runs.read_text() == "200 1\n"
+    assert runs.read_text() == "100 0\n200 1\n"  # the warm-up, then the one run left
     table = read_table(out, required=COLUMNS)
     assert list(table["query_s"]) == [0.1, 0.1, 7.5, 0.2] and (table["status"] == "ok").all()
 
@@ -309,4 +311,9 @@ def test_an_interrupted_job_resumes_with_the_runs_it_finished(tmp_path):
     runs.write_text("")
     measure_method_to_file({"methods": {**scale["methods"], "seed": 3}}, "m", atlas, query, genes_path, out,
                            runner=logging_runner)
-    assert runs.read_text().split("\n")[:-1] == ["100 3", "100 4", "200 3", "200 4"]
+    assert runs.read_text().split("\n")[:-1] == ["100 3", "100 3", "100 4", "200 3", "200 4"]
+    # without the warm-up, only the timed runs
+    runs.write_text("")
+    measure_method_to_file({"methods": {**scale["methods"], "warmup": False}}, "m", atlas, query, genes_path, out,
+                           runner=logging_runner)
+    assert runs.read_text().split("\n")[:-1] == ["100 0", "100 1", "200 0", "200 1"]

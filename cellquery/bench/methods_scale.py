@@ -94,6 +94,9 @@ class MethodsScaleSettings:
     # seconds of runs per method (a method's spec may give its own budget_s): no run starts once the
     # method's finished runs and the next one's estimate (run_estimate) would pass it; None: no budget
     budget_s: float | None = None
+    # before a method's first timed run in a job, one untimed run at the smallest size: the first run of
+    # a fresh install compiles numba caches and the like (CellTypist's first query: 85 s, the next 36 s)
+    warmup: bool = True
     # atlases above this many cells are simulated and preprocessed chunk by chunk (the workflow's bound)
     backed_above_cells: int = BACKED_ABOVE_CELLS
 
@@ -468,7 +471,8 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
     (the rows say so). ``partial`` gets ``before`` and the
     rows so far after every run. ``runner`` (importable, for the child process: :func:`run_own`,
     :func:`run_peer`, :func:`run_method`) runs one repeat; ``check_runtime``: ask a predictor first
-    whether its runtime is here. ``resume``: rows of an interrupted job of the same method and settings
+    whether its runtime is here. With ``settings.warmup`` the first run the job makes is preceded by
+    an untimed one at the smallest size (disk caches of compiled code filled). ``resume``: rows of an interrupted job of the same method and settings
     (:func:`measure_method_to_file`); a (size, repeat) that ran there to ``ok`` or past a cap is taken
     from it instead of being run again.
     """
@@ -493,6 +497,7 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
     rows = []
     measured = []  # (size, mean total s, max peak RSS MB) of each size where every run finished
     budget, spent = settings.budget_of(name), 0.0
+    warm = not settings.warmup
     for size in sorted(int(s) for s in settings.sizes):
         if not (stop or reason) and size > int(spec.get("max_size", size)):
             stop = f"above max_size {int(spec['max_size'])}"
@@ -516,6 +521,14 @@ def measure_method(settings: MethodsScaleSettings, name: str, atlas, query_path,
                 row = base | {key: earlier[(size, repeat)][key] for key in COLUMNS[3:]}
                 status = row["status"]
             else:
+                if not warm:  # untimed, its result dropped (a failure shows in the timed run)
+                    smallest = min(int(s) for s in settings.sizes)
+                    warmup = run_capped(runner, (atlas, query_path, list(genes), subsample(n_atlas, smallest, 0,
+                                        settings.seed), spec, settings.seed), max_seconds=settings.max_seconds,
+                                        max_memory_gb=settings.max_memory_gb)
+                    warm = True
+                    if log is not None:
+                        print(f"method={name} warm-up at {smallest} cells: {warmup[0]}", file=log, flush=True)
                 cells = subsample(n_atlas, size, repeat, settings.seed)
                 status, value, rss = run_capped(
                     runner, (atlas, query_path, list(genes), cells, spec, settings.seed + repeat),
