@@ -269,6 +269,22 @@ def test_a_method_stops_where_its_budget_would_be_passed(tmp_path):
     assert (table.loc[table["method"] == "free", "status"] == "ok").all()  # no budget of its own, none in all
 
 
+def failing_runner(atlas, query, genes, rows, spec, seed):
+    time.sleep(0.5)
+    raise RuntimeError("no luck")
+
+
+def test_a_failed_run_counts_its_wall_time_against_the_budget(tmp_path):
+    settings = MethodsScaleSettings.from_config({"methods": {
+        "sizes": [50, 100], "repeats": 2, "n_query": 50, "n_genes": 500, "n_top_genes": 100, "budget_s": 0.5,
+        "warmup": False, "methods": {"m": {"kind": "own"}},
+    }})
+    # the first run fails after > 0.5 s of wall time (its sleep and the child's start): nothing more starts
+    table = measure(settings, workdir=tmp_path, runner=failing_runner)
+    assert list(table["status"]) == ["failed", "skipped", "skipped", "skipped"], table
+    assert "no luck" in table["reason"].iloc[0] and table["reason"].iloc[1].startswith("budget_s 0.5 spent")
+
+
 def logging_runner(atlas, query, genes, rows, spec, seed):
     """``sleeping_runner`` that leaves a line (reference size, seed) in ``spec['runs']`` for every run it makes."""
     with open(spec["runs"], "a") as handle:
