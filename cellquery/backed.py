@@ -130,6 +130,62 @@ def count_cells(path: str | os.PathLike) -> int:
         raise InputError(f"{path}: obs: cannot read the cell index ({type(err).__name__}: {err})") from err
 
 
+def read_rows(path, rows: np.ndarray, genes: Sequence[str] | None = None, layers: bool = True,
+              chunk_rows: int = CHUNK_CELLS):
+    """Rows ``rows`` (sorted) of an h5ad file with CSR ``X`` and layers, read by rows: the whole atlas is never loaded.
+
+    ``genes``: only these columns (in this order); ``layers`` False: ``X`` alone.
+    The file is read in spans of ``chunk_rows`` atlas rows: a span with few
+    selected rows is read by those rows, a fuller one as a contiguous block
+    (anndata reads a list of rows one by one) and subset here, so only the selected
+    cells' (and genes') values are ever held. (``anndata.read_h5ad(backed="r")``
+    reads every layer whole, so X and each layer are opened as anndata's backed
+    sparse datasets.)
+    """
+    rows = np.asarray(rows, dtype=np.int64)
+    with h5py.File(path, "r") as f:
+        var = read_elem(f["var"])
+        columns = None if genes is None else var.index.get_indexer(list(genes))
+        if columns is not None:
+            if (columns < 0).any():
+                raise InputError(f"{path}: var_names: {int((columns < 0).sum())} of the genes asked for are missing")
+            var = var.iloc[columns]
+
+        def spans(x):  # the selected rows as CSR blocks, span by span
+            for lo in range(0, len(rows), chunk_rows):
+                part = rows[lo : lo + chunk_rows]
+                span = int(part[-1] - part[0] + 1)
+                if len(part) * 4 >= span:  # dense enough: one contiguous read
+                    block = sp.csr_matrix(x[int(part[0]) : int(part[-1]) + 1])[part - part[0]]
+                else:
+                    block = sp.csr_matrix(x[part])
+                yield block if columns is None else block[:, columns]
+
+        def matrix(group):  # csr_matrix, as read_h5ad gives (sparse_dataset may give a csr_array, which some tools refuse)
+            x = sparse_dataset(group)
+            if columns is not None:  # a subset of the genes: the blocks are stacked
+                blocks = list(spans(x))
+                return sp.vstack(blocks, format="csr") if blocks else sp.csr_matrix((0, len(columns)), dtype=np.float32)
+            # all genes: the rows' lengths are known from indptr, so the values are copied into arrays
+            # allocated once (stacking blocks would hold the matrix twice: ~2 x 5 GB at 10^6 cells)
+            stored = group["indptr"][:]
+            indptr = np.zeros(len(rows) + 1, dtype=np.int64)
+            np.cumsum(stored[rows + 1] - stored[rows], out=indptr[1:])
+            data = np.empty(int(indptr[-1]), dtype=group["data"].dtype)
+            indices = np.empty(int(indptr[-1]), dtype=np.int32 if x.shape[1] <= np.iinfo(np.int32).max else np.int64)
+            filled = 0
+            for block in spans(x):
+                data[filled : filled + block.nnz] = block.data
+                indices[filled : filled + block.nnz] = block.indices
+                filled += block.nnz
+            assert filled == len(data), (filled, len(data))
+            return sp.csr_matrix((data, indices, indptr), shape=(len(rows), x.shape[1]))
+
+        return ad.AnnData(X=matrix(f["X"]), obs=read_elem(f["obs"]).iloc[rows], var=var,
+                          uns=read_elem(f["uns"]) if "uns" in f else {},
+                          layers={name: matrix(f["layers"][name]) for name in f.get("layers", {})} if layers else {})
+
+
 def is_chunked(adata) -> bool:
     """Whether a preprocessed file was written by :func:`prepare_group_backed`."""
     return "chunked" in adata.uns

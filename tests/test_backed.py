@@ -250,3 +250,66 @@ def test_benchmark_generates_with_the_workflows_streamed_simulation_and_agrees_w
     assert result["embedding_shape"] == [result["n_reference_after_qc"], 8]
     assert set(result["stages"]) == {"generate", "preprocess", "hvg", "pca", "memory_preprocess", "memory_hvg", "memory_pca"}
     assert all(s["peak_rss_mb"] > 0 and s["wall_s"] >= 0 for s in result["stages"].values())
+
+
+def test_scvi_fit_subsample_keeps_every_batch():
+    from cellquery.backed import fit_rows
+    from cellquery.embed.scvi import fit_subsample
+
+    obs = pd.DataFrame({"donor": ["a"] * 1000 + ["b"] * 3 + ["c"] * 400})
+    drawn = fit_rows(len(obs), 20, 0)
+    assert not (drawn >= 1000).any() or not ((drawn >= 1000) & (drawn < 1003)).any()  # b missed by the draw
+    rows = fit_subsample(obs, 20, 0, "donor")
+    # the draw, plus b's 3 cells (fewer than 20 // 3 = 6); a and c were drawn
+    assert set(drawn) <= set(rows) and set(rows) - set(drawn) == {1000, 1001, 1002}
+    assert list(rows) == sorted(rows)
+    np.testing.assert_array_equal(fit_subsample(obs, 20, 0, None), drawn)
+    np.testing.assert_array_equal(fit_subsample(obs, None, 0, "donor"), np.arange(len(obs)))
+    with pytest.raises(InputError, match="obs column 'batch'"):
+        fit_subsample(obs, 20, 0, "batch")
+
+
+SCVI_SMALL = dict(batch_key="donor", n_latent=4, n_hidden=16, max_epochs=3, query_epochs=2, batch_size=128)
+
+
+def test_chunked_scvi_equals_in_memory_scvi_on_the_same_subsample(prepared):
+    """Trained on the same seeded rows of the chunked file, the embeddings are the in-memory path's."""
+    from cellquery.embed.scvi import embed as scvi_embed
+    from cellquery.embed.scvi import embed_backed as scvi_embed_backed
+
+    memory, chunked, (out_ref, out_qry) = prepared
+    genes = list(select_hvg(memory[0], batch_key="donor", n_top_genes=100)["gene"])
+    fit_cells = 500  # fewer than both sides' cells: the reference model and the surgery train on subsamples
+    assert chunked[1].n_obs > fit_cells and chunked[0].n_obs > 3 * fit_cells
+    ref_m, qry_m = scvi_embed(chunked[0], chunked[1], genes, seed=2, fit_cells=fit_cells, **SCVI_SMALL)
+    ref_c, qry_c = scvi_embed_backed(out_ref, out_qry, genes, seed=2, fit_cells=fit_cells, chunk_cells=CHUNK, **SCVI_SMALL)
+    assert ref_c.shape == (chunked[0].n_obs, 4) and qry_c.shape == (chunked[1].n_obs, 4)
+    np.testing.assert_allclose(ref_c, ref_m, atol=1e-5)
+    np.testing.assert_allclose(qry_c, qry_m, atol=1e-5)
+    # another subsample is another model
+    ref_other, _ = scvi_embed_backed(out_ref, out_qry, genes, seed=3, fit_cells=fit_cells, chunk_cells=CHUNK, **SCVI_SMALL)
+    assert np.abs(ref_other - ref_c).max() > 1e-2
+
+
+def test_embed_script_takes_the_chunked_scvi_path_and_reads_other_methods_whole(prepared, tmp_path, run_workflow_script):
+    from types import SimpleNamespace as NS
+
+    from cellquery.embed import embed_group_backed
+    from cellquery.embed.scvi import embed_backed as scvi_embed_backed
+
+    memory, chunked, (out_ref, out_qry) = prepared
+    genes = list(select_hvg(memory[0], batch_key="donor", n_top_genes=100)["gene"])
+    pd.DataFrame({"gene": genes}).to_csv(tmp_path / "hvg.tsv", sep="\t", index=False)
+    params = {**SCVI_SMALL, "fit_cells": 500}
+    out = NS(reference=tmp_path / "ref_emb.h5ad", query=tmp_path / "qry_emb.h5ad")
+    run_workflow_script("embed.py", NS(
+        input=NS(reference=out_ref, query=out_qry, hvg=tmp_path / "hvg.tsv"), output=out, resources={}, rule="embed",
+        params=NS(method={"embedding": "scvi", "params": params}, random_seed=2), log=[tmp_path / "embed.log"]))
+    ref_c, qry_c = scvi_embed_backed(out_ref, out_qry, genes, seed=2, chunk_cells=CHUNK, **params)
+    written = read_h5ad(out.reference), read_h5ad(out.query)
+    # the file's chunk size (CHUNK) is the one used; rows encoded alike in any chunks
+    np.testing.assert_allclose(written[0].obsm["X_emb"], ref_c, atol=1e-5)
+    np.testing.assert_allclose(written[1].obsm["X_emb"], qry_c, atol=1e-5)
+    assert list(written[0].obs_names) == list(chunked[0].obs_names) and written[0].uns["embedding"]["method"] == "scvi"
+    assert "no chunked path" not in (tmp_path / "embed.log").read_text()
+    assert embed_group_backed(out_ref, out_qry, genes, embedding="pearson_pca", params={}, seed=0) is None

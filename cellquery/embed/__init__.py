@@ -2,7 +2,10 @@
 
 One module per method. A module defines ``REQUIRES`` (the kind of values it
 needs, e.g. ``("counts",)``) and ``embed(reference, query, genes, *, seed,
-**params) -> (reference_embedding, query_embedding)``. Registering a method is
+**params) -> (reference_embedding, query_embedding)``; a module that can embed
+files written by the chunked preprocess without reading them whole also defines
+``embed_backed(reference_path, query_path, genes, *, seed, **params)``
+(:func:`embed_group_backed`). Registering a method is
 one line in :data:`EMBEDDINGS` (imported on first use).
 """
 
@@ -40,3 +43,33 @@ def embed_group(reference, query, genes, *, embedding: str, params: dict, seed: 
     ref_emb, qry_emb = module.embed(reference, query, genes, seed=seed, **params)
     uns = {"embedding": {"method": embedding, "seed": seed, **params}}
     return embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns)
+
+
+def embed_group_backed(reference_path, query_path, genes, *, embedding: str, params: dict, seed: int):
+    """:func:`embed_group` for files written by the chunked preprocess (:func:`cellquery.backed.is_chunked`).
+
+    Method ``pca`` goes through :func:`cellquery.backed.embed_pca_backed`, a module
+    with ``embed_backed`` through it (rows read from disk, never the whole file);
+    None for the other methods, which read the files whole.
+    """
+    from cellquery.backed import embed_pca_backed, read_backed
+    from cellquery.io import embedding_adata
+
+    reference, query = read_backed(reference_path), read_backed(query_path)
+    try:
+        if embedding == "pca":
+            return embed_pca_backed(reference, query, genes, params=params, seed=seed)
+        module = EMBEDDINGS[embedding]
+        if not hasattr(module, "embed_backed"):
+            return None
+        reason = skip_reason(module, reference.uns.get("values", "counts"))
+        if reason:
+            raise InputError(f"embedding {embedding}: {reason}")
+        chunk_cells = int(reference.uns["chunked"].get("chunk_cells", 0)) or None
+        ref_emb, qry_emb = module.embed_backed(reference_path, query_path, genes, seed=seed,
+                                               **{"chunk_cells": chunk_cells, **params})
+        uns = {"embedding": {"method": embedding, "seed": seed, **params}}
+        return embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns)
+    finally:
+        reference.close()
+        query.close()

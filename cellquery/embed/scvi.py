@@ -41,6 +41,16 @@ no CUDA device) and on the CPU otherwise, with ``torch_threads`` intra-op thread
 more threads were slower on shared CPUs). ``scvi.settings.seed`` is set from
 the run seed, so a run is reproducible on the same hardware.
 
+``fit_cells`` (the project's option, default all cells in memory) trains the
+reference model on that many reference cells drawn with the seed (every batch
+kept, :func:`fit_subsample`) and encodes every cell. Files written by the
+chunked preprocess (:mod:`cellquery.backed`) go through :func:`embed_backed`:
+the model is trained on ``fit_cells`` rows (default
+:data:`cellquery.backed.FIT_CELLS`, as the chunked PCA) read by row from disk, the
+query surgery likewise on the query's, and both sides are encoded chunk by chunk,
+so no step holds an atlas's counts. (scvi-tools reads a model's training data
+from an in-memory AnnData; a backed one is read whole, layers included.)
+
 :func:`reference_model` and :func:`map_query` are shared with the scANVI
 predictor (:mod:`cellquery.predictors.scanvi`).
 """
@@ -184,6 +194,30 @@ def map_query(
     return query_model, adata
 
 
+def fit_subsample(obs: pd.DataFrame, fit_cells: int | None, seed: int, batch_key: str | None) -> np.ndarray:
+    """Sorted rows a model is trained on: :func:`cellquery.backed.fit_rows`, plus cells of each batch it missed.
+
+    A batch with no cell among the drawn rows would have no trained weights in
+    the model (scArches' encoded covariates) yet be encoded with them; it gets
+    ``min(its cells, max(1, fit_cells // n_batches))`` of its cells, drawn with the seed.
+    """
+    from cellquery.backed import fit_rows
+
+    rows = fit_rows(len(obs), fit_cells, seed)
+    if batch_key is None or len(rows) == len(obs):
+        return rows
+    if batch_key not in obs:
+        raise InputError(f"obs column {batch_key!r} (scVI batch_key) is missing")
+    batches = obs[batch_key].astype(str).to_numpy()
+    names = np.unique(batches)
+    missing = np.setdiff1d(names, np.unique(batches[rows]))
+    per_batch = max(1, int(fit_cells) // len(names))
+    rng = np.random.default_rng([seed, 1])
+    extra = [rng.choice(np.flatnonzero(batches == b), size=min(per_batch, int((batches == b).sum())), replace=False)
+             for b in missing]
+    return np.sort(np.concatenate([rows, *extra])) if extra else rows
+
+
 def embed(
     reference: ad.AnnData,
     query: ad.AnnData,
@@ -198,6 +232,7 @@ def embed(
     query_epochs: int | None = None,
     batch_size: int = 128,
     torch_threads: int = 1,
+    fit_cells: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """scVI latent means of the reference and of the query (mapped by scArches surgery).
 
@@ -218,17 +253,104 @@ def embed(
         scvi-tools' heuristic, 400 up to 20,000 cells), minibatch size (128).
     torch_threads
         Torch intra-op threads on CPU while the method runs (restored afterwards).
+    fit_cells
+        Train the reference model on this many reference cells and the query
+        surgery on this many query cells (:func:`fit_subsample`); None: all.
     """
     import scvi  # heavy: imported only when the method runs
 
+    check_fit_cells(fit_cells)
+    fit = fit_subsample(reference.obs, fit_cells, seed, batch_key)
     with limited_torch_threads(torch_threads):
+        model, _ = reference_model(
+            reference if len(fit) == reference.n_obs else reference[fit], genes, batch_key=batch_key, seed=seed,
+            n_latent=n_latent, n_layers=n_layers, n_hidden=n_hidden, max_epochs=max_epochs, batch_size=batch_size,
+        )
+        ref_emb = model.get_latent_representation(
+            None if len(fit) == reference.n_obs else query_adata(reference, genes, batch_key=batch_key))
+        # the surgery is trained on the query's cells drawn the same way (all of them when fewer)
+        query_fit = fit_subsample(query.obs, fit_cells, seed, batch_key)
+        whole = len(query_fit) == query.n_obs
+        query_model, qry = map_query(
+            scvi.model.SCVI, model, query if whole else query[query_fit], genes, batch_key=batch_key,
+            query_epochs=query_epochs, batch_size=batch_size, seed=seed,
+        )
+        qry_emb = query_model.get_latent_representation(qry if whole else query_adata(query, genes, batch_key=batch_key))
+    return np.asarray(ref_emb, dtype=np.float32), np.asarray(qry_emb, dtype=np.float32)
+
+
+def check_fit_cells(fit_cells: int | None) -> None:
+    if fit_cells is not None and (isinstance(fit_cells, bool) or int(fit_cells) != fit_cells or fit_cells < 2):
+        raise InputError(f"config: methods: scvi: fit_cells must be an integer >= 2 or left unset, got {fit_cells!r}")
+
+
+def _encode(model, path, genes: Sequence[str], batch_key: str | None, n_latent: int, chunk_cells: int) -> np.ndarray:
+    """Latent means of every cell of a chunked file, ``chunk_cells`` rows at a time."""
+    from cellquery.backed import count_cells, read_rows
+
+    n = count_cells(path)
+    out = np.empty((n, n_latent), dtype=np.float32)
+    for lo in range(0, n, chunk_cells):
+        part = read_rows(path, np.arange(lo, min(lo + chunk_cells, n)), genes=genes)
+        out[lo : lo + part.n_obs] = model.get_latent_representation(query_adata(part, genes, batch_key=batch_key))
+    return out
+
+
+def embed_backed(
+    reference_path,
+    query_path,
+    genes: Sequence[str],
+    *,
+    seed: int = 0,
+    fit_cells: int | None = None,
+    chunk_cells: int | None = None,
+    batch_key: str | None = None,
+    n_latent: int = 10,
+    n_layers: int = 1,
+    n_hidden: int = 128,
+    max_epochs: int | None = None,
+    query_epochs: int | None = None,
+    batch_size: int = 128,
+    torch_threads: int = 1,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`embed` on files written by the chunked preprocess, without reading them whole.
+
+    The reference model is trained on the counts of :func:`fit_subsample`'s rows
+    (``fit_cells``, default :data:`cellquery.backed.FIT_CELLS`) read by row; with a
+    batch key, the query surgery is trained on the query's rows drawn the same way;
+    then every reference and query cell is encoded ``chunk_cells`` rows at a time
+    (default :data:`cellquery.backed.CHUNK_CELLS`). With ``fit_cells`` at least the
+    reference's size the embeddings are :func:`embed`'s (same seed, same cells).
+    """
+    import scvi
+
+    from cellquery.backed import CHUNK_CELLS, FIT_CELLS, read_backed, read_rows
+
+    fit_cells = FIT_CELLS if fit_cells is None else fit_cells
+    check_fit_cells(fit_cells)
+    chunk_cells = CHUNK_CELLS if chunk_cells is None else int(chunk_cells)
+    if chunk_cells < 1:
+        raise InputError(f"config: methods: scvi: chunk_cells must be >= 1, got {chunk_cells}")
+    obs = {}
+    for side, path in (("reference", reference_path), ("query", query_path)):
+        backed = read_backed(path)
+        obs[side] = backed.obs
+        backed.close()
+        if batch_key is not None and batch_key not in obs[side]:
+            raise InputError(f"{path}: obs column {batch_key!r} (scVI batch_key) is missing")
+    with limited_torch_threads(torch_threads):
+        reference = read_rows(reference_path, fit_subsample(obs["reference"], fit_cells, seed, batch_key), genes=genes)
         model, _ = reference_model(
             reference, genes, batch_key=batch_key, seed=seed, n_latent=n_latent, n_layers=n_layers,
             n_hidden=n_hidden, max_epochs=max_epochs, batch_size=batch_size,
         )
-        ref_emb = model.get_latent_representation()
-        query_model, qry = map_query(
-            scvi.model.SCVI, model, query, genes, batch_key=batch_key, query_epochs=query_epochs, batch_size=batch_size, seed=seed
-        )
-        qry_emb = query_model.get_latent_representation(qry)
-    return np.asarray(ref_emb, dtype=np.float32), np.asarray(qry_emb, dtype=np.float32)
+        del reference
+        ref_emb = _encode(model, reference_path, genes, batch_key, n_latent, chunk_cells)
+        query_model = model
+        if batch_key is not None:
+            query = read_rows(query_path, fit_subsample(obs["query"], fit_cells, seed, batch_key), genes=genes)
+            query_model, _ = map_query(scvi.model.SCVI, model, query, genes, batch_key=batch_key,
+                                       query_epochs=query_epochs, batch_size=batch_size, seed=seed)
+            del query
+        qry_emb = _encode(query_model, query_path, genes, batch_key, n_latent, chunk_cells)
+    return ref_emb, qry_emb
