@@ -186,6 +186,27 @@ def read_rows(path, rows: np.ndarray, genes: Sequence[str] | None = None, layers
                           layers={name: matrix(f["layers"][name]) for name in f.get("layers", {})} if layers else {})
 
 
+def layer_chunks(path, layer: str | None, chunk_cells: int = CHUNK_CELLS) -> Iterator[tuple[int, sp.csr_matrix]]:
+    """:func:`row_chunks` of ``layers[layer]`` (``X`` when None) of an h5ad file, nothing else read."""
+    with h5py.File(path, "r") as f:
+        if layer is not None and layer not in f.get("layers", {}):
+            raise InputError(f"{path}: layers[{layer!r}] is missing")
+        group = f["X"] if layer is None else f["layers"][layer]
+        x = sparse_dataset(group) if isinstance(group, h5py.Group) else group
+        yield from row_chunks(x, x.shape[0], chunk_cells)
+
+
+def gene_columns(path, genes: Sequence[str], side: str) -> np.ndarray:
+    """Positions of ``genes`` in a file's var_names (an error naming the file when some are missing)."""
+    with h5py.File(path, "r") as f:
+        var = read_elem(f["var"])
+    columns = var.index.get_indexer(list(genes))
+    if (columns < 0).any():
+        missing = [g for g, c in zip(genes, columns) if c < 0][:3]
+        raise InputError(f"{path}: var_names: {side}: highly variable genes missing, e.g. {missing}")
+    return columns
+
+
 def is_chunked(adata) -> bool:
     """Whether a preprocessed file was written by :func:`prepare_group_backed`."""
     return "chunked" in adata.uns

@@ -312,4 +312,38 @@ def test_embed_script_takes_the_chunked_scvi_path_and_reads_other_methods_whole(
     np.testing.assert_allclose(written[1].obsm["X_emb"], qry_c, atol=1e-5)
     assert list(written[0].obs_names) == list(chunked[0].obs_names) and written[0].uns["embedding"]["method"] == "scvi"
     assert "no chunked path" not in (tmp_path / "embed.log").read_text()
-    assert embed_group_backed(out_ref, out_qry, genes, embedding="pearson_pca", params={}, seed=0) is None
+    # a method without a chunked path (spatial groups' neighbourhood average) is read whole by the script
+    assert embed_group_backed(out_ref, out_qry, genes, embedding="spatial_avg", params={}, seed=0) is None
+
+
+def test_chunked_pearson_pca_and_pca_subsample_equal_in_memory(prepared):
+    """Fitted on the same cells, the chunked paths give the in-memory embeddings; with fewer fit cells, another fit."""
+    from cellquery.embed import pca as pca_module
+    from cellquery.embed import pca_subsample, pearson_pca
+
+    memory, chunked, (out_ref, out_qry) = prepared
+    genes = list(select_hvg(memory[0], batch_key="donor", n_top_genes=100)["gene"])
+    n_ref = chunked[0].n_obs
+    for module, params in ((pearson_pca, {"n_comps": 8}), (pca_subsample, {"n_comps": 8, "cell_fraction": 0.5})):
+        ref_m, qry_m = module.embed(chunked[0], chunked[1], genes, seed=4, **params)
+        ref_c, qry_c = module.embed_backed(out_ref, out_qry, genes, seed=4, fit_cells=n_ref, chunk_cells=CHUNK, **params)
+        assert ref_c.shape == ref_m.shape == (n_ref, 8) and qry_c.shape == (chunked[1].n_obs, 8)
+        # the same fit up to summation order (p_g, scaling) and the components' signs
+        signs = np.sign((ref_m * ref_c).sum(axis=0))
+        tol = 2e-3 * np.abs(ref_m).max()
+        np.testing.assert_allclose(ref_c * signs, ref_m, atol=tol)
+        np.testing.assert_allclose(qry_c * signs, qry_m, atol=tol)
+        # fit_cells below the reference (and below pca_subsample's half): fitted on those cells, in memory too
+        ref_s, qry_s = module.embed_backed(out_ref, out_qry, genes, seed=4, fit_cells=300, chunk_cells=CHUNK, **params)
+        ref_sm, qry_sm = module.embed(chunked[0], chunked[1], genes, seed=4, fit_cells=300, **params)
+        signs = np.sign((ref_sm * ref_s).sum(axis=0))
+        np.testing.assert_allclose(ref_s * signs, ref_sm, atol=tol)
+        np.testing.assert_allclose(qry_s * signs, qry_sm, atol=tol)
+        assert subspace_angle(ref_s, ref_c) > 0.1  # another fit
+    # method pca in memory with fit_cells: fitted on fit_rows' cells
+    from cellquery.backed import fit_rows
+
+    part = chunked[0][fit_rows(n_ref, 300, 4)]
+    ref_f, _ = pca_module.embed(chunked[0], chunked[1], genes, seed=4, n_comps=8, fit_cells=300)
+    ref_p, _ = pca_module.embed(part, chunked[1], genes, n_comps=8)
+    np.testing.assert_allclose(ref_f[fit_rows(n_ref, 300, 4)], ref_p, atol=1e-4)

@@ -1,7 +1,7 @@
 """Embed reference and query with one method; write embeddings with the cells' obs.
 
 Files written in chunks (preprocess.backed_above_cells) are read by rows for methods with a chunked
-path (pca, scvi: cellquery.embed.embed_group_backed); other methods read them whole.
+path (pca, pca_subsample, pearson_pca, scvi: cellquery.embed.embed_group_backed); other methods read them whole.
 """
 import sys
 

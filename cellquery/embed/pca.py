@@ -41,8 +41,8 @@ def transform_chunks(x, fn, n_out: int) -> np.ndarray:
     return out
 
 
-def fit_project(fit_x, targets, n_comps: int) -> list[np.ndarray]:
-    """Fit scaling + PCA on ``fit_x`` and project every matrix in ``targets`` (chunked)."""
+def fit_scaled_pca(fit_x, n_comps: int):
+    """Fit scaling + PCA on ``fit_x``; returns (projection of a dense block, number of components)."""
     mean, std = scale_fit(fit_x)
 
     def scale(block: np.ndarray) -> np.ndarray:
@@ -50,14 +50,29 @@ def fit_project(fit_x, targets, n_comps: int) -> list[np.ndarray]:
 
     n_comps = min(n_comps, fit_x.shape[1] - 1, fit_x.shape[0] - 1)
     model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(scale(dense(fit_x)))
+    return (lambda block: model.transform(scale(block))), n_comps
+
+
+def fit_project(fit_x, targets, n_comps: int) -> list[np.ndarray]:
+    """Fit scaling + PCA on ``fit_x`` and project every matrix in ``targets`` (chunked)."""
+    project, n_comps = fit_scaled_pca(fit_x, n_comps)
     # every matrix, the reference included, is projected the same way (transform, not fit_transform)
-    return [transform_chunks(x, lambda block, _: model.transform(scale(block)), n_comps) for x in targets]
+    return [transform_chunks(x, lambda block, _: project(block), n_comps) for x in targets]
 
 
 def embed(
-    reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, seed: int = 0, n_comps: int = 30
+    reference: ad.AnnData, query: ad.AnnData, genes: Sequence[str], *, seed: int = 0, n_comps: int = 30,
+    fit_cells: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Embed reference and query with a PCA of the scaled reference (exact; ``seed`` has no effect)."""
+    """Embed reference and query with a PCA of the scaled reference.
+
+    Exact (``seed`` has no effect) unless ``fit_cells``: scaling and PCA fitted on
+    that many reference cells drawn with ``seed`` (:func:`cellquery.backed.fit_rows`;
+    the chunked path, :func:`cellquery.backed.pca_backed`, scales with every cell).
+    """
+    from cellquery.backed import fit_rows
+
     ref_x, qry_x = reference[:, list(genes)].X, query[:, list(genes)].X
-    ref_emb, qry_emb = fit_project(ref_x, [ref_x, qry_x], n_comps)
+    fit = fit_rows(reference.n_obs, fit_cells, seed)
+    ref_emb, qry_emb = fit_project(ref_x if len(fit) == reference.n_obs else ref_x[fit], [ref_x, qry_x], n_comps)
     return ref_emb, qry_emb
