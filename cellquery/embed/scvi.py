@@ -284,15 +284,25 @@ def check_fit_cells(fit_cells: int | None) -> None:
         raise InputError(f"config: methods: scvi: fit_cells must be an integer >= 2 or left unset, got {fit_cells!r}")
 
 
-def _encode(model, path, genes: Sequence[str], batch_key: str | None, n_latent: int, chunk_cells: int) -> np.ndarray:
-    """Latent means of every cell of a chunked file, ``chunk_cells`` rows at a time."""
-    from cellquery.backed import count_cells, read_rows
+def _encode(model, path, obs: pd.DataFrame, genes: Sequence[str], batch_key: str | None, n_latent: int,
+            chunk_cells: int) -> np.ndarray:
+    """Latent means of every cell of a chunked file: its counts read ``chunk_cells`` rows at a time.
 
-    n = count_cells(path)
-    out = np.empty((n, n_latent), dtype=np.float32)
-    for lo in range(0, n, chunk_cells):
-        part = read_rows(path, np.arange(lo, min(lo + chunk_cells, n)), genes=genes)
-        out[lo : lo + part.n_obs] = model.get_latent_representation(query_adata(part, genes, batch_key=batch_key))
+    Each chunk becomes the AnnData :func:`query_adata` would build (counts of
+    ``genes`` as float32 CSR, the batch column), from the file's counts layer
+    and ``obs`` (the file's, read once).
+    """
+    from cellquery.backed import gene_columns, layer_chunks
+
+    columns = gene_columns(path, genes, "scVI")
+    out = np.empty((len(obs), n_latent), dtype=np.float32)
+    batches = None if batch_key is None else obs[batch_key].astype(str).to_numpy()
+    names = obs.index.astype(str)
+    for start, block in layer_chunks(path, "counts", chunk_cells):
+        stop = start + block.shape[0]
+        frame = pd.DataFrame({} if batches is None else {"batch": pd.Categorical(batches[start:stop])}, index=names[start:stop])
+        part = ad.AnnData(X=block[:, columns].astype(np.float32).tocsr(), obs=frame, var=pd.DataFrame(index=list(genes)))
+        out[start:stop] = model.get_latent_representation(part)
     return out
 
 
@@ -345,12 +355,12 @@ def embed_backed(
             n_hidden=n_hidden, max_epochs=max_epochs, batch_size=batch_size,
         )
         del reference
-        ref_emb = _encode(model, reference_path, genes, batch_key, n_latent, chunk_cells)
+        ref_emb = _encode(model, reference_path, obs["reference"], genes, batch_key, n_latent, chunk_cells)
         query_model = model
         if batch_key is not None:
             query = read_rows(query_path, fit_subsample(obs["query"], fit_cells, seed, batch_key), genes=genes)
             query_model, _ = map_query(scvi.model.SCVI, model, query, genes, batch_key=batch_key,
                                        query_epochs=query_epochs, batch_size=batch_size, seed=seed)
             del query
-        qry_emb = _encode(query_model, query_path, genes, batch_key, n_latent, chunk_cells)
+        qry_emb = _encode(query_model, query_path, obs["query"], genes, batch_key, n_latent, chunk_cells)
     return ref_emb, qry_emb
