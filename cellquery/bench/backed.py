@@ -10,7 +10,10 @@ over preprocess -> PCA (the figure held against the 6 GB target).
 ``memory_*``; the stage peaks include what the process holds already), and
 says whether it chose the same genes and, when the chunked PCA was fitted on
 every cell (``--fit-cells`` >= ``--n-cells``), the largest embedding difference
-up to sign.
+up to sign. ``--scvi-epochs N`` adds stage ``scvi``: the chunked scVI embedding
+(:func:`cellquery.embed.scvi.embed_backed`, donors as batches) trained for N
+epochs on ``--fit-cells`` reference cells (and N query-surgery epochs), every cell
+encoded chunk by chunk (not part of the preprocess -> PCA peak).
 
 Generation (stage ``generate``): the workflow's own path for a simulated dataset above
 ``preprocess.backed_above_cells`` (:func:`cellquery.data.simulate.write_simulated`: one
@@ -75,7 +78,7 @@ class PeakSampler:
 
 def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_cells: int = CHUNK_CELLS,
         fit_cells: int = FIT_CELLS, n_top_genes: int = 1000, n_comps: int = 32,
-        seed: int = 0, keep: bool = False, in_memory_baseline: bool = False) -> dict:
+        seed: int = 0, keep: bool = False, in_memory_baseline: bool = False, scvi_epochs: int = 0) -> dict:
     out.mkdir(parents=True, exist_ok=True)
     sampler = PeakSampler()
     stages: dict[str, dict] = {}
@@ -113,6 +116,16 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
         np.save(out / "reference_pca.npy", ref_emb)
         ref.close()
         qry.close()
+    scvi_shape = None
+    if scvi_epochs > 0:
+        from cellquery.embed.scvi import embed_backed
+
+        import scvi  # noqa: F401 (imported before the stage: its import is not the stage's memory)
+
+        with stage("scvi"):
+            scvi_ref, _ = embed_backed(pre_ref, pre_qry, genes, seed=seed, fit_cells=fit_cells, chunk_cells=chunk_cells,
+                                       batch_key="donor", max_epochs=scvi_epochs, query_epochs=scvi_epochs)
+        scvi_shape = list(scvi_ref.shape)
     baseline = {}
     if in_memory_baseline:
         baseline = _in_memory(ref_path, qry_path, stage, seed=seed, n_top_genes=n_top_genes, n_comps=n_comps)
@@ -135,6 +148,7 @@ def run(n_cells: int, n_genes: int, out: Path, *, n_query: int = 10_000, chunk_c
         "n_cells": n_cells, "n_genes": n_genes, "n_query": n_query, "nnz": int(nnz), "chunk_cells": chunk_cells,
         "fit_cells": fit_cells, "n_top_genes": n_top_genes, "n_comps": n_comps, "n_reference_after_qc": n_ref,
         "n_query_after_qc": n_qry, "n_hvg": len(genes), "embedding_shape": list(ref_emb.shape),
+        **({"scvi_embedding_shape": scvi_shape} if scvi_shape else {}),
         "stages": stages,
         "preprocess_to_pca_wall_s": round(sum(stages[s]["wall_s"] for s in steps), 1),
         "preprocess_to_pca_peak_rss_mb": max(stages[s]["peak_rss_mb"] for s in steps),
@@ -173,12 +187,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--n-comps", type=int, default=32)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--keep", action="store_true", help="keep the files under --out")
+    ap.add_argument("--scvi-epochs", type=int, default=0, help="add stage scvi (chunked scVI) with this many epochs; 0: none")
     ap.add_argument("--in-memory-baseline", action="store_true",
                     help="then run the in-memory path on the same files (stages memory_*; needs the whole group in memory)")
     a = ap.parse_args(argv)
     result = run(a.n_cells, a.n_genes, a.out, n_query=a.n_query, chunk_cells=a.chunk_cells, fit_cells=a.fit_cells,
                  n_top_genes=a.n_top_genes, n_comps=a.n_comps, seed=a.seed, keep=a.keep,
-                 in_memory_baseline=a.in_memory_baseline)
+                 in_memory_baseline=a.in_memory_baseline, scvi_epochs=a.scvi_epochs)
     print(json.dumps(result), flush=True)
     return 0
 
