@@ -57,6 +57,7 @@ predictor (:mod:`cellquery.predictors.scanvi`).
 
 from __future__ import annotations
 
+import logging
 from typing import Sequence
 
 import anndata as ad
@@ -298,11 +299,17 @@ def _encode(model, path, obs: pd.DataFrame, genes: Sequence[str], batch_key: str
     out = np.empty((len(obs), n_latent), dtype=np.float32)
     batches = None if batch_key is None else obs[batch_key].astype(str).to_numpy()
     names = obs.index.astype(str)
-    for start, block in layer_chunks(path, "counts", chunk_cells):
-        stop = start + block.shape[0]
-        frame = pd.DataFrame({} if batches is None else {"batch": pd.Categorical(batches[start:stop])}, index=names[start:stop])
-        part = ad.AnnData(X=block[:, columns].astype(np.float32).tocsr(), obs=frame, var=pd.DataFrame(index=list(genes)))
-        out[start:stop] = model.get_latent_representation(part)
+    logger = logging.getLogger("scvi")
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # scvi-tools logs its setup transfer once per chunk
+    try:
+        for start, block in layer_chunks(path, "counts", chunk_cells):
+            stop = start + block.shape[0]
+            frame = pd.DataFrame({} if batches is None else {"batch": pd.Categorical(batches[start:stop])}, index=names[start:stop])
+            part = ad.AnnData(X=block[:, columns].astype(np.float32).tocsr(), obs=frame, var=pd.DataFrame(index=list(genes)))
+            out[start:stop] = model.get_latent_representation(part)
+    finally:
+        logger.setLevel(level)
     return out
 
 
