@@ -143,6 +143,20 @@ def test_tiny_run_writes_the_table_and_figure(tmp_path):
     assert figure.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_figure_stacks_the_n_labels_of_near_points(tmp_path, monkeypatch):
+    import cellquery.plots
+
+    figures = []
+    monkeypatch.setattr(cellquery.plots, "save_png", lambda fig, path: figures.append(fig))
+    rows = [("a", 10, 4, 1.0), ("a", 100, 2, 30.0), ("b", 10, 4, 2.0), ("b", 100, 3, 32.0), ("c", 10, 4, 3.0),
+            ("c", 100, 1, 0.5)]
+    summary = pd.DataFrame([dict(method=m, size=n, n_ok=k, query_s_mean=q, query_s_sd=0.0) for m, n, k, q in rows])
+    plot_query_time(summary, tmp_path / "f.png", 100)
+    offsets = {t.get_text(): t.xyann for t in figures[0].axes[0].texts}
+    # b (32 s) and a (30 s) lie within 0.15 decades: a's label goes one line lower; c (0.5 s) is far from both
+    assert offsets == {"n=3": (5, -9), "n=2": (5, -18), "n=1": (5, -9)}
+
+
 def test_config_needs_methods_of_one_kind():
     with pytest.raises(InputError, match="scale.methods.methods"):
         MethodsScaleSettings.from_config({"methods": {"methods": {}}})

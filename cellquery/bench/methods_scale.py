@@ -612,13 +612,20 @@ def plot_query_time(summary: pd.DataFrame, path, n_query: int) -> None:
     colours = distinct_colours(sorted(summary["method"].unique()))  # one colour per method, past ten too
     fig, ax = plt.subplots(figsize=(8, 4.8))
     full = int(summary["n_ok"].max()) if len(summary) else 0
+    labels = []  # (size, query s, text, colour) of points with fewer repeats (a budget, a cut run): say how many
     for j, (method, part) in enumerate(summary.groupby("method", sort=True)):
         part = part.sort_values("size")
         ax.errorbar(part["size"], part["query_s_mean"], yerr=part["query_s_sd"], marker=markers[j % len(markers)],
                     color=colours[method], capsize=3, label=method)
-        for _, point in part[part["n_ok"] < full].iterrows():  # fewer repeats (a budget, a cut run): say how many
-            ax.annotate(f"n={int(point['n_ok'])}", (point["size"], point["query_s_mean"]), textcoords="offset points",
-                        xytext=(5, -9), fontsize=7, color=colours[method])
+        labels += [(p["size"], p["query_s_mean"], f"n={int(p['n_ok'])}", colours[method])
+                   for _, p in part[part["n_ok"] < full].iterrows()]
+    for size in sorted({label[0] for label in labels}):
+        # labels of near points at one size are stacked downwards instead of printed over each other
+        stack, last = 0, None
+        for _, y, text, colour in sorted((lb for lb in labels if lb[0] == size), key=lambda lb: -lb[1]):
+            stack = stack + 1 if last is not None and last - np.log10(y) < 0.15 else 0
+            last = np.log10(y)
+            ax.annotate(text, (size, y), textcoords="offset points", xytext=(5, -9 - 9 * stack), fontsize=7, color=colour)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.margins(x=0.1)  # room for the n labels right of the largest size
