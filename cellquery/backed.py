@@ -196,6 +196,12 @@ def layer_chunks(path, layer: str | None, chunk_cells: int = CHUNK_CELLS) -> Ite
         yield from row_chunks(x, x.shape[0], chunk_cells)
 
 
+def map_chunks(path, layer: str | None, fn, n_out: int, chunk_cells: int = CHUNK_CELLS) -> np.ndarray:
+    """``fn(start, block)`` (an ``(n, n_out)`` array) of every :func:`layer_chunks` block, stacked as float32."""
+    out = [np.asarray(fn(start, block), dtype=np.float32) for start, block in layer_chunks(path, layer, chunk_cells)]
+    return np.concatenate(out) if out else np.empty((0, n_out), dtype=np.float32)
+
+
 def gene_columns(path, genes: Sequence[str], side: str) -> np.ndarray:
     """Positions of ``genes`` in a file's var_names (an error naming the file when some are missing)."""
     with h5py.File(path, "r") as f:

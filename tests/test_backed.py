@@ -314,7 +314,7 @@ def test_embed_script_takes_the_chunked_scvi_path_and_reads_other_methods_whole(
     assert list(written[0].obs_names) == list(chunked[0].obs_names) and written[0].uns["embedding"]["method"] == "scvi"
     assert "no chunked path" not in (tmp_path / "embed.log").read_text()
     # a method without a chunked path (spatial groups' neighbourhood average) is read whole by the script
-    assert embed_group_backed(out_ref, out_qry, genes, embedding="spatial_avg", params={}, seed=0) is None
+    assert embed_group_backed(read_backed(out_ref), read_backed(out_qry), genes, embedding="spatial_avg", params={}, seed=0) is None
 
 
 def test_chunked_pearson_pca_and_pca_subsample_equal_in_memory(prepared):

@@ -19,13 +19,11 @@ from cellquery.io import read_h5ad, read_table, write_h5ad
 method = snakemake.params.method
 genes = read_table(snakemake.input.hvg, required=["gene"])["gene"].tolist()
 backed = read_backed(snakemake.input.reference)
-chunked = is_chunked(backed)
-backed.close()
 result = None
-if chunked:
-    result = embed_group_backed(
-        snakemake.input.reference,
-        snakemake.input.query,
+if is_chunked(backed):
+    result = embed_group_backed(  # closes both files
+        backed,
+        read_backed(snakemake.input.query),
         genes,
         embedding=method["embedding"],
         params=method.get("params", {}),
@@ -33,6 +31,8 @@ if chunked:
     )
     if result is None:
         print(f"embedding {method['embedding']}: no chunked path; reading {snakemake.input.reference} whole", file=sys.stderr)
+else:
+    backed.close()
 if result is not None:
     reference, query = result
 else:

@@ -45,17 +45,18 @@ def embed_group(reference, query, genes, *, embedding: str, params: dict, seed: 
     return embedding_adata(reference.obs, ref_emb, uns), embedding_adata(query.obs, qry_emb, uns)
 
 
-def embed_group_backed(reference_path, query_path, genes, *, embedding: str, params: dict, seed: int):
+def embed_group_backed(reference, query, genes, *, embedding: str, params: dict, seed: int):
     """:func:`embed_group` for files written by the chunked preprocess (:func:`cellquery.backed.is_chunked`).
 
-    Method ``pca`` goes through :func:`cellquery.backed.embed_pca_backed`, a module
-    with ``embed_backed`` through it (rows read from disk, never the whole file);
-    None for the other methods, which read the files whole.
+    ``reference``, ``query``: the files opened with :func:`cellquery.backed.read_backed`
+    (closed here). Method ``pca`` goes through :func:`cellquery.backed.embed_pca_backed`,
+    a module with ``embed_backed`` through it (rows read from disk, never the whole
+    file); None for the other methods, which read the files whole.
     """
-    from cellquery.backed import embed_pca_backed, read_backed
+    from cellquery.backed import embed_pca_backed
     from cellquery.io import embedding_adata
 
-    reference, query = read_backed(reference_path), read_backed(query_path)
+    reference_path, query_path = reference.file.filename, query.file.filename
     try:
         if embedding == "pca":
             return embed_pca_backed(reference, query, genes, params=params, seed=seed)

@@ -67,7 +67,7 @@ def embed_backed(
     (default :data:`cellquery.backed.FIT_CELLS`) cells read by row to fit, then ``chunk_cells`` rows at a
     time projected. While ``cell_fraction`` of the reference is at most ``fit_cells`` cells, the embeddings
     are :func:`embed`'s."""
-    from cellquery.backed import CHUNK_CELLS, FIT_CELLS, count_cells, gene_columns, layer_chunks, read_rows
+    from cellquery.backed import CHUNK_CELLS, FIT_CELLS, count_cells, gene_columns, map_chunks, read_rows
 
     fit_cells = FIT_CELLS if fit_cells is None else int(fit_cells)
     chunk_cells = CHUNK_CELLS if chunk_cells is None else int(chunk_cells)
@@ -76,6 +76,5 @@ def embed_backed(
     out = []
     for path, side in ((reference_path, "reference"), (query_path, "query")):
         cols = gene_columns(path, names, side)
-        parts = [project(dense(block[:, cols])).astype(np.float32) for _, block in layer_chunks(path, None, chunk_cells)]
-        out.append(np.concatenate(parts) if parts else np.empty((0, n_comps), dtype=np.float32))
+        out.append(map_chunks(path, None, lambda _, block: project(dense(block[:, cols])), n_comps, chunk_cells))
     return out[0], out[1]

@@ -91,7 +91,7 @@ def embed_backed(
     ``seed``); then both files are projected chunk by chunk. With ``fit_cells`` at
     least the reference's size the embeddings are :func:`embed`'s.
     """
-    from cellquery.backed import CHUNK_CELLS, FIT_CELLS, fit_rows, gene_columns, layer_chunks
+    from cellquery.backed import CHUNK_CELLS, FIT_CELLS, fit_rows, gene_columns, layer_chunks, map_chunks
 
     fit_cells = FIT_CELLS if fit_cells is None else int(fit_cells)
     chunk_cells = CHUNK_CELLS if chunk_cells is None else int(chunk_cells)
@@ -117,11 +117,9 @@ def embed_backed(
     model = PCA(n_components=n_comps, svd_solver="covariance_eigh").fit(sample)
     del sample
 
-    out = []
-    for path, cols in ((reference_path, ref_cols), (query_path, qry_cols)):
-        parts = []
-        for _, block in layer_chunks(path, "counts", chunk_cells):
-            total = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
-            parts.append(model.transform(residuals(dense(block[:, cols]), total, p, theta, clip)).astype(np.float32))
-        out.append(np.concatenate(parts) if parts else np.empty((0, n_comps), dtype=np.float32))
-    return out[0], out[1]
+    def project(block, cols):  # the block's totals over all genes, then its residuals at the HVGs
+        total = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
+        return model.transform(residuals(dense(block[:, cols]), total, p, theta, clip))
+
+    return tuple(map_chunks(path, "counts", lambda _, block: project(block, cols), n_comps, chunk_cells)
+                 for path, cols in ((reference_path, ref_cols), (query_path, qry_cols)))

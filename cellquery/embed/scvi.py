@@ -293,24 +293,25 @@ def _encode(model, path, obs: pd.DataFrame, genes: Sequence[str], batch_key: str
     ``genes`` as float32 CSR, the batch column), from the file's counts layer
     and ``obs`` (the file's, read once).
     """
-    from cellquery.backed import gene_columns, layer_chunks
+    from cellquery.backed import gene_columns, map_chunks
 
     columns = gene_columns(path, genes, "scVI")
-    out = np.empty((len(obs), n_latent), dtype=np.float32)
     batches = None if batch_key is None else obs[batch_key].astype(str).to_numpy()
     names = obs.index.astype(str)
+
+    def encode(start, block):
+        stop = start + block.shape[0]
+        frame = pd.DataFrame({} if batches is None else {"batch": pd.Categorical(batches[start:stop])}, index=names[start:stop])
+        part = ad.AnnData(X=block[:, columns].astype(np.float32).tocsr(), obs=frame, var=pd.DataFrame(index=list(genes)))
+        return model.get_latent_representation(part)
+
     logger = logging.getLogger("scvi")
     level = logger.level
     logger.setLevel(logging.WARNING)  # scvi-tools logs its setup transfer once per chunk
     try:
-        for start, block in layer_chunks(path, "counts", chunk_cells):
-            stop = start + block.shape[0]
-            frame = pd.DataFrame({} if batches is None else {"batch": pd.Categorical(batches[start:stop])}, index=names[start:stop])
-            part = ad.AnnData(X=block[:, columns].astype(np.float32).tocsr(), obs=frame, var=pd.DataFrame(index=list(genes)))
-            out[start:stop] = model.get_latent_representation(part)
+        return map_chunks(path, "counts", encode, n_latent, chunk_cells)
     finally:
         logger.setLevel(level)
-    return out
 
 
 def embed_backed(
