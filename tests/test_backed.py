@@ -348,3 +348,16 @@ def test_chunked_pearson_pca_and_pca_subsample_equal_in_memory(prepared):
     ref_f, _ = pca_module.embed(chunked[0], chunked[1], genes, seed=4, n_comps=8, fit_cells=300)
     ref_p, _ = pca_module.embed(part, chunked[1], genes, n_comps=8)
     np.testing.assert_allclose(ref_f[fit_rows(n_ref, 300, 4)], ref_p, atol=1e-4)
+
+
+def test_chunked_readers_name_the_file_and_field_of_bad_input(prepared):
+    from cellquery.backed import gene_columns, layer_chunks
+    from cellquery.embed.scvi import embed_backed as scvi_embed_backed
+
+    _, _, (out_ref, out_qry) = prepared
+    with pytest.raises(InputError, match=r"out_ref.h5ad: var_names: reference: highly variable genes missing, e.g. \['nope'\]"):
+        gene_columns(out_ref, ["nope"], "reference")
+    with pytest.raises(InputError, match=r"out_ref.h5ad: layers\['spliced'\] is missing"):
+        next(layer_chunks(out_ref, "spliced"))
+    with pytest.raises(InputError, match=r"out_ref.h5ad: obs column 'batch' \(scVI batch_key\) is missing"):
+        scvi_embed_backed(out_ref, out_qry, ["x"], batch_key="batch")
