@@ -8,6 +8,7 @@ import pytest
 
 from cellquery.bench import transfer as bench
 from cellquery.bench.synthetic import make_queries, make_world, reference_sample
+from cellquery.errors import InputError
 
 HAS_CELLMAPPER = importlib.util.find_spec("cellmapper") is not None
 
@@ -68,20 +69,39 @@ def test_against_cellmapper_tiny():
 
 
 def test_calibration_row_scales_and_rule(capsys):
-    """Every list scanned in the calibration's self-search: exact local scales; the rule's MBA from its predictions."""
+    """Every list scanned in the calibration's rows search: exact local scales; the rule's MBA from its predictions."""
     assert bench.main(["--n-ref", "3000", "--n-query", "300", "--k", "10", "--against", "none", "--no-exact", "--threads", "1",
-                       "--nlist", "20", "--calibration", "--calibration-nprobe", "20", "--scale-sample", "500"]) == 0
+                       "--nlist", "20", "--calibration", "--calibration-search", "rows", "--calibration-nprobe", "20",
+                       "--scale-sample", "500"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
     assert [r["run"] for r in rows] == ["cellquery", "calibration"]
     cal = rows[1]
-    assert cal["reference_nprobe"] == 20 and cal["scale_sample"] == 500
+    assert cal["reference_nprobe"] == 20 and cal["scale_sample"] == 500 and cal["calibration_search"] == "rows"
     assert cal["scale_exact_fraction"] > 0.99 and abs(cal["scale_relerr_max"]) < 1e-3
-    parts = ("reference_search", "calibrate", "conformal_calibrate")
-    assert cal["calibration_s"] == pytest.approx(sum(cal[f"{p}_s"] for p in parts), abs=1e-3)
-    assert cal["calibration_cpu_s"] == pytest.approx(sum(cal[f"{p}_cpu_s"] for p in parts), abs=1e-3)
+    for unit in ("s", "cpu_s"):  # the one search feeds both; the calibration counts it
+        assert cal[f"calibration_{unit}"] == pytest.approx(cal[f"reference_search_{unit}"] + cal[f"calibrate_{unit}"], abs=1e-3)
+        assert cal[f"conformal_{unit}"] == pytest.approx(cal[f"conformal_calibrate_{unit}"], abs=1e-3)
     assert 0 <= cal["calibrated_mba_seen"] <= 1 and 0 <= cal["calibrated_mba_unseen"] <= 1
     assert cal["rejection_cells_per_s"] == round(300 / cal["rejection_query_s"])
     # fewer lists: approximate scales, never below the exact ones
     approx = bench.run(3000, n_query=300, k=10, threads=1, exact=False, against=None, calibration=True,
-                       index_params={"nlist": 20}, calibration_nprobe=1, scale_sample=500)[1]
+                       index_params={"nlist": 20}, calibration_nprobe=1, scale_sample=500, calibration_search="rows")[1]
     assert approx["scale_relerr_mean"] >= 0 and approx["scale_exact_fraction"] < 1
+
+
+def test_calibration_by_leaves(capsys):
+    """The default leaf search: every leaf probed gives exact scales; few leaves, approximate scales never below them."""
+    assert bench.main(["--n-ref", "3000", "--n-query", "300", "--k", "10", "--against", "none", "--no-exact", "--threads", "2",
+                       "--nlist", "20", "--calibration", "--leaf-size", "100", "--leaf-nprobe", "200", "--leaf-candidates",
+                       "200", "--scale-sample", "500"]) == 0
+    cal = [json.loads(line) for line in capsys.readouterr().out.splitlines()][1]
+    assert cal["calibration_search"] == "leaves" and json.loads(cal["leaves"]) == {"candidates": 200, "leaf_size": 100, "nprobe": 200}
+    assert cal["scale_exact_fraction"] > 0.99 and abs(cal["scale_relerr_max"]) < 1e-3
+    for unit in ("s", "cpu_s"):  # two searches: scales only, then hits for the conformal candidates
+        assert cal[f"calibration_{unit}"] == pytest.approx(cal[f"calibrate_{unit}"], abs=1e-3)
+        assert cal[f"conformal_{unit}"] == pytest.approx(cal[f"reference_search_{unit}"] + cal[f"conformal_calibrate_{unit}"], abs=1e-3)
+    approx = bench.run(3000, n_query=300, k=10, threads=1, exact=False, against=None, calibration=True,
+                       index_params={"nlist": 20}, scale_sample=500, leaves={"leaf_size": 50, "nprobe": 2})[1]
+    assert approx["scale_relerr_mean"] > 0 and approx["scale_exact_fraction"] < 1
+    with pytest.raises(InputError, match="--leaf-nprobe"):
+        bench.run_calibration(None, None, [], None, [], 10, 0, nprobe=3)

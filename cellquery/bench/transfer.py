@@ -27,13 +27,17 @@ types), and on the same reference and query cells runs
 * with ``--calibration``: ``calibration``: local scales + the significance null
   (:func:`cellquery.index.calibration.calibrate`) and the conformal calibration
   (:func:`cellquery.transfer.conformal.calibrate`) of the reference with the one-shot
-  index, both from one search of the reference against itself
-  (``IvfGemmIndex.reference_search``, 65 hits per row; ``--calibration-nprobe`` lists per
-  row, default the index's nprobe, fewer: faster and approximate), wall and CPU seconds
-  per stage; the local scales' relative error against exact ones on a sample of rows
-  (``--scale-sample``); query throughput (cells/s) of the calibrated P-value rule (search
-  + exact hit distances + P-values + vote, as :mod:`cellquery.bench.rejection`) and its
-  MBA on seen and unseen query types.
+  index. By default (``--calibration-search leaves``) the reference is searched against
+  itself in leaves of the index's lists
+  (:mod:`cellquery.index.leaf_search`: each row scans its ``--leaf-nprobe`` nearest
+  leaves of about ``--leaf-size`` rows): once for the local scales, keeping no hits
+  (``calibration_s``), once keeping 65 hits per row for the conformal candidates
+  (``conformal_s``); ``--calibration-search rows`` searches it row by row over the
+  index's lists (``IvfGemmIndex.reference_search``, ``--calibration-nprobe``), once for
+  both. Wall and CPU seconds per stage; the local scales' relative error against exact
+  ones on a sample of rows (``--scale-sample``); query throughput (cells/s) of the
+  calibrated P-value rule (search + exact hit distances + P-values + vote, as
+  :mod:`cellquery.bench.rejection`) and its MBA on seen and unseen query types.
 
 Each prints one JSON line. Accuracy: the share of seen-type query cells (types with
 reference cells, trajectories included) whose predicted label is their type. Memory:
@@ -218,30 +222,47 @@ def scale_error(X: np.ndarray, scale: np.ndarray, k: int, threads: int, n_sample
 
 def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_cutoff: float = 0.05,
                     nprobe: int | None = None, conformal_k: int = 5, threads: int | None = None,
-                    scale_sample: int = 10_000) -> dict:
-    """Calibration seconds (index calibration, conformal) and calibrated-query throughput.
+                    scale_sample: int = 10_000, search: str = "leaves", leaves: dict | None = None) -> dict:
+    """Calibration seconds (local scales + null; conformal) and calibrated-query throughput.
 
-    Both calibrations read one search of the reference against itself
-    (:func:`cellquery.index.calibration.reference_hits`, ``n_candidates + 1`` hits per
-    row, timed as ``reference_search_s``; ``nprobe`` lists per row, default the
-    index's): the local scales take each row's k-th other hit, the conformal
-    calibration its own-type candidates. ``calibration_s`` is the sum of the three;
-    each ``..._cpu_s`` is the process's CPU seconds of the same stage.
-    The calibrated rule's MBA on seen and unseen query types is given, and the local
-    scales' relative error against exact ones on ``scale_sample`` rows (not timed).
+    ``search="leaves"`` (default): the local scales are each row's k-th other hit in a leaf
+    search of the reference against itself
+    (:meth:`~cellquery.index.ivf_gemm_backend.IvfGemmIndex.leaf_local_scales`, no hits
+    kept; ``leaves``: its ``leaf_size``, ``nprobe``, ``candidates``), and the conformal
+    calibration's own-type candidates come from a second leaf search that keeps
+    ``n_candidates + 1`` hits per row. ``search="rows"``: one row-by-row search of the
+    reference against itself (:func:`cellquery.index.calibration.reference_hits`,
+    ``nprobe`` lists per row, default the index's) feeds both.
+    ``calibration_s`` is the local scales + the significance null (``calibrate_s``, plus
+    the shared search with ``rows``); ``conformal_s`` the conformal calibration with its
+    search; each ``..._cpu_s`` is the process's CPU seconds of the same stage. The
+    calibrated rule's MBA on seen and unseen query types is given, and the local scales'
+    relative error against exact ones on ``scale_sample`` rows (not timed).
     """
     from cellquery.index.calibration import calibrate, reference_hits
     from cellquery.metrics import mean_balanced_accuracy
     from cellquery.transfer import conformal
     from cellquery.transfer.acceptance import exact_distances, p_values
 
+    if search not in ("leaves", "rows"):
+        raise InputError(f"bench: calibration search must be leaves or rows, got {search!r}")
+    if search == "leaves" and nprobe is not None:
+        raise InputError("bench: --calibration-nprobe applies to the rows search; the leaf search takes --leaf-nprobe")
     times: dict = {}
     ref_str = np.asarray(ref_labels, dtype=str)
+    n_hits = max(k + 1, conformal.N_CANDIDATES + 1)
+    leaves = dict(leaves or {}) if search == "leaves" else None
     with RssPeak() as rss:
-        with timed_cpu(times, "reference_search_s"):
-            hits = reference_hits(index, X, max(k + 1, conformal.N_CANDIDATES + 1), nprobe=nprobe)
-        with timed_cpu(times, "calibrate_s"):
-            calibration = calibrate(index, X, k=k, seed=seed, hits=hits)
+        if search == "rows":
+            with timed_cpu(times, "reference_search_s"):
+                hits = reference_hits(index, X, n_hits, nprobe=nprobe)
+            with timed_cpu(times, "calibrate_s"):
+                calibration = calibrate(index, X, k=k, seed=seed, hits=hits)
+        else:
+            with timed_cpu(times, "calibrate_s"):
+                calibration = calibrate(index, X, k=k, seed=seed, leaves=leaves)
+            with timed_cpu(times, "reference_search_s"):
+                hits = reference_hits(index, X, n_hits, leaves=leaves)
         with timed_cpu(times, "conformal_calibrate_s"):
             order = index.list_order() if hasattr(index, "list_order") else None
             conformal.calibrate(X, ref_str, search=index.search, k=conformal_k, reference_hits=hits, order=order)
@@ -252,15 +273,19 @@ def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_
             exact = exact_distances(Q, X, i)
             mask = p_values(exact, i, calibration) < p_cutoff
             predicted = transfer_labels(labels, exact, i, mask=mask, voter="kernel")
+    parts = {"calibration": ("calibrate", "reference_search") if search == "rows" else ("calibrate",),
+             "conformal": ("conformal_calibrate",) if search == "rows" else ("reference_search", "conformal_calibrate")}
     for unit in ("s", "cpu_s"):
-        times[f"calibration_{unit}"] = round(sum(times[f"{part}_{unit}"] for part in ("reference_search", "calibrate", "conformal_calibrate")), 4)
+        for name, stages in parts.items():
+            times[f"{name}_{unit}"] = round(sum(times[f"{part}_{unit}"] for part in stages), 4)
     mba = mean_balanced_accuracy(np.asarray(query_labels, dtype=str), predicted["prediction"].to_numpy().astype(str),
                                  sorted(set(ref_str)))
     return {
-        **times, "rejection_cells_per_s": round(len(Q) / times["rejection_query_s"]),
+        **times, "calibration_search": search, "rejection_cells_per_s": round(len(Q) / times["rejection_query_s"]),
         "rejected_fraction": round(float(np.mean(predicted["prediction"].to_numpy() == "rejected")), 4),
         "calibrated_mba_seen": round(float(mba["positive"]), 4), "calibrated_mba_unseen": round(float(mba["negative"]), 4),
-        "reference_nprobe": int(index.params["nprobe"] if nprobe is None else nprobe),
+        **({"reference_nprobe": int(index.params["nprobe"] if nprobe is None else nprobe)} if search == "rows" else
+           {"leaves": json.dumps(leaves, sort_keys=True)}),
         **(scale_error(X, calibration.scale, k, threads or os.cpu_count() or 1, scale_sample, seed) if scale_sample else {}),
         "peak_rss_delta_mb": rss.delta_mb,
     }
@@ -268,7 +293,8 @@ def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_
 
 def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int = 0, against: str | None = "cellmapper",
         exact: bool = True, calibration: bool = False, threads: int | None = None,
-        index_params: dict | None = None, calibration_nprobe: int | None = None, scale_sample: int = 10_000) -> list[dict]:
+        index_params: dict | None = None, calibration_nprobe: int | None = None, scale_sample: int = 10_000,
+        calibration_search: str = "leaves", leaves: dict | None = None) -> list[dict]:
     """All rows of one reference size (module doc), in the order printed."""
     n_ref, n_query, k = (check_int(v, f"bench: {name}") for name, v in (("n_ref", n_ref), ("n_query", n_query), ("k", k)))
     if against not in (None, "cellmapper"):
@@ -318,7 +344,8 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
                       "accuracy_difference": round(mine["accuracy_seen"] - theirs["accuracy_seen"], 4)})
     if calibration:
         row("calibration", run_calibration(index, X, ref_types, Q, query_types, k, seed, nprobe=calibration_nprobe,
-                                           threads=threads, scale_sample=scale_sample), index=backend)
+                                           threads=threads, scale_sample=scale_sample, search=calibration_search,
+                                           leaves=leaves), index=backend)
     return rows
 
 
@@ -367,9 +394,16 @@ def main(argv=None) -> int:
     parser.add_argument("--against", choices=["cellmapper", "none"], default="cellmapper")
     parser.add_argument("--no-exact", action="store_true", help="skip the exact search and the GEMM bound")
     parser.add_argument("--calibration", action="store_true", help="also time calibration and calibrated queries")
+    parser.add_argument("--calibration-search", choices=["leaves", "rows"], default="leaves",
+                        help="the calibration's search of the reference against itself: in leaves of the lists "
+                             "(default) or row by row over the index's lists")
     parser.add_argument("--calibration-nprobe", type=int, default=None,
-                        help="lists each reference row scans in the calibration's self-search (default: the index's "
-                             "nprobe; fewer: faster, approximate local scales and conformal candidates)")
+                        help="rows search: lists each reference row scans (default: the index's nprobe; fewer: "
+                             "faster, approximate local scales and conformal candidates)")
+    parser.add_argument("--leaf-size", type=int, default=None, help="leaves search: rows per leaf (default 256)")
+    parser.add_argument("--leaf-nprobe", type=int, default=None, help="leaves search: leaves each row scans (default 16)")
+    parser.add_argument("--leaf-candidates", type=int, default=None,
+                        help="leaves search: a row's leaves are chosen among its leaf's nearest (default 3 x leaf nprobe)")
     parser.add_argument("--scale-sample", type=int, default=10_000,
                         help="reference rows whose local scales are checked against exact ones (0: none)")
     parser.add_argument("--nlist", type=int, default=None, help="lists of the one-shot index (default: sqrt(n_ref) / 2)")
@@ -384,7 +418,10 @@ def main(argv=None) -> int:
     for n_ref in sizes:
         for r in run(n_ref, args.n_query, args.k, args.dim, args.seed, None if args.against == "none" else args.against,
                      exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params,
-                     calibration_nprobe=args.calibration_nprobe, scale_sample=args.scale_sample):
+                     calibration_nprobe=args.calibration_nprobe, scale_sample=args.scale_sample,
+                     calibration_search=args.calibration_search,
+                     leaves={key: v for key, v in (("leaf_size", args.leaf_size), ("nprobe", args.leaf_nprobe),
+                                                   ("candidates", args.leaf_candidates)) if v is not None}):
             print(json.dumps(r), flush=True)
             rows.append(r)
     if args.figure:

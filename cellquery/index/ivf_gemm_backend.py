@@ -325,7 +325,11 @@ class IvfGemmIndex(Index):
             d, i = self._scan(self._X[start:stop], k, nprobe, qb, rb)
             rows = self._ids[start:stop]
             D[rows], I[rows] = d, i
-        # rows whose lists hold fewer than k rows: twice the lists, until full or every list is scanned
+        self._fill_short(D, I, k, nprobe, qb, rb)
+        return D, I
+
+    def _fill_short(self, D: np.ndarray, I: np.ndarray, k: int, nprobe: int, qb: int, rb: int) -> None:
+        """Rows (by id) with fewer than k hits searched again with twice the lists, until full or every list is scanned."""
         probes, position = nprobe, None
         while probes < len(self._centroids):
             short = np.flatnonzero(I[:, -1] < 0)
@@ -335,7 +339,75 @@ class IvfGemmIndex(Index):
             if position is None:
                 position = np.argsort(self._ids)  # grouped position of every id
             D[short], I[short] = self._scan(self._X[position[short]], k, probes, qb, rb)
+
+    def _leaves(self, leaf_size: int, nprobe: int, candidates: int | None):
+        """Rows leaf by leaf (:mod:`cellquery.index.leaf_search`): (rows, ids, leaf offsets, centroids, candidate leaves, nprobe)."""
+        from cellquery.index.leaf_search import leaf_probes, split_lists
+
+        leaf_size, nprobe = _int("leaf_size", leaf_size), _int("nprobe", nprobe)
+        candidates = _int("candidates", 3 * nprobe if candidates is None else candidates)
+        if not self.is_trained:
+            raise InputError("index: backend 'ivf_gemm' is not trained")
+        self._group()
+        order, leaf_off, centroids = split_lists(self._X, self._offsets, leaf_size, seed=self.seed, threads=self._threads())
+        cand = leaf_probes(centroids, max(candidates, nprobe), self._threads())
+        return np.ascontiguousarray(self._X[order]), self._ids[order], leaf_off, centroids, cand, min(nprobe, cand.shape[1])
+
+    def leaf_reference_search(self, k: int, *, leaf_size: int = 256, nprobe: int = 16,
+                              candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """The k nearest reference rows of every reference row, searched in leaves of the lists.
+
+        Every list is split into leaves of about ``leaf_size`` rows and each row scans its
+        ``nprobe`` nearest leaves (its own first) among its leaf's ``candidates`` nearest
+        (default 3 * nprobe) (:mod:`cellquery.index.leaf_search`): approximate, an IVF of
+        about ``n / leaf_size`` lists searched with ``nprobe``, much faster than
+        :meth:`reference_search`. Output as :meth:`reference_search` (row r is id r,
+        itself included); a row whose leaves hold fewer than k rows is searched again row
+        by row with the index's ``nprobe`` doubled until it has k hits.
+        """
+        from cellquery.index.leaf_search import leaf_heaps
+
+        k = check_int(k, "index: k")
+        Xl, ids, leaf_off, centroids, cand, nprobe = self._leaves(leaf_size, nprobe, candidates)
+        heap_d, heap_i = leaf_heaps(Xl, leaf_off, centroids, cand, nprobe, k, self._threads())
+        d, i = _sorted_hits(heap_d, heap_i, ids, np.einsum("ij,ij->i", Xl, Xl))
+        del heap_d, heap_i
+        D = np.empty((self.n, k), dtype=np.float32)
+        I = np.empty((self.n, k), dtype=np.int64)
+        D[ids], I[ids] = d, i
+        del d, i
+        short = np.flatnonzero(I[:, -1] < 0)
+        if short.size and self.n > k:  # leaves too short: the row-by-row scan, then with more lists
+            nprobe_rows = int(self.params["nprobe"])
+            D[short], I[short] = self._scan(self._X[np.argsort(self._ids)[short]], k, nprobe_rows, 256, 1024)
+            self._fill_short(D, I, k, nprobe_rows, 256, 1024)
         return D, I
+
+    def leaf_local_scales(self, k: int, *, leaf_size: int = 256, nprobe: int = 16, candidates: int | None = None) -> np.ndarray:
+        """Every reference row's distance to its k-th nearest *other* row (row r is id r), searched in leaves.
+
+        The local scales of :mod:`cellquery.index.calibration` from the same candidates as
+        :meth:`leaf_reference_search`, without keeping any ids: per row only the
+        (k + 1)-th smallest distance of its candidates (itself, at distance 0, is the
+        first), which takes no heap. A row whose leaves hold at most k rows is searched
+        by the index's row-by-row scan.
+        """
+        from cellquery.index.calibration import scales_from_hits
+        from cellquery.index.leaf_search import leaf_kth_distances
+
+        k = check_int(k, "index: k")
+        Xl, ids, leaf_off, centroids, cand, nprobe = self._leaves(leaf_size, nprobe, candidates)
+        scale = np.empty(self.n, dtype=np.float32)
+        scale[ids] = leaf_kth_distances(Xl, leaf_off, centroids, cand, nprobe, k, self._threads())
+        short = np.flatnonzero(~np.isfinite(scale))
+        if short.size and self.n > k:
+            D = np.full((self.n, k + 1), np.inf, dtype=np.float32)
+            I = np.full((self.n, k + 1), -1, dtype=np.int64)
+            position = np.argsort(self._ids)
+            D[short], I[short] = self._scan(self._X[position[short]], k + 1, int(self.params["nprobe"]), 256, 1024)
+            self._fill_short(D, I, k + 1, int(self.params["nprobe"]), 256, 1024)
+            scale[short] = scales_from_hits(D[short], I[short], short, k)
+        return scale
 
     def list_order(self) -> np.ndarray:
         """The reference row ids in list order (rows of one list together): an order that keeps near rows near."""
