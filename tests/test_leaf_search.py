@@ -112,3 +112,14 @@ def test_calibration_takes_the_leaf_search_for_ivf_gemm_only():
         reference_hits(idx, X, 11, nprobe=3, leaves={})
     with pytest.raises(InputError, match="leaf_size"):
         idx.leaf_local_scales(10, leaf_size=0)
+
+
+def test_leaves_are_kept_until_rows_are_added():
+    X, _ = clustered(3000, 1, dim=8)
+    idx = build_index("ivf_gemm", X[:2000], {"nlist": 6}, seed=0)
+    first = idx._split(100)
+    assert idx._split(100)[0] is first[0]  # the calibration's two searches share one split
+    assert len(idx._split(50)[2]) > len(first[2])  # another leaf size: split again
+    idx.add(X[2000:])
+    D, I = idx.leaf_reference_search(20, leaf_size=100, nprobe=10_000, candidates=10_000)  # the added rows are searched
+    np.testing.assert_array_equal(I[:, 1:], knn_gemm(X, [X], 20)[1][:, 1:])

@@ -282,6 +282,7 @@ class IvfGemmIndex(Index):
             X = np.concatenate([p[0] for p in parts])[order]
             lists, ids = lists[order], np.concatenate([p[2] for p in parts])[order]
         self._X, self._ids = X, ids
+        self._leaf_cache = None  # leaves of the rows before this merge
         self._offsets = np.concatenate([[0], np.cumsum(np.bincount(lists, minlength=len(self._centroids)))]).astype(np.int64)
         self._norms = np.einsum("ij,ij->i", self._X, self._X)
         self._pending = []
@@ -342,16 +343,29 @@ class IvfGemmIndex(Index):
 
     def _leaves(self, leaf_size: int, nprobe: int, candidates: int | None):
         """Rows leaf by leaf (:mod:`cellquery.index.leaf_search`): (rows, ids, leaf offsets, centroids, candidate leaves, nprobe)."""
-        from cellquery.index.leaf_search import leaf_probes, split_lists
+        from cellquery.index.leaf_search import leaf_probes
 
         leaf_size, nprobe = _int("leaf_size", leaf_size), _int("nprobe", nprobe)
         candidates = _int("candidates", 3 * nprobe if candidates is None else candidates)
         if not self.is_trained:
             raise InputError("index: backend 'ivf_gemm' is not trained")
-        self._group()
-        order, leaf_off, centroids = split_lists(self._X, self._offsets, leaf_size, seed=self.seed, threads=self._threads())
+        Xl, ids, leaf_off, centroids = self._split(leaf_size)
         cand = leaf_probes(centroids, max(candidates, nprobe), self._threads())
-        return np.ascontiguousarray(self._X[order]), self._ids[order], leaf_off, centroids, cand, min(nprobe, cand.shape[1])
+        return Xl, ids, leaf_off, centroids, cand, min(nprobe, cand.shape[1])
+
+    def _split(self, leaf_size: int):
+        """The rows leaf by leaf (rows, ids, leaf offsets, centroids), kept for the next call with the same ``leaf_size``.
+
+        Kept until rows are added: a copy of the vectors (4 * dim bytes per row) and an id per row.
+        """
+        from cellquery.index.leaf_search import split_lists
+
+        self._group()
+        cached = getattr(self, "_leaf_cache", None)
+        if cached is None or cached[0] != leaf_size:
+            order, leaf_off, centroids = split_lists(self._X, self._offsets, leaf_size, seed=self.seed, threads=self._threads())
+            self._leaf_cache = (leaf_size, np.ascontiguousarray(self._X[order]), self._ids[order], leaf_off, centroids)
+        return self._leaf_cache[1:]
 
     def leaf_reference_search(self, k: int, *, leaf_size: int = 256, nprobe: int = 16,
                               candidates: int | None = None) -> tuple[np.ndarray, np.ndarray]:

@@ -317,6 +317,25 @@ def _collect(norms, buf, seg_start, seg_len, seg_base, n_seg, k, mins, vals, col
     return m
 
 
+@njit(inline="always")
+def _heap_of(vals, cols, m, hd, hi):  # pragma: no cover - compiled
+    """The k = len(hd) smallest of ``vals[:m]`` by (value, column) as a max-heap (padded with inf / -1)."""
+    k = hd.shape[0]
+    first_k = min(m, k)
+    for t in range(first_k):
+        hd[t] = vals[t]
+        hi[t] = cols[t]
+    for t in range(first_k, k):
+        hd[t] = np.inf
+        hi[t] = -1
+    for t in range(k // 2 - 1, -1, -1):  # heapify (Floyd)
+        _sift_at(hd, hi, t, k)
+    for t in range(first_k, m):
+        v = vals[t]
+        if v < hd[0] or (v == hd[0] and cols[t] < hi[0]):
+            _heap_replace_top(hd, hi, v, cols[t])
+
+
 # fastmath as in gemm_backend._scan_block: a value is one float32 add, computed alike in both passes
 @njit(nogil=True, cache=True, fastmath={"nnan", "nsz", "reassoc"})
 def _leaf_rows_scan(Xl, Qm, norms, leaf_off, centroids, cand, nprobe, first, last, k, kth_out, heap_d, heap_i, max_leaf):  # pragma: no cover - compiled
@@ -423,21 +442,7 @@ def _leaf_rows_scan(Xl, Qm, norms, leaf_off, centroids, cand, nprobe, first, las
             if not want_heaps:
                 kth_out[lo + r] = _kth_smallest(vals, m, k - 1) if m >= k else np.inf
                 continue
-            hd = heap_d[lo + r]
-            hi_ = heap_i[lo + r]
-            first_k = min(m, k)
-            for t in range(first_k):
-                hd[t] = vals[t]
-                hi_[t] = cols[t]
-            for t in range(first_k, k):
-                hd[t] = np.inf
-                hi_[t] = -1
-            for t in range(k // 2 - 1, -1, -1):  # heapify (Floyd)
-                _sift_at(hd, hi_, t, k)
-            for t in range(first_k, m):
-                v = vals[t]
-                if v < hd[0] or (v == hd[0] and cols[t] < hi_[0]):
-                    _heap_replace_top(hd, hi_, v, cols[t])
+            _heap_of(vals, cols, m, heap_d[lo + r], heap_i[lo + r])
 
 
 def _run_leaves(Xl: np.ndarray, leaf_off: np.ndarray, centroids: np.ndarray, cand: np.ndarray, nprobe: int, k: int,
@@ -487,3 +492,4 @@ def leaf_kth_distances(Xl, leaf_off, centroids, cand, nprobe: int, kth: int, thr
     _run_leaves(Xl, leaf_off, centroids, cand, nprobe, int(kth) + 1, threads, out, none, none.astype(np.int64))
     norms = np.einsum("ij,ij->i", Xl, Xl)
     return np.sqrt(np.maximum(out + norms, np.float32(0.0)))
+
