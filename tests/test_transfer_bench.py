@@ -105,3 +105,14 @@ def test_calibration_by_leaves(capsys):
     assert approx["scale_relerr_mean"] > 0 and approx["scale_exact_fraction"] < 1
     with pytest.raises(InputError, match="--leaf-nprobe"):
         bench.run_calibration(None, None, [], None, [], 10, 0, nprobe=3)
+
+
+def test_calibration_both_searches_give_their_ratio():
+    rows = bench.run(3000, n_query=300, k=10, threads=1, exact=False, against=None, calibration=True,
+                     index_params={"nlist": 20}, scale_sample=300, calibration_search="both", leaves={"leaf_size": 100})
+    assert [r["run"] for r in rows] == ["cellquery", "calibration_rows", "calibration", "calibration_ratio"]
+    by_run = {r["run"]: r for r in rows}
+    assert by_run["calibration_rows"]["calibration_search"] == "rows" and by_run["calibration"]["calibration_search"] == "leaves"
+    for part in ("calibration", "conformal"):
+        assert by_run["calibration_ratio"][f"{part}_speedup"] == pytest.approx(
+            by_run["calibration_rows"][f"{part}_s"] / by_run["calibration"][f"{part}_s"], rel=0.02, abs=0.01)

@@ -34,7 +34,8 @@ types), and on the same reference and query cells runs
   (``calibration_s``), once keeping 65 hits per row for the conformal candidates
   (``conformal_s``); ``--calibration-search rows`` searches it row by row over the
   index's lists (``IvfGemmIndex.reference_search``, ``--calibration-nprobe``), once for
-  both. Wall and CPU seconds per stage; the local scales' relative error against exact
+  both; ``both`` runs the two in turn (rows first, row ``calibration_rows``) and gives their
+  ratios (``calibration_ratio``). Wall and CPU seconds per stage; the local scales' relative error against exact
   ones on a sample of rows (``--scale-sample``); query throughput (cells/s) of the
   calibrated P-value rule (search + exact hit distances + P-values + vote, as
   :mod:`cellquery.bench.rejection`) and its MBA on seen and unseen query types.
@@ -343,9 +344,16 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
                       "accuracy_cellquery": mine["accuracy_seen"], "accuracy_cellmapper": theirs["accuracy_seen"],
                       "accuracy_difference": round(mine["accuracy_seen"] - theirs["accuracy_seen"], 4)})
     if calibration:
-        row("calibration", run_calibration(index, X, ref_types, Q, query_types, k, seed, nprobe=calibration_nprobe,
-                                           threads=threads, scale_sample=scale_sample, search=calibration_search,
-                                           leaves=leaves), index=backend)
+        searches = ("rows", "leaves") if calibration_search == "both" else (calibration_search,)
+        done = {}
+        for search in searches:
+            done[search] = row("calibration" if search == searches[-1] else "calibration_rows",
+                               run_calibration(index, X, ref_types, Q, query_types, k, seed,
+                                               nprobe=calibration_nprobe if search == "rows" else None, threads=threads,
+                                               scale_sample=scale_sample, search=search, leaves=leaves), index=backend)
+        if len(done) == 2:  # the leaf search against the row-by-row one, in the same process
+            row("calibration_ratio", {f"{part}_speedup": round(done["rows"][f"{part}_s"] / done["leaves"][f"{part}_s"], 2)
+                                      for part in ("calibration", "conformal")})
     return rows
 
 
@@ -394,9 +402,10 @@ def main(argv=None) -> int:
     parser.add_argument("--against", choices=["cellmapper", "none"], default="cellmapper")
     parser.add_argument("--no-exact", action="store_true", help="skip the exact search and the GEMM bound")
     parser.add_argument("--calibration", action="store_true", help="also time calibration and calibrated queries")
-    parser.add_argument("--calibration-search", choices=["leaves", "rows"], default="leaves",
+    parser.add_argument("--calibration-search", choices=["leaves", "rows", "both"], default="leaves",
                         help="the calibration's search of the reference against itself: in leaves of the lists "
-                             "(default) or row by row over the index's lists")
+                             "(default), row by row over the index's lists, or both in turn (rows first, then "
+                             "a calibration_ratio row)")
     parser.add_argument("--calibration-nprobe", type=int, default=None,
                         help="rows search: lists each reference row scans (default: the index's nprobe; fewer: "
                              "faster, approximate local scales and conformal candidates)")
