@@ -384,12 +384,18 @@ class IvfGemmIndex(Index):
         k = check_int(k, "index: k")
         Xl, ids, leaf_off, centroids, cand, nprobe = self._leaves(leaf_size, nprobe, candidates)
         heap_d, heap_i = leaf_heaps(Xl, leaf_off, centroids, cand, nprobe, k, self._threads())
-        d, i = _sorted_hits(heap_d, heap_i, ids, np.einsum("ij,ij->i", Xl, Xl))
-        del heap_d, heap_i
+        qn = np.einsum("ij,ij->i", Xl, Xl)
         D = np.empty((self.n, k), dtype=np.float32)
         I = np.empty((self.n, k), dtype=np.int64)
-        D[ids], I[ids] = d, i
-        del d, i
+
+        def finish(rows: slice) -> None:  # heaps to sorted hits, rows by id (3.8 s on one thread at 10^6 x 65)
+            d, i = _sorted_hits(heap_d[rows], heap_i[rows], ids, qn[rows])
+            D[ids[rows]], I[ids[rows]] = d, i
+
+        cuts = np.linspace(0, self.n, self._threads() + 1).astype(np.int64)
+        with ThreadPoolExecutor(max_workers=self._threads()) as pool:
+            list(pool.map(finish, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]))
+        del heap_d, heap_i
         short = np.flatnonzero(I[:, -1] < 0)
         if short.size and self.n > k:  # leaves too short: the row-by-row scan, then with more lists
             nprobe_rows = int(self.params["nprobe"])

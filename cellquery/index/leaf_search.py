@@ -475,8 +475,8 @@ def leaf_heaps(Xl, leaf_off, centroids, cand, nprobe: int, k: int, threads: int)
     ``centroids[j]``), ``cand`` every leaf's candidate leaves (:func:`leaf_probes`), of
     which each row scans ``nprobe``.
     """
-    heap_d = np.full((len(Xl), k), np.inf, dtype=np.float32)
-    heap_i = np.full((len(Xl), k), -1, dtype=np.int64)
+    heap_d = np.empty((len(Xl), k), dtype=np.float32)  # every row's heap is written whole (padded where short)
+    heap_i = np.empty((len(Xl), k), dtype=np.int64)
     _run_leaves(Xl, leaf_off, centroids, cand, nprobe, k, threads, np.empty(0, np.float32), heap_d, heap_i)
     return heap_d, heap_i
 
