@@ -29,9 +29,8 @@ from cellquery.index.base import Index, as_matrix, check_int, check_k, finalize,
 
 
 @njit(inline="always")
-def _sift_down(hd, hi, v, idx, size):  # pragma: no cover - compiled
-    """Put (v, idx) at the root of the max-heap held by the first ``size`` entries (ordered by (distance, id)) and sift it down."""
-    pos = 0
+def _sift_down(hd, hi, v, idx, size, pos=0):  # pragma: no cover - compiled
+    """Put (v, idx) at entry ``pos`` (the root by default) of the max-heap held by the first ``size`` entries (ordered by (distance, id)) and sift it down."""
     while True:
         c = 2 * pos + 1
         if c >= size:
@@ -92,6 +91,22 @@ def _scan_block(S, norms, base, heap_d, heap_i):  # pragma: no cover - compiled
             if v < thr:
                 _heap_replace_top(hd, hi, v, base + j)
                 thr = hd[0]
+
+
+def run_threads(func, parts, threads: int) -> None:
+    """``func(part)`` for every part, on up to ``threads`` worker threads with one BLAS thread each.
+
+    The compiled kernels release the GIL (numba ``nogil``), so the workers run in parallel;
+    one BLAS thread per worker keeps their GEMMs from competing for the same cores.
+    """
+    parts = list(parts)
+    with threadpool_limits(limits=1, user_api="blas"):
+        if threads <= 1 or len(parts) <= 1:
+            for part in parts:
+                func(part)
+        else:
+            with ThreadPoolExecutor(max_workers=min(threads, len(parts))) as pool:
+                list(pool.map(func, parts))
 
 
 def _check_int(name: str, v) -> int:
@@ -156,14 +171,7 @@ def knn_gemm(
                 np.matmul(Qm, c[rs:re].T, out=S)
                 _scan_block(S, nrm[rs:re], int(off + rs), hd, hi)
 
-    starts = list(range(0, n_q, query_block))
-    with threadpool_limits(limits=1, user_api="blas"):
-        if threads == 1 or len(starts) <= 1:
-            for s in starts:
-                run(s)
-        else:
-            with ThreadPoolExecutor(max_workers=threads) as pool:
-                list(pool.map(run, starts))
+    run_threads(run, range(0, n_q, query_block), threads)
     order = np.lexsort((heap_i, heap_d), axis=1)
     D = np.take_along_axis(heap_d, order, axis=1)
     I = np.take_along_axis(heap_i, order, axis=1)

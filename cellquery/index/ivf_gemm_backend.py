@@ -34,17 +34,15 @@ from __future__ import annotations
 
 import math
 import os
-from concurrent.futures import ThreadPoolExecutor
 from typing import IO
 
 import faiss
 import numpy as np
 from numba import njit
-from threadpoolctl import threadpool_limits
 
 from cellquery.errors import InputError
 from cellquery.index.base import Index, check_int, restore_common
-from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm
+from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm, run_threads
 
 # queries searched per call of _search (the base class's batch_size is raised to this):
 # large batches give each list many queries, so its GEMMs are large
@@ -450,8 +448,7 @@ class IvfGemmIndex(Index):
             D[ids[rows]], I[ids[rows]] = d, i
 
         cuts = np.linspace(0, self.n, self._threads() + 1).astype(np.int64)
-        with ThreadPoolExecutor(max_workers=self._threads()) as pool:
-            list(pool.map(finish, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])]))
+        run_threads(finish, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])], self._threads())
         del heap_d, heap_i
         short = np.flatnonzero(I[:, -1] < 0)
         if short.size and self.n > k:  # leaves too short: the row-by-row scan, then with more lists
@@ -508,14 +505,7 @@ class IvfGemmIndex(Index):
         def run(rows: np.ndarray) -> None:
             _scan_group(Qm, rows, probes, offsets, Xg, norms, heap_d, heap_i, qb, rb)
 
-        groups = [g for g in np.array_split(np.arange(n_q), threads) if len(g)]
-        with threadpool_limits(limits=1, user_api="blas"):
-            if len(groups) <= 1:
-                for g in groups:
-                    run(g)
-            else:
-                with ThreadPoolExecutor(max_workers=len(groups)) as pool:
-                    list(pool.map(run, groups))
+        run_threads(run, [g for g in np.array_split(np.arange(n_q), threads) if len(g)], threads)
         return _sorted_hits(heap_d, heap_i, self._ids, np.einsum("ij,ij->i", Q, Q))
 
     # -- file -------------------------------------------------------------------------

@@ -29,13 +29,10 @@ as ``reference_search`` does).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 from numba import njit
-from threadpoolctl import threadpool_limits
 
-from cellquery.index.gemm_backend import _W, _heap_replace_top, knn_gemm
+from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm, run_threads
 
 
 @njit(nogil=True, cache=True)
@@ -132,13 +129,7 @@ def split_lists(X: np.ndarray, offsets: np.ndarray, leaf_size: int, seed: int = 
     def run(part):
         _kmeans_lists(X, offsets, part[0], part[1], int(leaf_size), init, int(niter), order, leaf_of, centres)
 
-    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per worker
-        if len(parts) <= 1:
-            for part in parts:
-                run(part)
-        else:
-            with ThreadPoolExecutor(max_workers=len(parts)) as pool:
-                list(pool.map(run, parts))
+    run_threads(run, parts, threads)
     # leaves in list order; the j-th leaf of list l is at slot offsets[l] + j of centres
     leaf_counts = np.zeros(int(m.sum()), dtype=np.int64)
     first_leaf = np.concatenate([[0], np.cumsum(m)])
@@ -163,26 +154,6 @@ def leaf_probes(centroids: np.ndarray, probes: int, threads: int) -> np.ndarray:
 
 
 _BISECT = 10  # bisection steps toward the k-th smallest group minimum
-
-
-@njit(inline="always")
-def _sift_at(hd, hi, pos, size):  # pragma: no cover - compiled
-    """Sift entry ``pos`` down the max-heap of the first ``size`` entries, ordered by (distance, position)."""
-    v, idx = hd[pos], hi[pos]
-    while True:
-        c = 2 * pos + 1
-        if c >= size:
-            break
-        if c + 1 < size and (hd[c + 1] > hd[c] or (hd[c + 1] == hd[c] and hi[c + 1] > hi[c])):
-            c += 1
-        if hd[c] > v or (hd[c] == v and hi[c] > idx):
-            hd[pos] = hd[c]
-            hi[pos] = hi[c]
-            pos = c
-        else:
-            break
-    hd[pos] = v
-    hi[pos] = idx
 
 
 @njit(inline="always")
@@ -329,7 +300,7 @@ def _heap_of(vals, cols, m, hd, hi):  # pragma: no cover - compiled
         hd[t] = np.inf
         hi[t] = -1
     for t in range(k // 2 - 1, -1, -1):  # heapify (Floyd)
-        _sift_at(hd, hi, t, k)
+        _sift_down(hd, hi, hd[t], hi[t], k, t)
     for t in range(first_k, m):
         v = vals[t]
         if v < hd[0] or (v == hd[0] and cols[t] < hi[0]):
@@ -460,12 +431,7 @@ def _run_leaves(Xl: np.ndarray, leaf_off: np.ndarray, centroids: np.ndarray, can
         _leaf_rows_scan(Xl, Qm, norms, leaf_off, centroids, cand, nprobe, int(bounds[part]), int(bounds[part + 1]),
                         k, kth_out, heap_d, heap_i, max_leaf)
 
-    with threadpool_limits(limits=1, user_api="blas"):  # one BLAS thread per worker
-        if len(bounds) <= 2:
-            run(0)
-        else:
-            with ThreadPoolExecutor(max_workers=len(bounds) - 1) as pool:
-                list(pool.map(run, range(len(bounds) - 1)))
+    run_threads(run, range(len(bounds) - 1), threads)
 
 
 def leaf_heaps(Xl, leaf_off, centroids, cand, nprobe: int, k: int, threads: int) -> tuple[np.ndarray, np.ndarray]:
