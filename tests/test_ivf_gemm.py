@@ -93,6 +93,10 @@ def test_ivf_gemm_probing_some_lists():
 def test_ivf_gemm_bad_params():
     with pytest.raises(InputError, match="nprobe"):
         make_index("ivf_gemm", 4, {"nprobe": 0})
+    with pytest.raises(InputError, match="'self_search' must be rows or leaves"):
+        make_index("ivf_gemm", 4, {"self_search": "graph"})
+    with pytest.raises(InputError, match="leaf_nprobe"):
+        make_index("ivf_gemm", 4, {"leaf_nprobe": 0})
     with pytest.raises(InputError, match="nlist=50 exceeds"):
         build_index("ivf_gemm", np.zeros((10, 4), np.float32), {"nlist": 50})
 

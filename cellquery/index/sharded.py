@@ -31,9 +31,20 @@ def build_shard(reference: np.ndarray, n_shards: int, shard: int, backend: str, 
 
 
 def search_shard(index, query: np.ndarray, reference: np.ndarray, k: int) -> dict[str, np.ndarray]:
-    """One shard's hits (shard-local ids) for the query (k) and for every reference cell (k + 1)."""
+    """One shard's hits (shard-local ids) for the query (k) and for every reference cell (k + 1).
+
+    An unsharded ``ivf_gemm`` index with ``self_search: leaves`` searches the reference in
+    leaves of its own lists
+    (:meth:`~cellquery.index.ivf_gemm_backend.IvfGemmIndex.leaf_reference_search`); a shard
+    is searched by the whole reference as by queries, since most reference cells are not its own.
+    """
     qd, qi = index.search(query, k)
-    rd, ri = index.search(reference, min(k + 1, len(reference)))
+    params = getattr(index, "params", {})
+    if params.get("self_search") == "leaves" and getattr(index, "n", None) == len(reference):
+        rd, ri = index.leaf_reference_search(min(k + 1, len(reference)), leaf_size=params["leaf_size"],
+                                             nprobe=params["leaf_nprobe"])
+    else:
+        rd, ri = index.search(reference, min(k + 1, len(reference)))
     return {"distances": qd, "indices": qi, "reference_distances": rd, "reference_indices": ri}
 
 
