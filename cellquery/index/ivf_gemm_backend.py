@@ -265,8 +265,9 @@ class IvfGemmIndex(Index):
     self_search : "rows" or "leaves", default "rows"
         How the workflow's index stage searches the reference against an unsharded index
         for its calibration (:func:`cellquery.index.sharded.search_shard`): as queries
-        (``search``), or in leaves of the lists (:meth:`leaf_reference_search`, ~5x faster
-        at 10^6 rows, approximate).
+        (``search``), or in leaves of the lists (:meth:`leaf_reference_search`, approximate:
+        at 10^6 rows with the default lists 9.5 s instead of 19.1 s, local scales 0.44 % too
+        large on average instead of 0.16 %).
     leaf_size, leaf_nprobe : int, default 256, 16
         The leaves of ``self_search: leaves``: rows per leaf, leaves scanned per row.
     """
