@@ -36,10 +36,11 @@ types), and on the same reference and query cells runs
   index's lists (``IvfGemmIndex.reference_search``, ``--calibration-nprobe``), once for
   both; ``both`` runs the two in turn (rows first, row ``calibration_rows``) and gives the
   ratios of their local scales + null and of their totals with the conformal calibration
-  (``calibration_ratio``; the rows search is counted once, under the scales). Wall and CPU seconds per stage; the local scales' relative error against exact
-  ones on a sample of rows (``--scale-sample``); query throughput (cells/s) of the
-  calibrated P-value rule (search + exact hit distances + P-values + vote, as
-  :mod:`cellquery.bench.rejection`) and its MBA on seen and unseen query types.
+  (``calibration_ratio``; the rows search is counted once, under the scales). Wall and CPU
+  seconds per stage; the local scales' relative error against exact ones on a sample of
+  rows (``--scale-sample``); query throughput (cells/s) of the calibrated P-value rule
+  (search + exact hit distances + P-values + vote, as :mod:`cellquery.bench.rejection`)
+  and its MBA on seen and unseen query types.
 
 Each prints one JSON line. Accuracy: the share of seen-type query cells (types with
 reference cells, trajectories included) whose predicted label is their type. Memory:

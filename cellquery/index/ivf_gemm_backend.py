@@ -392,20 +392,23 @@ class IvfGemmIndex(Index):
             d, i = self._scan(self._X[start:stop], k, nprobe, qb, rb)
             rows = self._ids[start:stop]
             D[rows], I[rows] = d, i
-        self._fill_short(D, I, k, nprobe, qb, rb)
+        short = np.flatnonzero(I[:, -1] < 0)  # rows whose lists hold fewer than k rows: twice the lists, and so on
+        if short.size and k <= self.n and nprobe < len(self._centroids):
+            D[short], I[short] = self._search_ids(short, k, 2 * nprobe, qb, rb)
         return D, I
 
-    def _fill_short(self, D: np.ndarray, I: np.ndarray, k: int, nprobe: int, qb: int, rb: int) -> None:
-        """Rows (by id) with fewer than k hits searched again with twice the lists, until full or every list is scanned."""
-        probes, position = nprobe, None
-        while probes < len(self._centroids):
+    def _search_ids(self, ids: np.ndarray, k: int, nprobe: int, qb: int = 256, rb: int = 1024) -> tuple[np.ndarray, np.ndarray]:
+        """The reference rows ``ids`` searched as queries with ``nprobe`` lists, and again with twice the lists while short of k hits."""
+        position = np.argsort(self._ids)  # grouped position of every id
+        probes = min(nprobe, len(self._centroids))
+        D, I = self._scan(self._X[position[ids]], k, probes, qb, rb)
+        while probes < len(self._centroids) and k <= self.n:
             short = np.flatnonzero(I[:, -1] < 0)
-            if short.size == 0 or k > self.n:
+            if short.size == 0:
                 break
             probes = min(2 * probes, len(self._centroids))
-            if position is None:
-                position = np.argsort(self._ids)  # grouped position of every id
-            D[short], I[short] = self._scan(self._X[position[short]], k, probes, qb, rb)
+            D[short], I[short] = self._scan(self._X[position[ids[short]]], k, probes, qb, rb)
+        return D, I
 
     def _leaves(self, leaf_size: int, nprobe: int, candidates: int | None):
         """Rows leaf by leaf (:mod:`cellquery.index.leaf_search`): (rows, ids, leaf offsets, centroids, candidate leaves, nprobe)."""
@@ -462,10 +465,8 @@ class IvfGemmIndex(Index):
         run_threads(finish, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:])], self._threads())
         del heap_d, heap_i
         short = np.flatnonzero(I[:, -1] < 0)
-        if short.size and self.n > k:  # leaves too short: the row-by-row scan, then with more lists
-            nprobe_rows = int(self.params["nprobe"])
-            D[short], I[short] = self._scan(self._X[np.argsort(self._ids)[short]], k, nprobe_rows, 256, 1024)
-            self._fill_short(D, I, k, nprobe_rows, 256, 1024)
+        if short.size and self.n > k:  # leaves too short: the row-by-row scan, with more lists where needed
+            D[short], I[short] = self._search_ids(short, k, int(self.params["nprobe"]))
         return D, I
 
     def leaf_local_scales(self, k: int, *, leaf_size: int = 256, nprobe: int = 16, candidates: int | None = None) -> np.ndarray:
@@ -486,12 +487,8 @@ class IvfGemmIndex(Index):
         scale[ids] = leaf_kth_distances(Xl, leaf_off, centroids, cand, nprobe, k, self._threads())
         short = np.flatnonzero(~np.isfinite(scale))
         if short.size and self.n > k:
-            D = np.full((self.n, k + 1), np.inf, dtype=np.float32)
-            I = np.full((self.n, k + 1), -1, dtype=np.int64)
-            position = np.argsort(self._ids)
-            D[short], I[short] = self._scan(self._X[position[short]], k + 1, int(self.params["nprobe"]), 256, 1024)
-            self._fill_short(D, I, k + 1, int(self.params["nprobe"]), 256, 1024)
-            scale[short] = scales_from_hits(D[short], I[short], short, k)
+            D, I = self._search_ids(short, k + 1, int(self.params["nprobe"]))
+            scale[short] = scales_from_hits(D, I, short, k)
         return scale
 
     def list_order(self) -> np.ndarray:

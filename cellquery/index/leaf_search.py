@@ -336,7 +336,6 @@ def _leaf_rows_scan(Xl, Qm, norms, leaf_off, centroids, cand, nprobe, first, las
     seg_start = np.empty((max_leaf, nprobe), dtype=np.int64)
     seg_len = np.empty(nprobe, dtype=np.int64)
     seg_base = np.empty(nprobe, dtype=np.int64)
-    seg_slot = np.empty(nprobe, dtype=np.int64)
     mins = np.empty(_W * -(-4 * k // _W), dtype=np.float32)
     vals = np.empty(nprobe * max_leaf + 1, dtype=np.float32)
     cols = np.empty(nprobe * max_leaf + 1, dtype=np.int64)
