@@ -105,6 +105,8 @@ def test_calibration_by_leaves(capsys):
     assert approx["scale_relerr_mean"] > 0 and approx["scale_exact_fraction"] < 1
     with pytest.raises(InputError, match="--leaf-nprobe"):
         bench.run_calibration(None, None, [], None, [], 10, 0, nprobe=3)
+    with pytest.raises(InputError, match="calibration search must be leaves or rows, got 'graph'"):
+        bench.run_calibration(None, None, [], None, [], 10, 0, search="graph")
 
 
 def test_calibration_both_searches_give_their_ratio():

@@ -198,7 +198,7 @@ def _collect(norms, buf, seg_start, seg_len, seg_base, n_seg, k, mins, vals, col
     mispredict; then runs of ``_W`` candidates are screened by a count and only runs that
     hold one are read again. The loops run over fixed-length slices, which is what lets
     numba/LLVM vectorise them (indexing the buffer with a computed offset instead measured
-    10-16x slower per candidate).
+    7-16x slower per candidate).
     """
     G = mins.shape[0]
     mins[:] = np.inf
