@@ -94,6 +94,16 @@ class FaissIndex(Index):
     gpu : bool or None
         None = the job's request (config gpu, :mod:`cellquery.device`), False = CPU,
         True = a GPU if faiss has one.
+    coarse : "flat" or "two_level", default "flat"
+        How an IVF factory with a flat quantiser ("IVF{nlist},...") gets its lists.
+        "flat": faiss's k-means and assignment (``nlist`` distances per row).
+        "two_level" (:mod:`cellquery.index.coarse`, for atlas-sized ``nlist``): the
+        centroids by k-means within about ``sqrt(nlist)`` k-means groups of the training
+        sample, and every added row assigned through its ``assign_nprobe`` nearest groups
+        (``faiss.contrib.ivf_tools.add_preassigned``); the codes are then faiss's own.
+        Searching is unchanged (the flat quantiser). Not with ``refine`` or on a GPU.
+    assign_nprobe : int, default 4
+        Groups searched per added row with ``coarse: two_level``.
     """
 
     backend = "faiss"
@@ -107,6 +117,8 @@ class FaissIndex(Index):
         "k_factor": 4,
         "max_train": None,
         "gpu": None,
+        "coarse": "flat",
+        "assign_nprobe": 4,
     }
 
     def __init__(self, dim: int, params: dict | None = None, seed: int = 0):
@@ -121,7 +133,13 @@ class FaissIndex(Index):
             check_int(p["nlist"], "index: faiss param 'nlist'", alternative="'auto'")
         if not isinstance(p["k_factor"], (int, float)) or p["k_factor"] < 1:
             raise InputError(f"index: faiss param 'k_factor' must be a number >= 1, got {p['k_factor']!r}")
+        if p["coarse"] not in ("flat", "two_level"):
+            raise InputError(f"index: faiss param 'coarse' must be flat or two_level, got {p['coarse']!r}")
+        check_int(p["assign_nprobe"], "index: faiss param 'assign_nprobe'")
+        if p["coarse"] == "two_level" and p["refine"]:
+            raise InputError("index: faiss param 'coarse: two_level' does not combine with 'refine'")
         self._index = None
+        self._assigner = None
         self._on_gpu = False
         self._gpu_res = None
 
@@ -199,6 +217,9 @@ class FaissIndex(Index):
             # The wrapper must exist before anything is added (faiss checks ntotal match).
             index = faiss.IndexRefineFlat(index)
         self._index = index
+        if p["coarse"] == "two_level":
+            self._train_two_level(X)
+            return
         self._maybe_to_gpu()
         self._apply_search_params()
         if not self._index.is_trained:
@@ -218,7 +239,52 @@ class FaissIndex(Index):
                     f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
                 ) from exc
 
+    def _two_level_ivf(self):
+        """The IVF of a ``coarse: two_level`` index (refused at training unless its quantiser is flat)."""
+        return faiss.extract_index_ivf(self._index)
+
+    def _train_two_level(self, X: np.ndarray) -> None:
+        from cellquery.index.coarse import two_level_kmeans
+
+        p = self.params
+        try:
+            ivf = self._two_level_ivf()
+        except RuntimeError as exc:
+            raise InputError(f"index: faiss param 'coarse: two_level' needs an IVF factory, got '{self.factory}'") from exc
+        quantizer = faiss.downcast_index(ivf.quantizer)
+        if not isinstance(quantizer, faiss.IndexFlat) or not isinstance(faiss.downcast_index(self._index), faiss.IndexIVF):
+            raise InputError(f"index: faiss param 'coarse: two_level' needs 'IVF{{nlist}},<codes>' with a flat "
+                             f"quantiser and no transform, got '{self.factory}'")
+        rng = np.random.default_rng(self.seed)
+        cap = p["max_train"] or max(MAX_POINTS_PER_LIST * int(ivf.nlist), MIN_TRAIN_SAMPLE)
+        if X.shape[0] > cap:
+            X = np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=cap, replace=False))])
+        quantizer.add(two_level_kmeans(X, int(ivf.nlist), seed=self.seed, max_points_per_centroid=MAX_POINTS_PER_LIST))
+        # the codes (faiss's PQ / SQ of the residuals) on at most faiss's own PQ sample; the
+        # quantiser already holds nlist centroids, so faiss does not train it again
+        if X.shape[0] > MIN_TRAIN_SAMPLE:
+            X = np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=MIN_TRAIN_SAMPLE, replace=False))])
+        try:
+            self._index.train(X)
+        except RuntimeError as exc:
+            raise InputError(
+                f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
+            ) from exc
+        self._apply_search_params()
+
     def _add(self, X: np.ndarray) -> None:
+        if self.params.get("coarse", "flat") == "two_level" and not self._on_gpu:
+            from faiss.contrib.ivf_tools import add_preassigned
+
+            from cellquery.index.coarse import TwoLevelAssigner
+
+            ivf = self._two_level_ivf()
+            if self._assigner is None:  # from the quantiser's centroids (also after a load)
+                self._assigner = TwoLevelAssigner(ivf.quantizer.reconstruct_n(0, ivf.nlist),
+                                                  nprobe=int(self.params["assign_nprobe"]), seed=self.seed)
+            X = np.ascontiguousarray(X, dtype=np.float32)
+            add_preassigned(ivf, X, self._assigner.assign(X, faiss.omp_get_max_threads()))
+            return
         self._index.add(X)
 
     def _search(self, Q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
@@ -240,6 +306,7 @@ class FaissIndex(Index):
         obj._on_gpu = False
         obj._gpu_res = None
         obj._index = None
+        obj._assigner = None
         if header["is_trained"]:
             reader = faiss.PyCallbackIOReader(f.read)
             obj._index = faiss.read_index(reader)
