@@ -225,7 +225,7 @@ def test_gather_and_figures(tmp_path):
     paths = []
     for name, n, nprobe, q in (("ivf", 1000, 8, 0.1), ("ivf", 10000, 8, 0.5), ("flat", 1000, None, 0.2)):
         row = {**base, "index": name, "n_ref": n, "nprobe": nprobe, "query_s": q, "qps": 1 / q,
-               "recall_at_k": 0.9, "k_factor": None, "ef": None}
+               "recall_at_k": 0.9, "k_factor": None, "disk_k_factor": None, "ef": None}
         p = tmp_path / f"{name}_{n}.tsv"
         pd.DataFrame([{"name": name, **row}]).to_csv(p, sep="\t", index=False)
         paths.append(p)

@@ -21,7 +21,7 @@ from cellquery.plots import save_png
 def setting_label(row: pd.Series) -> str:
     """Config name plus the search setting that varies within it, e.g. ``ivfpq16 nprobe=16``."""
     parts = [str(row["name"])]
-    for key, short in (("nprobe", "nprobe"), ("k_factor", "kf"), ("ef", "ef")):
+    for key, short in (("nprobe", "nprobe"), ("k_factor", "kf"), ("disk_k_factor", "disk kf"), ("ef", "ef")):
         v = row.get(key)
         if v is not None and not (isinstance(v, float) and np.isnan(v)):
             parts.append(f"{short}={int(v) if float(v).is_integer() else v}")

@@ -9,7 +9,12 @@ chunk by chunk, and, in the same pass, keep the exact top-k of the first
 ``exact_queries`` queries (blocked GEMM, :func:`cellquery.index.gemm_backend.knn_gemm`,
 merged over chunks with :func:`cellquery.index.merge_topk`); save the index (its file
 size gives bytes per cell); time the search of all queries; compare with the exact
-neighbours (recall@k, majority-vote labels).
+neighbours (recall@k, majority-vote labels). A search setting with ``disk_k_factor`` f
+re-ranks ``ceil(f k)`` candidates per query by exact distance against the reference,
+which the build then also writes to a memory-mapped ``.npy`` in ``tmpdir``
+(:func:`cellquery.index.refine.rerank`; ``store_s``; the file is not counted in the
+index's bytes per cell, and the re-ranking is timed within ``query_s``, also as
+``rerank_s``).
 
 Index presets, defaults and job resources are in :mod:`cellquery.bench.scale`.
 
@@ -45,8 +50,8 @@ from cellquery.progress import Progress, progress
 # Every field of the JSON line (and of the sweep's TSV rows), in order.
 FIELDS = [
     "index", "backend", "n_ref", "n_query", "dim", "k", "seed", "threads", "nprobe",
-    "k_factor", "nlist", "ef", "exact_queries", "gen_s", "train_s", "add_s", "build_s",
-    "save_s", "query_s", "query_cpu_s", "qps", "recall_at_k", "label_accuracy",
+    "k_factor", "disk_k_factor", "nlist", "ef", "exact_queries", "gen_s", "train_s", "add_s", "build_s",
+    "save_s", "store_s", "query_s", "rerank_s", "query_cpu_s", "qps", "recall_at_k", "label_accuracy",
     "label_accuracy_exact", "label_accuracy_vs_exact", "bytes_per_cell", "index_bytes",
     "peak_rss_mb", "gemm_gflops", "exact_gemm_bound_s", "gemm_gflops_cpu",
     "exact_gemm_bound_cpu_s", "exact_s", "loadavg_start",
@@ -197,9 +202,11 @@ class _Search:
 
     params: dict
     batch_size: int
-    query_s: float
+    query_s: float  # the whole search, the re-ranking included
     query_cpu_s: float
     I: np.ndarray  # (exact_queries, k) ids of the queries scored against exact search
+    disk_k_factor: float | None = None
+    rerank_s: float | None = None
 
 
 def _check_args(sizes: dict, seed, search_sweep: list[dict] | None) -> list[dict]:
@@ -225,10 +232,11 @@ def _index_params(index: str, overrides: dict | None, threads: int, n_ref: int) 
 
 
 def _build(idx: Index, chunks, n_ref: int, n_train: int, truth: _ExactNeighbours, ref_labels: np.ndarray,
-           times: dict) -> None:
-    """Train on the first ``n_train`` rows, then add all rows to the index and the exact top-k."""
+           times: dict, vectors: np.ndarray | None = None) -> None:
+    """Train on the first ``n_train`` rows, then add all rows to the index and the exact top-k
+    (and write them to ``vectors``, a memory-mapped file, when given)."""
     pending = _train(idx, chunks, n_train, times)
-    _add_reference(idx, pending, chunks, n_ref, truth, ref_labels, times)
+    _add_reference(idx, pending, chunks, n_ref, truth, ref_labels, times, vectors)
 
 
 def _train(idx: Index, chunks, n_train: int, times: dict) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -247,7 +255,7 @@ def _train(idx: Index, chunks, n_train: int, times: dict) -> list[tuple[np.ndarr
 
 
 def _add_reference(idx: Index, pending: list, chunks, n_ref: int, truth: _ExactNeighbours,
-                   ref_labels: np.ndarray, times: dict) -> None:
+                   ref_labels: np.ndarray, times: dict, vectors: np.ndarray | None = None) -> None:
     """Add every reference chunk (first those read for training) to the index and the exact top-k.
 
     Each chunk is released before the next one is generated; ``pending`` is emptied.
@@ -262,6 +270,9 @@ def _add_reference(idx: Index, pending: list, chunks, n_ref: int, truth: _ExactN
         ref_labels[offset : offset + X.shape[0]] = L
         with _timed(times, "exact_s"):
             truth.add(X, offset)
+        if vectors is not None:
+            with _timed(times, "store_s"):
+                vectors[offset : offset + X.shape[0]] = X
         counter.update(X.shape[0])
 
     offset = 0
@@ -287,15 +298,32 @@ def _saved_size(idx: Index, tmpdir: str | None, times: dict) -> int:
         return os.path.getsize(path)
 
 
-def _search(idx: Index, params: dict, setting: dict, Q: np.ndarray, k: int, batch_size: int, n_exact: int) -> _Search:
-    """Apply one search setting to the built index and time the search of all queries."""
+def _search(idx: Index, params: dict, setting: dict, Q: np.ndarray, k: int, batch_size: int, n_exact: int,
+            vectors: np.ndarray | None = None, threads: int = 1) -> _Search:
+    """Apply one search setting to the built index and time the search of all queries.
+
+    ``disk_k_factor`` f in the setting: ``ceil(f k)`` candidates from the index, re-ranked
+    by exact distance against ``vectors`` (:func:`cellquery.index.refine.rerank`; the
+    reference memory-mapped from the file the build wrote), timed within ``query_s``.
+    """
+    from cellquery.index.refine import rerank
+
     setting = dict(setting)
     bs = _int("batch_size", setting.pop("batch_size", batch_size))
+    factor = setting.pop("disk_k_factor", None)
+    if factor is not None and (not isinstance(factor, (int, float)) or factor < 1 or vectors is None):
+        raise InputError(f"bench: disk_k_factor must be a number >= 1 with the reference on disk, got {factor!r}")
     make_index(idx.backend, idx.dim, {**params, **setting}, idx.seed)  # validates values
     idx.params.update(setting)
     t, c = time.perf_counter(), time.process_time()
-    D, I = idx.search(Q, k, batch_size=bs)
-    return _Search(dict(idx.params), bs, time.perf_counter() - t, time.process_time() - c, I[:n_exact].copy())
+    D, I = idx.search(Q, k if factor is None else int(math.ceil(factor * k)), batch_size=bs)
+    rerank_s = None
+    if factor is not None:
+        r = time.perf_counter()
+        D, I = rerank(Q, vectors, I, k, threads=threads)
+        rerank_s = time.perf_counter() - r
+    return _Search(dict(idx.params), bs, time.perf_counter() - t, time.process_time() - c, I[:n_exact].copy(),
+                   factor, rerank_s)
 
 
 def _label_scores(I: np.ndarray, truth: _ExactNeighbours, k: int, ref_labels: np.ndarray, world: World,
@@ -319,11 +347,13 @@ def _row(run: dict, times: dict, index_bytes: int, rates: tuple[float, float], s
         **run,
         "nprobe": p.get("nprobe"),
         "k_factor": p.get("k_factor") if p.get("refine") else None,
+        "disk_k_factor": search.disk_k_factor,
         "nlist": p.get("nlist") if "{nlist}" in str(p.get("factory", "")) else None,
         "ef": p.get("efSearch", p.get("ef")),
-        **{key: round(times[key], 3) for key in ("gen_s", "train_s", "add_s", "save_s", "exact_s")},
+        **{key: round(times[key], 3) for key in ("gen_s", "train_s", "add_s", "save_s", "store_s", "exact_s")},
         "build_s": round(times["train_s"] + times["add_s"] + times["warm_s"], 3),
         "query_s": round(search.query_s, 4),
+        "rerank_s": None if search.rerank_s is None else round(search.rerank_s, 4),
         "query_cpu_s": round(search.query_cpu_s, 3),
         "qps": round(n_query / search.query_s, 1),
         **scores,
@@ -335,7 +365,9 @@ def _row(run: dict, times: dict, index_bytes: int, rates: tuple[float, float], s
         "gemm_gflops_cpu": round(rate_cpu, 2),
         "exact_gemm_bound_cpu_s": round(2.0 * n_ref * n_query * dim / (rate_cpu * 1e9), 4),
         "loadavg_end": round(os.getloadavg()[0], 2),
-        "params": json.dumps({**p, "batch_size": search.batch_size}, sort_keys=True),
+        "params": json.dumps({**p, "batch_size": search.batch_size,
+                              **({} if search.disk_k_factor is None else {"disk_k_factor": search.disk_k_factor})},
+                             sort_keys=True),
     }
     return {f: row[f] for f in FIELDS}
 
@@ -386,7 +418,8 @@ def run_benchmark(
         Where the index file is written to measure its size (deleted afterwards).
     search_sweep
         Search-time settings, e.g. ``[{"nprobe": 8}, {"nprobe": 16}]``; ``batch_size``
-        may be one of the keys.
+        and ``disk_k_factor`` (re-ranking from the reference on disk, module doc) may be
+        keys.
     """
     sizes = dict(n_ref=n_ref, n_query=n_query, dim=dim, k=k, threads=threads, chunk=chunk,
                  exact_queries=exact_queries, batch_size=batch_size, max_train=max_train)
@@ -394,7 +427,7 @@ def run_benchmark(
     backend, params = _index_params(index, params, threads, n_ref)
     load_start = os.getloadavg()[0]
     world = world or make_world(dim, seed)
-    times = dict.fromkeys(("gen_s", "train_s", "add_s", "exact_s", "warm_s", "save_s"), 0.0)
+    times = dict.fromkeys(("gen_s", "train_s", "add_s", "exact_s", "warm_s", "save_s", "store_s"), 0.0)
     with _timed(times, "gen_s"):
         Q, q_labels = make_queries(n_query, dim, seed, world=world)
     n_exact = min(exact_queries, n_query)
@@ -403,13 +436,21 @@ def run_benchmark(
     ref_labels = np.empty(n_ref, dtype=np.int16 if world.n_labels < 2**15 else np.int32)
     idx = make_index(backend, dim, params, seed)
     chunks = iter_reference_chunks(n_ref, dim, seed, chunk=chunk, world=world)
-    with threadpool_limits(limits=threads, user_api="blas"):
-        _build(idx, chunks, n_ref, min(max_train, n_ref), truth, ref_labels, times)
+    with threadpool_limits(limits=threads, user_api="blas"), tempfile.TemporaryDirectory(dir=tmpdir) as store:
+        # the reference on disk for settings that re-rank from it (not counted in the index's bytes)
+        vectors = (np.lib.format.open_memmap(os.path.join(store, "reference.npy"), mode="w+", dtype=np.float32,
+                                             shape=(n_ref, dim))
+                   if any("disk_k_factor" in s for s in sweep) else None)
+        _build(idx, chunks, n_ref, min(max_train, n_ref), truth, ref_labels, times, vectors)
+        if vectors is not None:
+            with _timed(times, "store_s"):
+                vectors.flush()
         with _timed(times, "warm_s"):
             idx.search(Q[:1], k)  # lazy work (pynndescent builds its graph here) counts as build
         index_bytes = _saved_size(idx, tmpdir, times)
-        searches = [_search(idx, params, setting, Q, k, batch_size, n_exact)
+        searches = [_search(idx, params, setting, Q, k, batch_size, n_exact, vectors, threads)
                     for setting in progress(sweep, f"search settings ({index}, {n_ref} cells)", unit="settings")]
+        del vectors
 
     rates = (gemm_gflops(dim, threads), gemm_gflops_cpu(dim))
     exact_votes = majority_vote(truth.I[:, :k], ref_labels, world.n_labels)
