@@ -38,17 +38,28 @@ def test_cli_prints_json_lines_without_peer(capsys, tmp_path):
     Q, QL = make_queries(200, 32, 0, world=world)
     seen = ~np.isin(QL, world.unseen)
     mine, exact, bound = rows[3:]
+    assert mine["build_s"] + mine["voter_choice_s"] + mine["search_s"] + mine["vote_s"] <= mine["wall_s"] + 1e-3
+    assert exact["build_s"] + exact["search_s"] + exact["vote_s"] <= exact["wall_s"] + 1e-3
     for r in (mine, exact):
-        assert 0 < r["wall_s"] and r["build_s"] + r["search_s"] + r["vote_s"] <= r["wall_s"] + 1e-3
         assert r["peak_rss_delta_mb"] >= 0 and "RSS" in r["rss_method"]
-    # the exact run's accuracy is the kernel vote over brute-force neighbours
+    # the voter: the largest MBA on 2,000 reference rows with their own hit dropped (recomputed here
+    # with brute-force hits, which the index's agree with at this size); the query's labels play no part
     from cellquery.transfer import transfer_labels
+    from cellquery.transfer.tuning import choose_voter, drop_self_hits
     from test_index import brute_force
 
+    scores = mine["voter_mba_in_reference"]
+    assert mine["voter_rows"] == 2000 and set(scores) == set(bench.VOTERS_COMPARED)
+    assert scores[mine["voter"]] == max(scores.values()) and exact["voter"] == mine["voter"]
+    rows_ = np.sort(np.random.default_rng(0).choice(3000, size=2000, replace=False))
+    Dh, Ih = drop_self_hits(*brute_force(X, X[rows_], 11), rows_)
+    voter, by_hand = choose_voter(L, rows_, Dh.astype(np.float32), Ih, bench.VOTERS_COMPARED)
+    assert voter == mine["voter"] and all(scores[v] == pytest.approx(by_hand[v], abs=0.01) for v in scores)
+    # the exact run's accuracy is that voter's vote over brute-force neighbours
     D, I = brute_force(X, Q, 10)
-    predicted = transfer_labels(L.astype(str), D.astype(np.float32), I, voter="kernel", min_fraction=0.0)["prediction"]
+    predicted = transfer_labels(L.astype(str), D.astype(np.float32), I, voter=voter, min_fraction=0.0)["prediction"]
     assert exact["accuracy_seen"] == pytest.approx(round(bench.seen_accuracy(QL, predicted, seen), 4), abs=0.006)
-    assert mine["accuracy_seen_by_voter"]["kernel"] == mine["accuracy_seen"]
+    assert mine["accuracy_seen_by_voter"][voter] == mine["accuracy_seen"]
     assert bound["exact_search_s"] == exact["search_s"]
     assert bound["exact_search_over_bound"] == pytest.approx(exact["search_s"] / bound["bound_s"], rel=0.02, abs=2e-3)
     assert figure.stat().st_size > 1000
@@ -56,7 +67,7 @@ def test_cli_prints_json_lines_without_peer(capsys, tmp_path):
 
 @pytest.mark.skipif(not HAS_CELLMAPPER, reason="cellmapper is not installed (pip install cellmapper==0.2.5)")
 def test_against_cellmapper_tiny():
-    rows = bench.run(2000, n_query=150, k=10, threads=1, exact=False)
+    rows = bench.run(2000, n_query=150, k=10, threads=1, exact=False, voter="kernel")  # CellMapper's kind of vote
     assert [r["run"] for r in rows] == ["cellquery", "cellmapper", "ratio"]
     mine, theirs, ratio = rows
     json.dumps(rows)  # every row is JSON
@@ -66,6 +77,9 @@ def test_against_cellmapper_tiny():
     assert 0.15 < theirs["accuracy_seen"] <= 1 and 0.15 < mine["accuracy_seen"] <= 1
     assert abs(theirs["accuracy_seen"] - mine["accuracy_seen"]) < 0.1
     assert ratio["accuracy_difference"] == pytest.approx(mine["accuracy_seen"] - theirs["accuracy_seen"], abs=1e-4)
+    assert mine["voter"] == "kernel" and "voter_choice_s" not in mine
+    with pytest.raises(InputError, match="voter must be auto"):
+        bench.run(2000, n_query=10, k=5, against=None, voter="gauss")
 
 
 def test_calibration_row_scales_and_rule(capsys):

@@ -307,3 +307,30 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path, run_workflow_scr
         tuned = {"tuned_p_cutoff": chosen["p_cutoff"], "tuned_shrinkage": chosen["shrinkage"], "validation_mba": validation_mba}
         assert {k: values.get(k) for k in tuned} == (pytest.approx(tuned, rel=1e-14) if tuning else dict.fromkeys(tuned))
         assert values["mba"] == 1.0
+
+
+def test_drop_self_hits_by_hand():
+    from cellquery.transfer.tuning import drop_self_hits
+
+    I = np.array([[5, 1, 2], [3, 3, 4], [7, 8, 9]])
+    D = np.array([[0.5, 0.0, 0.7], [0.0, 0.0, 0.2], [0.1, 0.2, 0.3]])
+    D2, I2 = drop_self_hits(D, I, np.array([1, 3, 6]))
+    # row 1's own hit in the middle; row 3 found twice (a duplicate id): the first goes; row 6 missed: the last goes
+    assert I2.tolist() == [[5, 2], [3, 4], [7, 8]] and D2.tolist() == [[0.5, 0.7], [0.0, 0.2], [0.1, 0.2]]
+    with pytest.raises(InputError, match="leave-self-out"):
+        drop_self_hits(D[:, :1], I[:, :1], np.array([1, 3, 6]))
+
+
+def test_choose_voter_picks_the_largest_reference_mba_and_the_first_on_ties():
+    from cellquery.transfer.tuning import choose_voter
+
+    labels = np.array(["a"] * 90 + ["b"] * 10)
+    # two 'b' cells whose 3 hits are 2 'a' + 1 'b', two 'a' cells with 3 'a' hits
+    rows = np.array([90, 91, 0, 1])
+    I = np.array([[2, 3, 92], [4, 5, 93], [2, 3, 4], [5, 6, 7]])
+    D = np.full(I.shape, 1.0)
+    voter, scores = choose_voter(labels, rows, D, I, ("majority", "balanced"))
+    # majority: 'a' for the 'b' cells (MBA (1 + 0) / 2); balanced: 2/90 for 'a' < 1/10 for 'b' (MBA 1)
+    assert scores == {"majority": 0.5, "balanced": 1.0} and voter == "balanced"
+    voter, scores = choose_voter(labels, rows[2:], D[2:], I[2:], ("balanced", "majority"))
+    assert scores == {"balanced": 1.0, "majority": 1.0} and voter == "balanced"  # a tie: the first named

@@ -12,9 +12,12 @@ types), and on the same reference and query cells runs
   not timed, as the generation of the cells is not;
 * ``cellquery``: the project's fastest one-shot path: the ``ivf_gemm`` index
   (:mod:`cellquery.index.ivf_gemm_backend`: k-means on a seeded subsample, GEMM-batched
-  list scans) + the kernel vote (:func:`cellquery.transfer.transfer_labels`, voter
-  ``kernel``, no rejection);
-* ``cellquery_exact``: the exact ``gemm`` backend (blocked GEMM + fused top-k) + the same vote;
+  list scans) + a vote (:func:`cellquery.transfer.transfer_labels`, no rejection) whose
+  voter is chosen inside the reference (``--voter auto``, default): 2,000 seeded reference
+  rows are searched against the index, their own hit dropped, and the voter with the
+  largest MBA on them wins (:func:`choose_voter_in_reference`; timed as ``voter_choice_s``
+  within ``wall_s``; ``--voter NAME`` fixes it);
+* ``cellquery_exact``: the exact ``gemm`` backend (blocked GEMM + fused top-k) + the same voter;
 * ``gemm_bound``: the machine's GEMM bound measured in the same run: the float32 matmul of
   the exact search's shape, ``(n_query x d) @ (d x n_ref)``, computed in output tiles
   that stay in cache (best of two tile shapes, same threads, no top-k), against the exact
@@ -88,6 +91,7 @@ def one_shot_nlist(n_ref: int) -> int:
     """
     return max(1, int(round(np.sqrt(n_ref) / 2)))
 VOTERS_COMPARED = ("majority", "distance_weighted", "kernel", "balanced")
+VOTER_ROWS = 2_000  # reference rows the one-shot path's voter is chosen on
 
 
 class RssPeak:
@@ -191,18 +195,43 @@ def run_cellmapper(X, ref_labels, Q, k: int) -> tuple[dict, np.ndarray]:
     return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted
 
 
-def run_cellquery(X, ref_labels, Q, k: int, backend: str, params: dict, seed: int) -> tuple[dict, np.ndarray, object, tuple]:
-    """Build + search + kernel vote: (timings, predicted labels, index, (D, I))."""
+def choose_voter_in_reference(index, X, ref_labels, k: int, n_rows: int, seed: int) -> tuple[str, dict]:
+    """The voter of the one-shot path, chosen inside the reference (no query label enters).
+
+    ``n_rows`` seeded reference rows are searched against the index (k + 1 hits, their own
+    dropped: :func:`cellquery.transfer.tuning.drop_self_hits`) and each voter of
+    :data:`VOTERS_COMPARED` votes for them; the largest MBA wins
+    (:func:`cellquery.transfer.tuning.choose_voter`). Returns (voter, {voter: MBA}).
+    """
+    from cellquery.transfer.tuning import choose_voter, drop_self_hits
+
+    rows = np.sort(np.random.default_rng(seed).choice(len(X), size=min(n_rows, len(X)), replace=False))
+    D, I = index.search(X[rows], k + 1)
+    D, I = drop_self_hits(D, I, rows)
+    return choose_voter(ref_labels, rows, D, I, VOTERS_COMPARED)
+
+
+def run_cellquery(X, ref_labels, Q, k: int, backend: str, params: dict, seed: int, voter: str = "auto",
+                  voter_rows: int = VOTER_ROWS) -> tuple[dict, np.ndarray, object, tuple, str, dict]:
+    """Build + (voter choice) + search + vote: (timings, predicted labels, index, (D, I), voter, voter MBAs).
+
+    ``voter="auto"``: :func:`choose_voter_in_reference` on ``voter_rows`` reference rows,
+    timed within the wall time (``voter_choice_s``); otherwise the voter named.
+    """
     labels = pd.Categorical(np.asarray(ref_labels, dtype=str))
     times: dict = {}
+    scores: dict = {}
     with RssPeak() as rss, timed(times, "wall_s"):
         with timed(times, "build_s"):
             index = build_index(backend, X, params, seed=seed)
+        if voter == "auto":
+            with timed(times, "voter_choice_s"):
+                voter, scores = choose_voter_in_reference(index, X, labels, k, voter_rows, seed)
         with timed(times, "search_s"):
             D, I = index.search(Q, k)
         with timed(times, "vote_s"):
-            predicted = transfer_labels(labels, D, I, voter="kernel", min_fraction=0.0)["prediction"].to_numpy()
-    return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted, index, (D, I)
+            predicted = transfer_labels(labels, D, I, voter=voter, min_fraction=0.0)["prediction"].to_numpy()
+    return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted, index, (D, I), voter, scores
 
 
 def scale_error(X: np.ndarray, scale: np.ndarray, k: int, threads: int, n_sample: int = 10_000, seed: int = 0) -> dict:
@@ -297,8 +326,12 @@ def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_
 def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int = 0, against: str | None = "cellmapper",
         exact: bool = True, calibration: bool = False, threads: int | None = None,
         index_params: dict | None = None, calibration_nprobe: int | None = None, scale_sample: int = 10_000,
-        calibration_search: str = "leaves", leaves: dict | None = None) -> list[dict]:
+        calibration_search: str = "leaves", leaves: dict | None = None, voter: str = "auto",
+        voter_rows: int = VOTER_ROWS) -> list[dict]:
     """All rows of one reference size (module doc), in the order printed."""
+    if voter != "auto" and voter not in VOTERS_COMPARED:
+        raise InputError(f"bench: voter must be auto or one of {', '.join(VOTERS_COMPARED)}, got {voter!r}")
+    check_int(voter_rows, "bench: voter_rows")
     n_ref, n_query, k = (check_int(v, f"bench: {name}") for name, v in (("n_ref", n_ref), ("n_query", n_query), ("k", k)))
     if against not in (None, "cellmapper"):
         raise InputError(f"bench: --against must be cellmapper, got {against!r}")
@@ -322,18 +355,23 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
 
     backend = ONE_SHOT_INDEX
     params = {"nlist": one_shot_nlist(n_ref), "nprobe": NPROBE, "threads": threads, **(index_params or {})}
-    build_index(backend, X[: min(n_ref, 4096)], {**params, "nlist": 4}, seed=seed).search(Q[:8], k)  # compile the scan
-    times, predicted, index, (D, I) = run_cellquery(X, ref_types, Q, k, backend, params, seed)
+    # compile the scan and the voters, load the metrics (first-use costs, not the path's)
+    small = build_index(backend, X[: min(n_ref, 4096)], {**params, "nlist": 4}, seed=seed)
+    choose_voter_in_reference(small, X[: min(n_ref, 4096)], ref_types[: min(n_ref, 4096)], k, 8, seed)
+    times, predicted, index, (D, I), voter, voter_mba = run_cellquery(X, ref_types, Q, k, backend, params, seed, voter,
+                                                                      voter_rows)
     labels = pd.Categorical(ref_types.astype(str))
     by_voter = {  # the same hits voted by the project's other voters (not timed)
         voter: round(seen_accuracy(query_types, transfer_labels(labels, D, I, voter=voter, min_fraction=0.0)["prediction"], seen), 4)
         for voter in VOTERS_COMPARED
     }
-    mine = row("cellquery", times, predicted, index=backend, params=json.dumps(index.params, sort_keys=True), voter="kernel",
+    mine = row("cellquery", times, predicted, index=backend, params=json.dumps(index.params, sort_keys=True), voter=voter,
+               **({"voter_mba_in_reference": {v: round(m, 4) for v, m in voter_mba.items()}, "voter_rows": voter_rows}
+                  if voter_mba else {}),
                accuracy_seen_by_voter=by_voter)
-    if exact:
-        times, predicted, _, _ = run_cellquery(X, ref_types, Q, k, "gemm", {"threads": threads}, seed)
-        exact_row = row("cellquery_exact", times, predicted, index="gemm", voter="kernel")
+    if exact:  # the same voter, not chosen again
+        times, predicted, _, _, _, _ = run_cellquery(X, ref_types, Q, k, "gemm", {"threads": threads}, seed, voter)
+        exact_row = row("cellquery_exact", times, predicted, index="gemm", voter=voter)
         bound_s, shape = gemm_bound(Q, X, threads)
         row("gemm_bound", {"bound_s": round(bound_s, 6), "gflops": round(2.0 * n_query * n_ref * dim / bound_s / 1e9, 1),
                            "tile": list(shape), "exact_search_s": exact_row["search_s"],
@@ -420,6 +458,10 @@ def main(argv=None) -> int:
                         help="reference rows whose local scales are checked against exact ones (0: none)")
     parser.add_argument("--nlist", type=int, default=None, help="lists of the one-shot index (default: sqrt(n_ref) / 2)")
     parser.add_argument("--nprobe", type=int, default=None, help=f"lists scanned per query (default {NPROBE})")
+    parser.add_argument("--voter", choices=["auto", *VOTERS_COMPARED], default="auto",
+                        help="the one-shot path's voter; auto (default): the one with the largest MBA on --voter-rows "
+                             "reference rows voting with their own leave-self-out hits, timed in the wall time")
+    parser.add_argument("--voter-rows", type=int, default=VOTER_ROWS)
     parser.add_argument("--figure", help="PNG of wall time against reference size")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([args.n_ref] if args.n_ref else None)
@@ -431,7 +473,7 @@ def main(argv=None) -> int:
         for r in run(n_ref, args.n_query, args.k, args.dim, args.seed, None if args.against == "none" else args.against,
                      exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params,
                      calibration_nprobe=args.calibration_nprobe, scale_sample=args.scale_sample,
-                     calibration_search=args.calibration_search,
+                     calibration_search=args.calibration_search, voter=args.voter, voter_rows=args.voter_rows,
                      leaves={key: v for key, v in (("leaf_size", args.leaf_size), ("nprobe", args.leaf_nprobe),
                                                    ("candidates", args.leaf_candidates)) if v is not None}):
             print(json.dumps(r), flush=True)
