@@ -38,6 +38,13 @@ def auto_nlist(n_total: int, n_train: int) -> int:
     return max(1, min(int(round(4.0 * math.sqrt(n_total))), n_train // MIN_POINTS_PER_LIST))
 
 
+def _sample(X: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
+    """At most ``cap`` rows of ``X``: a seeded subsample in row order, or ``X`` itself."""
+    if X.shape[0] <= cap:
+        return X
+    return np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=cap, replace=False))])
+
+
 def _gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -228,16 +235,15 @@ class FaissIndex(Index):
             except RuntimeError:
                 nlist = 1
             cap = p["max_train"] or max(MAX_POINTS_PER_LIST * int(nlist), MIN_TRAIN_SAMPLE)
-            if n_train > cap:
-                rng = np.random.default_rng(self.seed)
-                rows = np.sort(rng.choice(n_train, size=cap, replace=False))
-                X = np.ascontiguousarray(X[rows])
-            try:
-                self._index.train(X)
-            except RuntimeError as exc:
-                raise InputError(
-                    f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
-                ) from exc
+            self._train_faiss(_sample(X, cap, np.random.default_rng(self.seed)))
+
+    def _train_faiss(self, X: np.ndarray) -> None:
+        try:
+            self._index.train(X)
+        except RuntimeError as exc:
+            raise InputError(
+                f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
+            ) from exc
 
     def _two_level_ivf(self):
         """The IVF of a ``coarse: two_level`` index (refused at training unless its quantiser is flat)."""
@@ -256,20 +262,11 @@ class FaissIndex(Index):
             raise InputError(f"index: faiss param 'coarse: two_level' needs 'IVF{{nlist}},<codes>' with a flat "
                              f"quantiser and no transform, got '{self.factory}'")
         rng = np.random.default_rng(self.seed)
-        cap = p["max_train"] or max(MAX_POINTS_PER_LIST * int(ivf.nlist), MIN_TRAIN_SAMPLE)
-        if X.shape[0] > cap:
-            X = np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=cap, replace=False))])
+        X = _sample(X, p["max_train"] or max(MAX_POINTS_PER_LIST * int(ivf.nlist), MIN_TRAIN_SAMPLE), rng)
         quantizer.add(two_level_kmeans(X, int(ivf.nlist), seed=self.seed, max_points_per_centroid=MAX_POINTS_PER_LIST))
         # the codes (faiss's PQ / SQ of the residuals) on at most faiss's own PQ sample; the
         # quantiser already holds nlist centroids, so faiss does not train it again
-        if X.shape[0] > MIN_TRAIN_SAMPLE:
-            X = np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=MIN_TRAIN_SAMPLE, replace=False))])
-        try:
-            self._index.train(X)
-        except RuntimeError as exc:
-            raise InputError(
-                f"index: faiss training of '{self.factory}' on {X.shape[0]} rows failed: {_first_line(exc)}"
-            ) from exc
+        self._train_faiss(_sample(X, MIN_TRAIN_SAMPLE, rng))
         self._apply_search_params()
 
     def _add(self, X: np.ndarray) -> None:
