@@ -96,7 +96,7 @@ def _hit_distances(query, reference, indices, out):  # pragma: no cover - compil
             out[q, j] = np.sqrt(total)
 
 
-def in_row_blocks(n: int, work, threads: int | None = None, serial_below: int = 20_000) -> None:
+def in_row_blocks(n: int, work, threads: int | None = None, serial_below: int = 4_096) -> None:
     """Call ``work(start, stop)`` over blocks of ``range(n)``, one block per thread (``threads`` None: all cores).
 
     For compiled kernels that release the GIL and write rows independently; below
