@@ -268,3 +268,22 @@ def test_peak_rss_of_a_child_is_its_own_not_its_callers():
     child = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
     assert parent > 400 and 0 < child < parent - 300
     del ballast
+
+
+def test_recall_figure_draws_the_disk_reranked_settings_as_their_own_dashed_line(tmp_path, monkeypatch):
+    import pandas as pd
+
+    import cellquery.bench.figures as figures
+
+    saved = []
+    monkeypatch.setattr(figures, "_save", lambda fig, path: saved.append(fig))
+    rows = [("atlas", 16, None, 1400.0, 0.85), ("atlas", 32, None, 860.0, 0.86), ("atlas", 8, 2, 2400.0, 0.92),
+            ("atlas", 16, 2, 1190.0, 0.96)]
+    df = pd.DataFrame([dict(name=n, n_ref=10**6, k=50, nprobe=p, disk_k_factor=f, qps=q, recall_at_k=r)
+                       for n, p, f, q, r in rows])
+    figures.plot_recall_vs_qps(df, tmp_path / "r.png")
+    lines = {line.get_label(): line for line in saved[0].axes[0].get_lines()}
+    assert set(lines) == {"atlas", "atlas + re-rank from disk"}
+    assert lines["atlas"].get_linestyle() == "-" and lines["atlas + re-rank from disk"].get_linestyle() == "--"
+    assert list(lines["atlas + re-rank from disk"].get_xdata()) == [0.96, 0.92]  # ordered by queries/s
+    assert lines["atlas"].get_color() == lines["atlas + re-rank from disk"].get_color()

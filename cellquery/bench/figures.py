@@ -84,16 +84,23 @@ def pareto_front(recall: np.ndarray, qps: np.ndarray) -> np.ndarray:
 
 
 def plot_recall_vs_qps(df: pd.DataFrame, path) -> None:
-    """Recall@k against queries/s, one panel per reference size; Pareto points ringed."""
+    """Recall@k against queries/s, one panel per reference size; Pareto points ringed.
+
+    An index's settings are joined by a line in order of queries/s; those with
+    ``disk_k_factor`` (re-ranked from the reference on disk) by a dashed one of the same colour.
+    """
     sizes = sorted(df["n_ref"].unique()) if len(df) else []
     fig, axes = plt.subplots(1, max(1, len(sizes)), figsize=(4.2 * max(1, len(sizes)), 4.2), squeeze=False)
     names = sorted(df["name"].unique()) if len(df) else []
     colours = {n: plt.cm.tab10(i % 10) for i, n in enumerate(names)}
     for ax, n in zip(axes[0], sizes):
         sub = df[df["n_ref"] == n]
-        for name, part in sub.groupby("name"):
+        # one line per index, and a dashed one for its settings that re-rank from the reference on disk
+        disk = sub["disk_k_factor"].notna() if "disk_k_factor" in sub else pd.Series(False, index=sub.index)
+        for (name, reranked), part in sub.groupby([sub["name"], disk]):
             part = part.sort_values("qps")
-            ax.plot(part["recall_at_k"], part["qps"], marker="o", ms=4, color=colours[name], label=name)
+            ax.plot(part["recall_at_k"], part["qps"], marker="o", ms=4, color=colours[name],
+                    ls="--" if reranked else "-", label=f"{name} + re-rank from disk" if reranked else name)
         front = sub[pareto_front(sub["recall_at_k"], sub["qps"])]
         ax.scatter(front["recall_at_k"], front["qps"], s=90, facecolors="none", edgecolors="black", zorder=3)
         ax.set(yscale="log", xlabel=f"recall@{int(sub['k'].iloc[0])}", ylabel="queries / s",
