@@ -72,7 +72,7 @@ def test_assigner_with_few_groups_takes_the_nearest_centroid_of_the_groups_it_pr
     got = assigner.assign(X, threads=2)
     assert np.array_equal(got, assigner.assign(X, threads=1))
     # brute force: each row's 2 nearest groups (coarse centroids), the nearest centroid among their members
-    coarse_C = assigner.coarse_T.T
+    coarse_C = assigner.coarse
     groups = np.argsort(sq_dist(X, coarse_C), axis=1, kind="stable")[:, :2]
     member_group = np.empty(len(C), np.int64)
     for g in range(len(assigner.offsets) - 1):

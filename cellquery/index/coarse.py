@@ -17,7 +17,8 @@ Here both go through a first level of ``n_coarse`` (about ``sqrt(nlist)``) group
   that was given no centroid; it is written again with every group of rows given one
   while ``nlist`` allows (:func:`allocate`).
 * :class:`TwoLevelAssigner`: the centroids grouped by their nearest coarse centroid; a
-  row's ``nprobe`` nearest groups are found with one GEMM against the coarse centroids,
+  row's ``nprobe`` nearest groups are found by the exact search of the coarse centroids
+  (:func:`cellquery.index.gemm_backend.knn_gemm`),
   and its nearest centroid among those groups' centroids with one GEMM per group and
   a compiled arg-min. With ``nprobe >= n_coarse`` every centroid is compared and the
   result is the exact nearest centroid (ties to the lower id); with fewer, a row whose
@@ -34,7 +35,7 @@ import numpy as np
 from numba import njit
 
 from cellquery.errors import InputError
-from cellquery.index.gemm_backend import run_threads
+from cellquery.index.gemm_backend import knn_gemm, run_threads
 
 BLOCK = 65_536  # rows per worker call of the assignment
 _FINE_BLOCK = 512  # rows per GEMM inside one group
@@ -105,31 +106,6 @@ def allocate(sizes: np.ndarray, nlist: int) -> np.ndarray:
         crowded = np.where(alloc > 0, sizes / np.maximum(alloc, 1), np.inf)
         alloc[int(np.argmin(crowded))] -= 1
     return alloc
-
-
-@njit(nogil=True, cache=True)
-def _top_groups(S1, norms1, probes):  # pragma: no cover - compiled
-    """Each row's ``probes.shape[1]`` smallest ``norms1 - 2 S1`` columns, ascending (ties: lower column)."""
-    n, m = S1.shape
-    p = probes.shape[1]
-    vals = np.empty(p, np.float32)
-    for r in range(n):
-        cnt = 0
-        for j in range(m):
-            v = norms1[j] - 2 * S1[r, j]
-            if cnt < p:
-                pos = cnt
-                cnt += 1
-            elif v < vals[p - 1]:
-                pos = p - 1
-            else:
-                continue
-            while pos > 0 and vals[pos - 1] > v:
-                vals[pos] = vals[pos - 1]
-                probes[r, pos] = probes[r, pos - 1]
-                pos -= 1
-            vals[pos] = v
-            probes[r, pos] = j
 
 
 @njit(nogil=True, cache=True, fastmath={"nnan", "nsz"})
@@ -235,13 +211,11 @@ class TwoLevelAssigner:
         self.offsets = np.searchsorted(group[self.order], np.arange(len(coarse) + 1)).astype(np.int64)
         self.grouped = np.ascontiguousarray(C[self.order])
         self.grouped_norms = np.einsum("ij,ij->i", self.grouped, self.grouped).astype(np.float32)
-        self.coarse_T = np.ascontiguousarray(coarse.T, dtype=np.float32)
-        self.coarse_norms = np.einsum("ij,ij->i", coarse, coarse).astype(np.float32)
+        self.coarse = np.ascontiguousarray(coarse, dtype=np.float32)
 
     def _assign_block(self, X: np.ndarray, out: np.ndarray) -> None:
-        S1 = X @ self.coarse_T
-        probes = np.empty((X.shape[0], self.nprobe), np.int64)
-        _top_groups(S1, self.coarse_norms, probes)
+        # each row's nprobe nearest groups: the exact search of the coarse centroids (ties: lower group)
+        _, probes = knn_gemm(X, [self.coarse], self.nprobe, threads=1)
         best_d = np.empty(X.shape[0], np.float32)
         best_i = np.empty(X.shape[0], np.int64)
         _nearest_in_groups(X, probes, self.grouped, self.grouped_norms, self.offsets, self.order, best_d, best_i)
