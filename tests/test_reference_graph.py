@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 from sklearn.neighbors import NearestNeighbors
 
-from cellquery.index.graph import graph_matrix, reference_knn_graph
+from cellquery.errors import InputError
+from cellquery.index.graph import drop_self_hits, graph_matrix, reference_knn_graph
 from cellquery.index.sharded import build_shard, search_shard, shard_rows
 
 
@@ -32,3 +33,14 @@ def test_duplicates_keep_k_other_cells():
     index = build_shard(X, 1, 0, "faiss", {"factory": "Flat"})
     D, I = reference_knn_graph([search_shard(index, X[:1], X, 3)], [0], 3)
     assert (D == 0).all() and all(r not in I[r] and len(set(I[r])) == 3 for r in range(6))
+
+
+def test_drop_self_hits_by_hand():
+    I = np.array([[5, 1, 2], [3, 3, 4], [7, 8, 9]])
+    D = np.array([[0.5, 0.0, 0.7], [0.0, 0.0, 0.2], [0.1, 0.2, 0.3]])
+    D2, I2 = drop_self_hits(D, I, np.array([1, 3, 6]))
+    # row 1's own hit in the middle; row 3 found twice (a duplicate id): the first goes; row 6 missed: the last goes
+    assert I2.tolist() == [[5, 2], [3, 4], [7, 8]] and D2.tolist() == [[0.5, 0.7], [0.0, 0.2], [0.1, 0.2]]
+    with pytest.raises(InputError, match="leave-self-out"):
+        drop_self_hits(D[:, :1], I[:, :1], np.array([1, 3, 6]))
+

@@ -45,7 +45,8 @@ def test_cli_prints_json_lines_without_peer(capsys, tmp_path):
     # the voter: the largest MBA on 2,000 reference rows with their own hit dropped (recomputed here
     # with brute-force hits, which the index's agree with at this size); the query's labels play no part
     from cellquery.transfer import transfer_labels
-    from cellquery.transfer.tuning import choose_voter, drop_self_hits
+    from cellquery.index.graph import drop_self_hits
+    from cellquery.transfer.tuning import choose_voter
     from test_index import brute_force
 
     scores = mine["voter_mba_in_reference"]

@@ -309,18 +309,6 @@ def test_workflow_scripts_write_and_report_the_choice(tmp_path, run_workflow_scr
         assert values["mba"] == 1.0
 
 
-def test_drop_self_hits_by_hand():
-    from cellquery.transfer.tuning import drop_self_hits
-
-    I = np.array([[5, 1, 2], [3, 3, 4], [7, 8, 9]])
-    D = np.array([[0.5, 0.0, 0.7], [0.0, 0.0, 0.2], [0.1, 0.2, 0.3]])
-    D2, I2 = drop_self_hits(D, I, np.array([1, 3, 6]))
-    # row 1's own hit in the middle; row 3 found twice (a duplicate id): the first goes; row 6 missed: the last goes
-    assert I2.tolist() == [[5, 2], [3, 4], [7, 8]] and D2.tolist() == [[0.5, 0.7], [0.0, 0.2], [0.1, 0.2]]
-    with pytest.raises(InputError, match="leave-self-out"):
-        drop_self_hits(D[:, :1], I[:, :1], np.array([1, 3, 6]))
-
-
 def test_choose_voter_picks_the_largest_reference_mba_and_the_first_on_ties():
     from cellquery.transfer.tuning import choose_voter
 

@@ -201,11 +201,12 @@ def choose_voter_in_reference(index, X, ref_labels, k: int, n_rows: int, seed: i
     """The voter of the one-shot path, chosen inside the reference (no query label enters).
 
     ``n_rows`` seeded reference rows are searched against the index (k + 1 hits, their own
-    dropped: :func:`cellquery.transfer.tuning.drop_self_hits`) and each voter of
+    dropped: :func:`cellquery.index.graph.drop_self_hits`) and each voter of
     :data:`VOTERS_COMPARED` votes for them; the largest MBA wins
     (:func:`cellquery.transfer.tuning.choose_voter`). Returns (voter, {voter: MBA}).
     """
-    from cellquery.transfer.tuning import choose_voter, drop_self_hits
+    from cellquery.index.graph import drop_self_hits
+    from cellquery.transfer.tuning import choose_voter
 
     rows = np.sort(np.random.default_rng(seed).choice(len(X), size=min(n_rows, len(X)), replace=False))
     D, I = index.search(X[rows], k + 1)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 import scipy.sparse as sp
 
+from cellquery.errors import InputError
 from cellquery.index.merge import merge_topk
 
 
@@ -25,14 +26,26 @@ def reference_knn_graph(parts: list[dict], offsets: list[int], k: int) -> tuple[
     ``reference_indices``: all reference cells x the shard's k + 1 hits).
     """
     D, I = merge_topk([(p["reference_distances"], p["reference_indices"]) for p in parts], offsets, k + 1)
-    rows = np.arange(len(I))[:, None]
-    own = I == rows
-    # drop the cell itself where it is among the hits, else the (k + 1)-th hit
-    drop = np.where(own.any(axis=1), own.argmax(axis=1), k)
-    keep = np.ones(I.shape, dtype=bool)
-    keep[np.arange(len(I)), drop] = False
-    n = len(I)
-    return D[keep].reshape(n, k), I[keep].reshape(n, k)
+    return drop_self_hits(D, I, np.arange(len(I)))
+
+
+def drop_self_hits(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Hits of reference rows searched against their own reference, each row's own hit removed.
+
+    ``distances`` / ``indices``: ``(n, k + 1)`` hits of reference rows ``rows``. A row's
+    first entry with its own id is dropped (leave-self-out); where the search did not
+    return it, the last (farthest) hit is dropped instead. Returns ``(n, k)`` arrays.
+    """
+    indices = np.asarray(indices)
+    rows = np.asarray(rows)
+    if indices.ndim != 2 or indices.shape[1] < 2 or len(rows) != len(indices):
+        raise InputError(f"index: leave-self-out needs (n, k + 1) hits for n rows, got {indices.shape} for {len(rows)}")
+    n, width = indices.shape
+    own = indices == rows[:, None]
+    drop = np.where(own.any(axis=1), own.argmax(axis=1), width - 1)
+    keep = np.ones(indices.shape, dtype=bool)
+    keep[np.arange(n), drop] = False
+    return np.asarray(distances)[keep].reshape(n, width - 1), indices[keep].reshape(n, width - 1)
 
 
 def graph_matrix(distances: np.ndarray, indices: np.ndarray) -> sp.csr_matrix:

@@ -266,31 +266,13 @@ def tune_transfer(
     return TuningResult(dict(points[best]), float(mba[best]), grid_table, int(tied.sum()), folds)
 
 
-def drop_self_hits(distances: np.ndarray, indices: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Hits of reference rows searched against their own reference, each row's own hit removed.
-
-    ``distances`` / ``indices``: ``(n, k + 1)`` hits of reference rows ``rows``. A row's
-    entry with its own id is dropped (leave-self-out); where an approximate search missed
-    it, the last (farthest) hit is dropped instead. Returns ``(n, k)`` arrays.
-    """
-    indices = np.asarray(indices)
-    rows = np.asarray(rows)
-    if indices.ndim != 2 or indices.shape[1] < 2 or len(rows) != len(indices):
-        raise InputError(f"transfer: leave-self-out needs (n, k + 1) hits for n rows, got {indices.shape} for {len(rows)}")
-    own = indices == rows[:, None]
-    first = own & (np.cumsum(own, axis=1) == 1)  # the first entry with the row's id
-    first[~first.any(axis=1), -1] = True
-    n, width = indices.shape
-    return (np.asarray(distances)[~first].reshape(n, width - 1), indices[~first].reshape(n, width - 1))
-
-
 def choose_voter(reference_labels, rows: np.ndarray, distances: np.ndarray, indices: np.ndarray,
                  voters: Sequence[str] = ("majority", "distance_weighted", "kernel", "balanced")) -> tuple[str, dict[str, float]]:
     """The voter with the largest MBA on reference cells ``rows``, voting with their own leave-self-out hits.
 
     ``reference_labels``: every reference cell's label (a ``pd.Categorical`` is used as
     it is). ``distances`` / ``indices``: the rows' hits in the reference without their own
-    (:func:`drop_self_hits`). Each voter votes with no minimum fraction; its score is
+    (:func:`cellquery.index.graph.drop_self_hits`). Each voter votes with no minimum fraction; its score is
     the mean balanced accuracy over the rows' types (every one a reference type, so the
     positive side of the Cell BLAST paper's MBA). Ties (within ``TIE_TOLERANCE``) go to the
     first voter in ``voters``. Only reference labels enter: nothing about a query.
