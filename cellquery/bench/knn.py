@@ -219,6 +219,9 @@ def _check_args(sizes: dict, seed, search_sweep: list[dict] | None) -> list[dict
         bad = non_search_keys(setting)
         if bad:
             raise InputError(f"bench: search_sweep keys {bad} are not search-time params; known: {list(SEARCH_KEYS)}")
+        factor = setting.get("disk_k_factor")
+        if "disk_k_factor" in setting and (not isinstance(factor, (int, float)) or factor < 1):
+            raise InputError(f"bench: disk_k_factor must be a number >= 1, got {factor!r}")
     return sweep
 
 
@@ -310,9 +313,7 @@ def _search(idx: Index, params: dict, setting: dict, Q: np.ndarray, k: int, batc
 
     setting = dict(setting)
     bs = _int("batch_size", setting.pop("batch_size", batch_size))
-    factor = setting.pop("disk_k_factor", None)
-    if factor is not None and (not isinstance(factor, (int, float)) or factor < 1 or vectors is None):
-        raise InputError(f"bench: disk_k_factor must be a number >= 1 with the reference on disk, got {factor!r}")
+    factor = setting.pop("disk_k_factor", None)  # checked by _check_args; the build then wrote ``vectors``
     make_index(idx.backend, idx.dim, {**params, **setting}, idx.seed)  # validates values
     idx.params.update(setting)
     t, c = time.perf_counter(), time.process_time()

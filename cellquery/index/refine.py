@@ -40,6 +40,5 @@ def rerank(Q: np.ndarray, vectors: np.ndarray, candidates: np.ndarray, k: int,
     I = np.full((n, k), -1, np.int64)
     out = np.full((n, k), np.inf, np.float32)
     I[:, :width] = np.take_along_axis(candidates, order[:, :width], axis=1)
-    out[:, :width] = np.take_along_axis(D, order[:, :width], axis=1)
-    out[I < 0] = np.inf
+    out[:, :width] = np.take_along_axis(D, order[:, :width], axis=1)  # inf for -1 candidates already
     return out, I

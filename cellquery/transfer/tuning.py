@@ -267,7 +267,7 @@ def tune_transfer(
 
 
 def choose_voter(reference_labels, rows: np.ndarray, distances: np.ndarray, indices: np.ndarray,
-                 voters: Sequence[str] = ("majority", "distance_weighted", "kernel", "balanced")) -> tuple[str, dict[str, float]]:
+                 voters: Sequence[str]) -> tuple[str, dict[str, float]]:
     """The voter with the largest MBA on reference cells ``rows``, voting with their own leave-self-out hits.
 
     ``reference_labels``: every reference cell's label (a ``pd.Categorical`` is used as
