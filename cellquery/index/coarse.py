@@ -50,6 +50,16 @@ def _kmeans(X: np.ndarray, k: int, niter: int, seed: int, max_points_per_centroi
     return np.asarray(km.centroids, dtype=np.float32)
 
 
+def _groups(X: np.ndarray, n_groups: int, niter: int, seed: int, max_points_per_centroid: int) -> tuple[np.ndarray, np.ndarray]:
+    """k-means of ``X`` into ``n_groups`` groups: (centroids, each row's nearest centroid)."""
+    import faiss
+
+    centroids = _kmeans(X, n_groups, niter, seed, max_points_per_centroid)
+    flat = faiss.IndexFlatL2(X.shape[1])
+    flat.add(centroids)
+    return centroids, flat.assign(np.ascontiguousarray(X, dtype=np.float32), 1)[:, 0]
+
+
 def default_coarse(nlist: int) -> int:
     """Groups of the first level: about ``sqrt(nlist)``, at least 1."""
     return max(1, int(round(np.sqrt(nlist))))
@@ -73,12 +83,7 @@ def two_level_kmeans(X: np.ndarray, nlist: int, n_coarse: int | None = None, nit
     n_coarse = min(int(n_coarse or default_coarse(nlist)), nlist)
     if n_coarse <= 1:
         return _kmeans(X, nlist, niter, seed, max_points_per_centroid)
-    coarse = _kmeans(X, n_coarse, niter, seed, max_points_per_centroid)
-    import faiss
-
-    flat = faiss.IndexFlatL2(X.shape[1])
-    flat.add(coarse)
-    group = flat.assign(X, 1)[:, 0]
+    _, group = _groups(X, n_coarse, niter, seed, max_points_per_centroid)
     alloc = allocate(np.bincount(group, minlength=n_coarse), nlist)
     parts = []
     for g in range(n_coarse):
@@ -192,8 +197,6 @@ class TwoLevelAssigner:
 
     def __init__(self, centroids: np.ndarray, nprobe: int = 4, n_coarse: int | None = None, seed: int = 0,
                  niter: int = 20):
-        import faiss
-
         C = np.ascontiguousarray(centroids, dtype=np.float32)
         nlist = C.shape[0]
         if nlist == 0:
@@ -201,10 +204,7 @@ class TwoLevelAssigner:
         n_coarse = min(int(n_coarse or default_coarse(nlist)), nlist)
         self.nprobe = max(1, min(int(nprobe), n_coarse))
         if n_coarse > 1:
-            coarse = _kmeans(C, n_coarse, niter, seed, max_points_per_centroid=max(256, nlist))
-            flat = faiss.IndexFlatL2(C.shape[1])
-            flat.add(coarse)
-            group = flat.assign(C, 1)[:, 0]
+            coarse, group = _groups(C, n_coarse, niter, seed, max_points_per_centroid=max(256, nlist))
         else:
             coarse, group = C.mean(axis=0, keepdims=True), np.zeros(nlist, np.int64)
         self.order = np.argsort(group, kind="stable").astype(np.int64)  # centroid ids, grouped
