@@ -90,6 +90,39 @@ def test_ivf_gemm_probing_some_lists():
     assert build_index("ivf_gemm", X, seed=0).params["nlist"] == 77
 
 
+@pytest.mark.parametrize("nb, k", [(500, 30), (64, 8), (40, 30), (1000, 1)])
+def test_scan_block_seeded_keeps_the_k_smallest_by_value_then_column(nb, k):
+    """The first-list scan (run-minimum bound, fill, heapify, push) against a brute-force sort, ties included."""
+    from cellquery.index.ivf_gemm_backend import _scan_block_seeded
+
+    rng = np.random.default_rng(nb + k)
+    S = rng.integers(-8, 8, (12, nb)).astype(np.float32)  # small integers: many exactly equal sums
+    norms = rng.integers(0, 4, nb).astype(np.float32)
+    rows = rng.permutation(20)[:12]  # heap rows of the block's rows, not in order
+    heap_d = np.full((20, k), np.inf, np.float32)
+    heap_i = np.full((20, k), -1, np.int64)
+    # row 0 starts from a full heap (a later list), row 1 from a partly filled one; their ids are
+    # below the block's (admitted earlier), so that ties by id and ties by admission agree
+    full = np.sort(rng.integers(-8, 0, k).astype(np.float32))
+    heap_d[rows[0]], heap_i[rows[0]] = full[::-1], np.arange(k)[::-1]
+    heap_d[rows[1], -1], heap_i[rows[1], -1] = np.float32(-3.0), 50  # a leaf: the root stays +inf
+    start = [(heap_d[r].copy(), heap_i[r].copy()) for r in rows]
+    _scan_block_seeded(S, norms, 100, heap_d, heap_i, rows)
+    for r, (d0, i0) in zip(range(12), start):
+        values = np.concatenate([d0[i0 >= 0], norms + S[r]])
+        ids = np.concatenate([i0[i0 >= 0], 100 + np.arange(nb)])
+        best = np.lexsort((ids, values))[:k]  # the k smallest by (value, id)
+        got = np.lexsort((heap_i[rows[r]], heap_d[rows[r]]))
+        np.testing.assert_array_equal(heap_i[rows[r]][got], ids[best])
+        np.testing.assert_array_equal(heap_d[rows[r]][got], values[best])
+        hd, hi = heap_d[rows[r]], heap_i[rows[r]]
+        for child in range(1, k):  # a max-heap by (distance, id)
+            parent = (child - 1) // 2
+            assert (hd[parent], hi[parent]) >= (hd[child], hi[child])
+    untouched = np.setdiff1d(np.arange(20), rows)
+    assert np.isinf(heap_d[untouched]).all() and (heap_i[untouched] == -1).all()
+
+
 def test_ivf_gemm_bad_params():
     with pytest.raises(InputError, match="nprobe"):
         make_index("ivf_gemm", 4, {"nprobe": 0})
