@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from cellquery.bench.knn import run_benchmark
+from cellquery.bench.scale import PRESETS
 from cellquery.errors import InputError
 from cellquery.index.refine import rerank
 
@@ -61,3 +62,19 @@ def test_bench_reranks_from_the_reference_it_wrote_to_disk(tmp_path):
     with pytest.raises(InputError, match="disk_k_factor"):
         run_benchmark("ivfpq16_2level", 2000, n_query=10, dim=8, k=5, threads=1, params=params, max_train=2000,
                       search_sweep=[{"disk_k_factor": 0.5}])
+
+
+def test_atlas_presets_differ_by_their_code_bytes_and_rerank_exactly(tmp_path):
+    """ivfpq8_2level stores 8 bytes per cell fewer than ivfpq16_2level; with every row re-ranked from disk both are exact."""
+    rows = {}
+    for preset in ("ivfpq8_2level", "ivfpq16_2level"):
+        rows[preset] = run_benchmark(preset, 3000, n_query=50, dim=16, k=5, threads=1, exact_queries=50, max_train=3000,
+                                     params={"nlist": 8}, tmpdir=str(tmp_path),
+                                     search_sweep=[{"nprobe": 8, "disk_k_factor": 600}])[0]
+        assert rows[preset]["recall_at_k"] == 1.0
+    assert PRESETS["ivfpq8_2level"][1]["coarse"] == "two_level"
+    # codes of 8 and 16 bytes; the same ids, lists and centroids, and PQ codebooks of 256 x dim floats in both
+    gap = rows["ivfpq16_2level"]["index_bytes"] - rows["ivfpq8_2level"]["index_bytes"]
+    # (and the factory string in the file's header, one character longer)
+    factories = [PRESETS[p][1]["factory"] for p in ("ivfpq16_2level", "ivfpq8_2level")]
+    assert gap == 8 * 3000 + len(factories[0]) - len(factories[1])
