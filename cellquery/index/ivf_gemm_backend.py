@@ -43,19 +43,13 @@ from numba import njit
 from cellquery.errors import InputError
 from cellquery.index.base import Index, check_int, restore_common
 from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm, run_threads
+from cellquery.index.leaf_search import _heap_of, _kth_smallest, leaf_heaps, leaf_kth_distances, leaf_probes, split_lists
 
 # queries searched per call of _search (the base class's batch_size is raised to this):
 # large batches give each list many queries, so its GEMMs are large
 MIN_BATCH = 200_000
 
 _RUN = 8  # at most this many columns per run whose minima bound an empty heap's first block
-
-
-@njit(inline="always")
-def _heapify(hd, hi):  # pragma: no cover - compiled
-    """Make the full arrays ``hd`` / ``hi`` a max-heap ordered by (distance, id), in place."""
-    for pos in range(hd.shape[0] // 2 - 1, -1, -1):
-        _sift_down(hd, hi, hd[pos], hi[pos], hd.shape[0], pos)
 
 
 # fastmath as in gemm_backend._scan_block (the values pushed are computed exactly as there)
@@ -67,23 +61,27 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i, rows):  # pragma: no cove
 
     A row whose heap is not full (root +inf: its first list) would push most of the block's
     first values and sift them down. Instead the block's columns are cut into runs of
-    ``nb / 4k`` (at most ``_RUN``, at least 1); the k-th smallest run minimum (kept in a
-    small max-heap while the runs are read) is a value that at least k values of the
-    block reach, so no value above it can end among the row's k best, and only values at
-    or below it are pushed (a few k instead of k (1 + ln(n / k))). Into an empty heap the
-    first k of them are written as they come and heapified once, the rest pushed: no
-    allocation or sort per row (with a partition of the run minima and a sort of the values
-    per row, the first lists took 0.059 of the 0.134 s of 10^4 queries' scans at 10^6
-    references, 2,000 lists, nprobe 8; now 0.050 of 0.116 s, the same hits). The k best found are the same (up to the order in which exactly equal distances are
-    admitted).
+    ``nb / 4k`` (at most ``_RUN``, at least 1); the k-th smallest run minimum is a value
+    that at least k values of the block reach, so no value above it can end among the
+    row's k best, and only values at or below it are pushed (a few k instead of
+    k (1 + ln(n / k))). Into an empty heap they are collected and made the heap of their
+    k smallest by (value, column) at once. Both steps are the leaf search's in-place
+    helpers (:func:`cellquery.index.leaf_search._kth_smallest`, ``_heap_of``) on buffers
+    allocated once per call. With numba's ``np.partition`` and a sort per row (each
+    allocating), the first lists of 10^4 queries at 10^6 references (2,000 lists) took
+    0.060-0.065 s and the scan with nprobe 8 0.141-0.153 s; without, 0.047-0.052 s and
+    0.117-0.134 s, the same hits (best three of six runs of each, alternating in one
+    process). The k best found are the same (up to the order in which exactly equal
+    distances are admitted).
     """
     nq, nb = S.shape
     k = heap_d.shape[1]
     nfull = nb - nb % _W
     run = max(1, min(_RUN, nb // (4 * k)))
     n_runs = nb // run
-    md = np.empty(k, dtype=np.float32)  # max-heap of the k smallest run minima (its root: the bound)
-    mi = np.zeros(k, dtype=np.int64)
+    mins = np.empty(max(n_runs, 1), dtype=np.float32)
+    vals = np.empty(nb, dtype=np.float32)
+    cols = np.empty(nb, dtype=np.int64)
     for r in range(nq):
         hd = heap_d[rows[r]]
         hi = heap_i[rows[r]]
@@ -95,33 +93,22 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i, rows):  # pragma: no cove
                 for jj in range(1, run):
                     v = norms[g * run + jj] + row[g * run + jj]
                     m = v if v < m else m
-                if g < k:
-                    md[g] = m
-                    if g == k - 1:
-                        _heapify(md, mi)
-                elif m < md[0]:
-                    _heap_replace_top(md, mi, m, 0)
-            bound = md[0]
+                mins[g] = m
+            bound = _kth_smallest(mins, n_runs, k - 1)
             empty = True
             for t in range(k):
                 if hi[t] >= 0:
                     empty = False
                     break
-            if empty:
-                # the first k values at or below the bound fill the heap (heapified once), the
-                # rest are pushed; columns in order and strict <, so equal values keep the smaller column
-                filled = 0
+            if empty:  # the k smallest of the values at or below the bound, by (value, column), as a max-heap
+                m = 0
                 for j in range(nb):
                     v = norms[j] + row[j]
                     if v <= bound:
-                        if filled < k:
-                            hd[filled] = v
-                            hi[filled] = base + j
-                            filled += 1
-                            if filled == k:
-                                _heapify(hd, hi)
-                        elif v < hd[0]:
-                            _heap_replace_top(hd, hi, v, base + j)
+                        vals[m] = v
+                        cols[m] = base + j
+                        m += 1
+                _heap_of(vals, cols, m, hd, hi)
                 continue
         thr = min(hd[0], bound)
         for j0 in range(0, nfull, _W):
@@ -427,8 +414,6 @@ class IvfGemmIndex(Index):
 
     def _leaves(self, leaf_size: int, nprobe: int, candidates: int | None):
         """Rows leaf by leaf (:mod:`cellquery.index.leaf_search`): (rows, ids, leaf offsets, centroids, candidate leaves, nprobe)."""
-        from cellquery.index.leaf_search import leaf_probes
-
         leaf_size, nprobe = _int("leaf_size", leaf_size), _int("nprobe", nprobe)
         candidates = _int("candidates", 3 * nprobe if candidates is None else candidates)
         if not self.is_trained:
@@ -442,8 +427,6 @@ class IvfGemmIndex(Index):
 
         Kept until rows are added: a copy of the vectors (4 * dim bytes per row) and an id per row.
         """
-        from cellquery.index.leaf_search import split_lists
-
         self._group()
         cached = getattr(self, "_leaf_cache", None)
         if cached is None or cached[0] != leaf_size:
@@ -463,8 +446,6 @@ class IvfGemmIndex(Index):
         itself included); a row whose leaves hold fewer than k rows is searched again row
         by row with the index's ``nprobe`` doubled until it has k hits.
         """
-        from cellquery.index.leaf_search import leaf_heaps
-
         k = check_int(k, "index: k")
         Xl, ids, leaf_off, centroids, cand, nprobe = self._leaves(leaf_size, nprobe, candidates)
         heap_d, heap_i = leaf_heaps(Xl, leaf_off, centroids, cand, nprobe, k, self._threads())
@@ -494,7 +475,6 @@ class IvfGemmIndex(Index):
         by the index's row-by-row scan.
         """
         from cellquery.index.calibration import scales_from_hits
-        from cellquery.index.leaf_search import leaf_kth_distances
 
         k = check_int(k, "index: k")
         Xl, ids, leaf_off, centroids, cand, nprobe = self._leaves(leaf_size, nprobe, candidates)
