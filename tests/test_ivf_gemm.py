@@ -92,7 +92,7 @@ def test_ivf_gemm_probing_some_lists():
 
 @pytest.mark.parametrize("nb, k", [(500, 30), (64, 8), (40, 30), (1000, 1)])
 def test_scan_block_seeded_keeps_the_k_smallest_by_value_then_column(nb, k):
-    """The first-list scan (run-minimum bound, fill, heapify, push) against a brute-force sort, ties included."""
+    """The first-list scan (run-minimum bound, heap of the values under it; pushes into a started heap) against a brute-force sort, ties included."""
     from cellquery.index.ivf_gemm_backend import _scan_block_seeded
 
     rng = np.random.default_rng(nb + k)
