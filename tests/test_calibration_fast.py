@@ -93,6 +93,8 @@ def test_exact_distances_equal_float64_numpy(n):
     expected = np.where(idx >= 0, np.linalg.norm(ref[np.maximum(idx, 0)].astype(np.float64) - query[:, None], axis=2), np.inf)
     np.testing.assert_allclose(exact_distances(query, ref, idx), expected, rtol=1e-14)
     np.testing.assert_allclose(exact_distances(query, ref, idx, threads=1), expected, rtol=1e-14)
+    # no reference rows: every hit is -1 and no row is read
+    assert np.isinf(exact_distances(query, ref[:0], np.full((n, 3), -1))).all()
 
 
 @pytest.mark.parametrize("n", [300, 25_000])

