@@ -3,7 +3,7 @@
 ``IvfGemmIndex.reference_search`` against ``search`` of the reference, the seeded list
 scan and heap sort against brute force, local scales from the reference search or shared
 hits against batched searches, compiled hit distances and own-type candidates against
-numpy, and the conformal calibration of some rows, or from shared hits, against the full
+numpy, the significance mask against P-values, and the conformal calibration of some rows, or from shared hits, against the full
 calibration by search.
 """
 
@@ -15,7 +15,8 @@ from cellquery.index import build_index
 from cellquery.index.calibration import calibrate, local_scales, reference_hits
 from cellquery.index.gemm_backend import knn_gemm
 from cellquery.transfer import conformal
-from cellquery.transfer.acceptance import exact_distances
+from cellquery.index.calibration import Calibration
+from cellquery.transfer.acceptance import exact_distances, null_bound, p_values, significant
 from cellquery.transfer.conformal import HeldOutFold, calibrate_held_out, in_sample_rows
 from test_conformal import brute_calibration, brute_search, mixture
 from test_index import brute_force, clustered
@@ -95,6 +96,36 @@ def test_exact_distances_equal_float64_numpy(n):
     np.testing.assert_allclose(exact_distances(query, ref, idx, threads=1), expected, rtol=1e-14)
     # no reference rows: every hit is -1 and no row is read
     assert np.isinf(exact_distances(query, ref[:0], np.full((n, 3), -1))).all()
+
+
+@pytest.mark.parametrize("n", [40, 9_000])  # one block, and row blocks on two threads
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+def test_significant_equals_p_values_below_the_cutoff(n, dtype):
+    rng = np.random.default_rng(2)
+    n_ref, n_null = 300, 1000
+    scale = rng.uniform(0.5, 2.0, n_ref).astype(np.float32)
+    null = np.sort(np.round(rng.gamma(2.0, 1.0, n_null), 1))  # rounded: many equal null values
+    indices = rng.integers(-1, n_ref, size=(n, 8))
+    # distances that land exactly on null values after dividing by the scale, and random ones
+    on_null = null[rng.integers(0, n_null, size=indices.shape)] * scale[np.maximum(indices, 0)]
+    distances = np.where(rng.random(indices.shape) < 0.5, on_null, rng.gamma(2.0, 1.0, indices.shape)).astype(dtype)
+    distances[0, :2] = np.inf
+    cal = Calibration(scale=scale, null=null)
+    # cut-offs between counts, exactly at counts j / N, below every count and above 1
+    for cutoff in (0.05, 0.1, 0.123, 0.5, 1.0, 0.0, -1.0, 1.5):
+        expected = p_values(distances, indices, cal) < cutoff
+        got = significant(distances, indices, cal, cutoff)
+        np.testing.assert_array_equal(got, expected)
+        assert got.any() or cutoff <= 0.0
+    np.testing.assert_array_equal(significant(distances, indices, cal, 0.05, threads=1), p_values(distances, indices, cal) < 0.05)
+    assert [null_bound(1000, c) for c in (0.05, 0.0505, 0.0, 1.0, 2.0)] == [50, 51, 0, 1000, 1001]
+    # an empty null: P-values are NaN (never below a cut-off) and 1 for missing hits
+    with np.errstate(invalid="ignore"):
+        empty = Calibration(scale=scale, null=np.zeros(0))
+        for cutoff in (0.05, 1.5):
+            np.testing.assert_array_equal(significant(distances, indices, empty, cutoff), p_values(distances, indices, empty) < cutoff)
+    with pytest.raises(InputError, match="differ in shape"):
+        significant(distances[:, :3], indices, cal, 0.05)
 
 
 @pytest.mark.parametrize("n", [300, 25_000])

@@ -20,7 +20,7 @@ from cellquery.index import build_index
 from cellquery.metrics import mean_balanced_accuracy
 from cellquery.index.calibration import calibrate, reference_self_distances
 from cellquery.transfer import transfer_labels
-from cellquery.transfer.acceptance import distance_cutoff, exact_distances, p_values
+from cellquery.transfer.acceptance import distance_cutoff, exact_distances, significant
 
 INDEXES = {
     "flat": ("faiss", {"factory": "Flat"}),
@@ -54,7 +54,7 @@ def run(n_ref: int, n_query: int, dim: int = 32, k: int = 10, index: str = "flat
     calibration = calibration.shrunk(shrinkage)  # part of every transfer job, so it is timed with the query
     d, i = idx.search(query, k)
     exact = exact_distances(query, reference, i)
-    mask = p_values(exact, i, calibration) < p_cutoff
+    mask = significant(exact, i, calibration, p_cutoff)
     calibrated = transfer_labels(ref_labels, exact, i, mask=mask)
     calibrated_s = time.perf_counter() - t0
 

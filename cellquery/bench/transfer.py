@@ -277,7 +277,7 @@ def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_
     from cellquery.index.calibration import calibrate, reference_hits
     from cellquery.metrics import mean_balanced_accuracy
     from cellquery.transfer import conformal
-    from cellquery.transfer.acceptance import exact_distances, p_values
+    from cellquery.transfer.acceptance import exact_distances, significant
 
     if search not in ("leaves", "rows"):
         raise InputError(f"bench: calibration search must be leaves or rows, got {search!r}")
@@ -308,7 +308,7 @@ def run_calibration(index, X, ref_labels, Q, query_labels, k: int, seed: int, p_
             with timed_cpu(times, "rejection_query_s"):
                 d, i = index.search(Q, k)
                 exact = exact_distances(Q, X, i)
-                mask = p_values(exact, i, calibration) < p_cutoff
+                mask = significant(exact, i, calibration, p_cutoff)
                 predicted = transfer_labels(labels, exact, i, mask=mask, voter="kernel")
             runs.append((times["rejection_query_s"], times["rejection_query_cpu_s"]))
         times["rejection_query_runs_s"] = [r[0] for r in runs]
