@@ -8,7 +8,7 @@ import pytest
 from cellquery.errors import InputError
 from cellquery.index import build_index, load_index, make_index
 from cellquery.index.gemm_backend import knn_gemm
-from cellquery.transfer import label_codes, transfer_labels
+from cellquery.transfer import label_codes, label_votes, transfer_labels
 from test_index import brute_force, clustered, recall
 
 
@@ -154,3 +154,16 @@ def test_label_codes_equal_numpy_unique_and_votes_unchanged():
     np.add.at(votes, (np.repeat(np.arange(40), 7), codes[I].ravel()), (w / w.sum(1, keepdims=True)).ravel())
     np.testing.assert_array_equal(out["prediction"].to_numpy(), names[votes.argmax(1)])
     np.testing.assert_allclose(out["top_fraction"].to_numpy(), votes.max(1) / votes.sum(1))
+    # only counted hits vote, summed in hit order: the same floats as np.add.at of those hits
+    mask = rng.random(I.shape) < 0.6
+    w_any = np.where(mask, rng.random(I.shape), np.nan)  # an uncounted hit's weight is never read
+    expected = np.zeros((40, 3))
+    rows = np.repeat(np.arange(40), 7).reshape(I.shape)
+    np.add.at(expected, (rows[mask], codes[I][mask]), w_any[mask])
+    np.testing.assert_array_equal(label_votes(codes[I], w_any, mask, 3), expected)
+    # a categorical with a category no cell has, codes read through its own codes
+    cat = pd.Categorical(ref, categories=["t3", "a-unused", "t1", "t2"])  # sorts before the used ones
+    masked = transfer_labels(cat, D, I, voter="kernel", mask=mask, min_fraction=0.0, min_hits=1)
+    plain = transfer_labels(ref, D, I, voter="kernel", mask=mask, min_fraction=0.0, min_hits=1)
+    pd.testing.assert_frame_equal(masked, plain, check_exact=True)
+    assert set(masked["prediction"]) <= {"t1", "t2", "t3", "rejected"}

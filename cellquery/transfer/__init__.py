@@ -56,6 +56,27 @@ def _chunks(distances, indices, mask, max_distance):
         yield start, d, i, m
 
 
+def _label_table(reference_labels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """``(names, raw, to_code, counts)``: :func:`label_codes`'s names, and its codes as ``to_code[raw]``.
+
+    ``raw`` is one small integer per reference cell (a Categorical's own codes, read
+    without a copy), ``to_code`` maps it to the code into the sorted names and ``counts``
+    holds each name's number of cells. A transfer then needs codes for its hits only
+    (``to_code[raw[hits]]``), not for every reference cell.
+    """
+    if isinstance(getattr(reference_labels, "dtype", None), pd.CategoricalDtype):
+        cat = pd.Categorical(reference_labels)
+        raw = np.asarray(cat.codes)
+        if not (raw < 0).any():
+            names, inverse = np.unique(np.asarray(cat.categories.astype(str), dtype=str), return_inverse=True)
+            per_category = np.bincount(raw, minlength=len(cat.categories))
+            counts = np.bincount(inverse.ravel(), weights=per_category, minlength=len(names)).astype(np.int64)
+            used = counts > 0
+            return names[used], raw, (np.cumsum(used) - 1)[inverse.ravel()], counts[used]
+    codes, uniques = pd.factorize(np.asarray(reference_labels, dtype=str).ravel(), sort=True)
+    return np.asarray(uniques, dtype=str), codes.astype(np.intp), np.arange(len(uniques)), np.bincount(codes, minlength=len(uniques))
+
+
 def label_codes(reference_labels) -> tuple[np.ndarray, np.ndarray]:
     """Distinct labels as sorted str and each reference cell's code into them.
 
@@ -64,15 +85,22 @@ def label_codes(reference_labels) -> tuple[np.ndarray, np.ndarray]:
     else by ``pandas.factorize`` (a hash table: a million labels in a tenth of a second,
     where sorting them as strings takes most of a second).
     """
-    if isinstance(getattr(reference_labels, "dtype", None), pd.CategoricalDtype):
-        cat = pd.Categorical(reference_labels)
-        if not (cat.codes < 0).any():
-            names, inverse = np.unique(np.asarray(cat.categories.astype(str), dtype=str), return_inverse=True)
-            codes = inverse.ravel()[cat.codes]
-            used = np.bincount(codes, minlength=len(names)) > 0
-            return names[used], (np.cumsum(used) - 1)[codes]
-    codes, uniques = pd.factorize(np.asarray(reference_labels, dtype=str).ravel(), sort=True)
-    return np.asarray(uniques, dtype=str), codes.astype(np.intp)
+    names, raw, to_code, _ = _label_table(reference_labels)
+    return names, to_code[raw]
+
+
+def label_votes(codes: np.ndarray, weights: np.ndarray, mask: np.ndarray, n_labels: int) -> np.ndarray:
+    """Per query cell and label the summed weights of its counted hits, (n, n_labels).
+
+    One weighted ``np.bincount`` over (cell, label) bins of all hits, an uncounted hit
+    weighing 0: the same floats as summing the counted hits alone in row-major order
+    (``np.add.at``), since every bin adds its hits in that order and adding 0 changes no
+    sum. At 10^4 cells x 30 hits 1.5 ms instead of 4.4 ms for the bincount of the counted
+    hits picked out by the mask.
+    """
+    bins = (np.arange(len(codes)) * n_labels)[:, None] + codes
+    flat = np.bincount(bins.ravel(), weights=np.where(mask, weights, 0.0).ravel(), minlength=len(codes) * n_labels)
+    return flat.reshape(len(codes), n_labels)
 
 
 def transfer_labels(
@@ -95,16 +123,13 @@ def transfer_labels(
     (the winning label's share of the weighted votes).
     """
     _check(voter, distances, indices, mask)
-    labels, codes_ref = label_codes(reference_labels)
-    frequency = np.bincount(codes_ref, minlength=len(labels)) / max(len(codes_ref), 1)
+    labels, raw, to_code, counts = _label_table(reference_labels)
+    frequency = counts / max(len(raw), 1)
     pred, n_hits, top = [], [], []
     for _, d, i, m in _chunks(distances, indices, mask, max_distance):
-        codes = codes_ref[np.where(i >= 0, i, 0)]
+        codes = to_code[raw[np.where(i >= 0, i, 0)]]
         w = VOTERS[voter](codes, m, d, frequency, **(voter_params or {}))
-        cell = np.broadcast_to(np.arange(len(codes))[:, None], codes.shape)
-        # summed in the same order as np.add.at, so the totals are the same floats
-        votes = np.bincount(cell[m] * len(labels) + codes[m], weights=w[m], minlength=len(codes) * len(labels))
-        votes = votes.reshape(len(codes), len(labels))
+        votes = label_votes(codes, w, m, len(labels))
         hits = m.sum(axis=1)
         p, share = decide(votes, hits, labels, min_hits=min_hits, min_fraction=min_fraction)
         pred.append(p)
