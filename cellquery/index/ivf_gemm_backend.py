@@ -145,7 +145,12 @@ def _scan_group(Qm, rows, probes, offsets, Xg, norms, heap_d, heap_i, qb, rb):  
     nprobe = probes.shape[1]
     d = Qm.shape[1]
     n = rows.shape[0]
-    buf = np.empty(qb * rb, dtype=np.float32)
+    longest = 0
+    for lst in range(nlist):
+        longest = max(longest, offsets[lst + 1] - offsets[lst])
+    # the largest block a pass scores (fresh pages are faulted in on first use: qb x rb
+    # is 8 MiB per call, where 10^4 queries x 2,000 lists need 2 MiB at most)
+    buf = np.empty(0, dtype=np.float32)
     Qb_buf = np.empty(qb * d, dtype=np.float32)
     count = np.empty(nlist + 1, dtype=np.int64)
     for first, last in ((0, min(1, nprobe)), (1, nprobe)):
@@ -156,8 +161,12 @@ def _scan_group(Qm, rows, probes, offsets, Xg, norms, heap_d, heap_i, qb, rb):  
         for a in range(n):
             for p in range(first, last):
                 count[probes[rows[a], p] + 1] += 1
+        most = 0
         for lst in range(nlist):
+            most = max(most, count[lst + 1])
             count[lst + 1] += count[lst]
+        if min(qb, most) * min(rb, longest) > buf.shape[0]:
+            buf = np.empty(min(qb, most) * min(rb, longest), dtype=np.float32)
         start = count[:nlist].copy()
         owner = np.empty(n * width, dtype=np.int64)
         for a in range(n):
