@@ -8,7 +8,8 @@ import pytest
 from cellquery.errors import InputError
 from cellquery.index import build_index, load_index, make_index
 from cellquery.index.gemm_backend import knn_gemm
-from cellquery.transfer import label_codes, label_votes, transfer_labels
+from cellquery.transfer import label_codes, transfer_labels
+from cellquery.transfer.acceptance import decide, decide_hits
 from test_index import brute_force, clustered, recall
 
 
@@ -154,13 +155,25 @@ def test_label_codes_equal_numpy_unique_and_votes_unchanged():
     np.add.at(votes, (np.repeat(np.arange(40), 7), codes[I].ravel()), (w / w.sum(1, keepdims=True)).ravel())
     np.testing.assert_array_equal(out["prediction"].to_numpy(), names[votes.argmax(1)])
     np.testing.assert_allclose(out["top_fraction"].to_numpy(), votes.max(1) / votes.sum(1))
-    # only counted hits vote, summed in hit order: the same floats as np.add.at of those hits
+    # the rule from the counted hits alone equals the rule on np.add.at's table of their votes
     mask = rng.random(I.shape) < 0.6
+    mask[0] = False  # no counted hit: rejected, share 0
+    mask[1] = [True] * 4 + [False] * 3
     w_any = np.where(mask, rng.random(I.shape), np.nan)  # an uncounted hit's weight is never read
-    expected = np.zeros((40, 3))
+    w_any[1, :4] = 1.0
+    a, b = np.flatnonzero(ref == "t2")[0], np.flatnonzero(ref == "t1")[0]
+    I[1, :4] = [a, b, a, b]  # a tie between two labels: the smaller code (t1) wins with share 0.5
+    table = np.zeros((40, 3))
     rows = np.repeat(np.arange(40), 7).reshape(I.shape)
-    np.add.at(expected, (rows[mask], codes[I][mask]), w_any[mask])
-    np.testing.assert_array_equal(label_votes(codes[I], w_any, mask, 3), expected)
+    np.add.at(table, (rows[mask], codes[I][mask]), w_any[mask])
+    for min_hits, min_fraction in ((2, 0.5), (1, 0.0), (3, 0.7)):
+        expected, expected_share = decide(table, mask.sum(1), names, min_hits=min_hits, min_fraction=min_fraction)
+        got, share, n_hits = decide_hits(codes[I], w_any, mask, names, min_hits=min_hits, min_fraction=min_fraction)
+        np.testing.assert_array_equal(got, expected)
+        np.testing.assert_allclose(share, expected_share, rtol=1e-12)
+        np.testing.assert_array_equal(n_hits, mask.sum(1))
+    assert share[0] == 0 and got[0] == "rejected"
+    assert share[1] == 0.5 and got[1] == "ambiguous" and decide_hits(codes[I], w_any, mask, names, min_fraction=0.4)[0][1] == "t1"
     # a categorical with a category no cell has, codes read through its own codes
     cat = pd.Categorical(ref, categories=["t3", "a-unused", "t1", "t2"])  # sorts before the used ones
     masked = transfer_labels(cat, D, I, voter="kernel", mask=mask, min_fraction=0.0, min_hits=1)

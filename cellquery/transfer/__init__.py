@@ -15,7 +15,7 @@ from cellquery.registry import Registry
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import conformal as conformal_rule
 from cellquery.transfer.acceptance import (
-    AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide, distance_cutoff, significant_hits,
+    AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide_hits, distance_cutoff, significant_hits,
 )
 from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.kernel import mapping_matrix
@@ -89,20 +89,6 @@ def label_codes(reference_labels) -> tuple[np.ndarray, np.ndarray]:
     return names, to_code[raw]
 
 
-def label_votes(codes: np.ndarray, weights: np.ndarray, mask: np.ndarray, n_labels: int) -> np.ndarray:
-    """Per query cell and label the summed weights of its counted hits, (n, n_labels).
-
-    One weighted ``np.bincount`` over (cell, label) bins of all hits, an uncounted hit
-    weighing 0: the same floats as summing the counted hits alone in row-major order
-    (``np.add.at``), since every bin adds its hits in that order and adding 0 changes no
-    sum. At 10^4 cells x 30 hits 1.5 ms instead of 4.4 ms for the bincount of the counted
-    hits picked out by the mask.
-    """
-    bins = (np.arange(len(codes)) * n_labels)[:, None] + codes
-    flat = np.bincount(bins.ravel(), weights=np.where(mask, weights, 0.0).ravel(), minlength=len(codes) * n_labels)
-    return flat.reshape(len(codes), n_labels)
-
-
 def transfer_labels(
     reference_labels,
     distances: np.ndarray,
@@ -129,9 +115,7 @@ def transfer_labels(
     for _, d, i, m in _chunks(distances, indices, mask, max_distance):
         codes = to_code[raw[np.where(i >= 0, i, 0)]]
         w = VOTERS[voter](codes, m, d, frequency, **(voter_params or {}))
-        votes = label_votes(codes, w, m, len(labels))
-        hits = m.sum(axis=1)
-        p, share = decide(votes, hits, labels, min_hits=min_hits, min_fraction=min_fraction)
+        p, share, hits = decide_hits(codes, w, m, labels, min_hits=min_hits, min_fraction=min_fraction)
         pred.append(p)
         top.append(share)
         n_hits.append(hits)

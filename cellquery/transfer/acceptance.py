@@ -49,6 +49,13 @@ def significant_hits(distances: np.ndarray, indices: np.ndarray, max_distance: f
     return (indices >= 0) & (distances <= max_distance)
 
 
+def _rule(top: np.ndarray, share: np.ndarray, n_hits: np.ndarray, labels, min_hits: int, min_fraction: float) -> np.ndarray:
+    pred = np.asarray(labels, dtype=object)[top]
+    pred[share <= min_fraction] = AMBIGUOUS
+    pred[n_hits < min_hits] = REJECTED
+    return pred
+
+
 def decide(
     votes: np.ndarray, n_hits: np.ndarray, labels: np.ndarray, *, min_hits: int = 2, min_fraction: float = 0.5
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -63,10 +70,65 @@ def decide(
     total = votes.sum(axis=1)
     top = votes.argmax(axis=1)
     share = np.divide(votes[np.arange(len(votes)), top], total, out=np.zeros(len(votes)), where=total > 0)
-    pred = np.asarray(labels, dtype=object)[top]
-    pred[share <= min_fraction] = AMBIGUOUS
-    pred[n_hits < min_hits] = REJECTED
-    return pred, share
+    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share
+
+
+@njit(nogil=True, cache=True)
+def _top_labels(codes, weights, mask, top, top_vote, total):  # pragma: no cover - compiled
+    """Per row the label code with the largest summed weight of counted hits (ties: the smaller code), that sum and the row's total.
+
+    A row's counted hits are ordered by code (insertion sort, hit order kept within a
+    code), so each label's weights are added in hit order; the total adds the labels'
+    sums in code order. Weights are not negative.
+    """
+    k = codes.shape[1]
+    order = np.empty(k, dtype=np.int64)
+    for r in range(codes.shape[0]):
+        m = 0
+        for j in range(k):
+            if mask[r, j]:
+                c = codes[r, j]
+                pos = m
+                while pos > 0 and codes[r, order[pos - 1]] > c:
+                    order[pos] = order[pos - 1]
+                    pos -= 1
+                order[pos] = j
+                m += 1
+        best, best_code, tot = 0.0, 0, 0.0
+        a = 0
+        while a < m:
+            c = codes[r, order[a]]
+            v = 0.0
+            while a < m and codes[r, order[a]] == c:
+                v += weights[r, order[a]]
+                a += 1
+            tot += v
+            if v > best:
+                best, best_code = v, c
+        top[r] = best_code
+        top_vote[r] = best
+        total[r] = tot
+
+
+def decide_hits(
+    codes: np.ndarray, weights: np.ndarray, mask: np.ndarray, labels: np.ndarray, *, min_hits: int = 2,
+    min_fraction: float = 0.5,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`decide` of the votes of hits: ``codes`` (n, k) label codes into ``labels``, ``weights`` their votes, ``mask`` the counted ones.
+
+    The same rule without the (n_query, n_labels) table of votes: per cell only the labels
+    of its counted hits are summed (compiled; at 10^4 cells x 30 hits and 195 labels a
+    few ms, where the dense table, its sum and argmax took 8). Shares equal the table's
+    up to the order of the total's additions. Returns predictions, shares and the counted
+    hits per cell.
+    """
+    n = len(codes)
+    top, top_vote, total = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
+    if n:
+        _top_labels(np.asarray(codes), np.asarray(weights, dtype=np.float64), np.asarray(mask, dtype=bool), top, top_vote, total)
+    share = np.divide(top_vote, total, out=np.zeros(n), where=total > 0)
+    n_hits = mask.sum(axis=1)
+    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share, n_hits
 
 
 def distance_cutoff(self_distances: np.ndarray, quantile: float | None) -> float:
