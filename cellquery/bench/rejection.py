@@ -3,7 +3,7 @@
 ``python -m cellquery.bench.rejection --n-ref 100000 --n-query 10000`` prints
 one JSON line: the time to calibrate the index (local scales + null), query
 throughput (cells/s) of plain majority voting with the distance cut-off and of
-the calibrated P-value rule (search + exact hit distances + P-values + vote),
+the calibrated P-value rule (search + exact hit distances + significance mask (P < cut-off) + vote),
 both on the same index, and the MBA each gets on positive (seen) and negative
 (unseen) query types. Timings are wall seconds in this process.
 """
