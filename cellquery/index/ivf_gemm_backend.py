@@ -43,7 +43,7 @@ from numba import njit
 from cellquery.errors import InputError
 from cellquery.index.base import Index, check_int, restore_common
 from cellquery.index.gemm_backend import _W, _heap_replace_top, _sift_down, knn_gemm, run_threads
-from cellquery.index.leaf_search import _heap_of, _kth_smallest, leaf_heaps, leaf_kth_distances, leaf_probes, split_lists
+from cellquery.index.leaf_search import _heap_of, _kth_bound, leaf_heaps, leaf_kth_distances, leaf_probes, split_lists
 
 # queries searched per call of _search (the base class's batch_size is raised to this):
 # large batches give each list many queries, so its GEMMs are large
@@ -61,17 +61,19 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i, rows):  # pragma: no cove
 
     A row whose heap is not full (root +inf: its first list) would push most of the block's
     first values and sift them down. Instead the block's columns are cut into runs of
-    ``nb / 4k`` (at most ``_RUN``, at least 1); the k-th smallest run minimum is a value
-    that at least k values of the block reach, so no value above it can end among the
-    row's k best, and only values at or below it are pushed (a few k instead of
-    k (1 + ln(n / k))). Into an empty heap they are collected and made the heap of their
-    k smallest by (value, column) at once. Both steps are the leaf search's in-place
-    helpers (:func:`cellquery.index.leaf_search._kth_smallest`, ``_heap_of``) on buffers
-    allocated once per call. With numba's ``np.partition`` and a sort per row (each
-    allocating), the first lists of 10^4 queries at 10^6 references (2,000 lists) took
-    0.060-0.065 s and the scan with nprobe 8 0.141-0.153 s; without, 0.047-0.052 s and
-    0.117-0.134 s, the same hits (best three of six runs of each, alternating in one
-    process). The k best found are the same (up to the order in which exactly equal
+    ``nb / 4k`` (at most ``_RUN``, at least 1); a bound at or above the k-th smallest run
+    minimum is a value that at least k values of the block reach, so no value above it
+    can end among the row's k best, and only values at or below it are pushed (a few k
+    instead of k (1 + ln(n / k))). Into an empty heap they are collected and made the heap
+    of their k smallest by (value, column) at once. Both steps are the leaf search's
+    helpers (:func:`cellquery.index.leaf_search._kth_bound`, bisection with counts, and
+    ``_heap_of``) on buffers allocated once per call. With numba's ``np.partition`` and a
+    sort per row (each allocating), the first lists of 10^4 queries at 10^6 references
+    (2,000 lists) took 0.060-0.065 s and the scan with nprobe 8 0.141-0.153 s; with an
+    in-place quickselect of the run minima and the heap built at once, 0.047-0.052 s and
+    0.117-0.134 s (best three of six runs of each, alternating in one process); the
+    bisection instead of the quickselect took the first lists' selection from 25 to 11 ms
+    on one thread. The k best found are the same (up to the order in which exactly equal
     distances are admitted).
     """
     nq, nb = S.shape
@@ -94,7 +96,7 @@ def _scan_block_seeded(S, norms, base, heap_d, heap_i, rows):  # pragma: no cove
                     v = norms[g * run + jj] + row[g * run + jj]
                     m = v if v < m else m
                 mins[g] = m
-            bound = _kth_smallest(mins, n_runs, k - 1)
+            bound = _kth_bound(mins, n_runs, k)
             empty = True
             for t in range(k):
                 if hi[t] >= 0:
