@@ -176,6 +176,7 @@ def test_cli_tiny_flat():
     assert len(lines) == 1
     row = json.loads(lines[0])
     assert list(row) == FIELDS
+    assert row["on_gpu"] is False  # faiss's CPU index (params gpu: False by default in the bench)
     assert row["recall_at_k"] == 1.0 and row["label_accuracy_vs_exact"] == 1.0
     assert row["label_accuracy"] == row["label_accuracy_exact"]
     # better than always answering the reference's most abundant type

@@ -66,6 +66,33 @@ def test_cli_prints_json_lines_without_peer(capsys, tmp_path):
     assert figure.stat().st_size > 1000
 
 
+def test_faiss_rows_vote_the_exact_neighbours():
+    """``--faiss cpu``: faiss's exact Flat gives the gemm path's hits, so the same predictions' accuracy."""
+    rows = bench.run(3000, n_query=300, k=10, threads=1, against=None, voter="majority", faiss_device="cpu")
+    by_run = {r["run"]: r for r in rows}
+    assert list(by_run) == ["cellquery", "cellquery_exact", "gemm_bound", "cellquery_faiss_cpu",
+                            "cellquery_faiss_cpu_exact"]
+    ivf, flat, exact = by_run["cellquery_faiss_cpu"], by_run["cellquery_faiss_cpu_exact"], by_run["cellquery_exact"]
+    assert json.loads(flat["params"])["factory"] == "Flat" and flat["gpu"] is False
+    assert flat["accuracy_seen"] == exact["accuracy_seen"]
+    assert json.loads(ivf["params"])["nlist"] == bench.one_shot_nlist(3000)
+    assert json.loads(ivf["params"])["nprobe"] == bench.NPROBE
+    assert abs(ivf["accuracy_seen"] - exact["accuracy_seen"]) < 0.05 and ivf["voter"] == "majority"
+    for r in (ivf, flat):
+        assert r["build_s"] + r["search_s"] + r["vote_s"] <= r["wall_s"] + 1e-3
+
+
+def test_faiss_gpu_rows_say_why_without_a_gpu(monkeypatch):
+    from cellquery import device
+
+    monkeypatch.setattr(device, "faiss_gpus", lambda: 0)
+    rows = bench.run(1500, n_query=50, k=5, threads=1, exact=False, against=None, voter="majority", faiss_device="gpu")
+    assert [r["run"] for r in rows] == ["cellquery", "cellquery_faiss_gpu", "cellquery_faiss_gpu_exact"]
+    assert all(r["gpu"] is False and "get_num_gpus() == 0" in r["reason"] for r in rows[1:])
+    with pytest.raises(InputError, match="--faiss must be cpu or gpu"):
+        bench.run(1500, n_query=10, k=5, against=None, faiss_device="tpu")
+
+
 @pytest.mark.skipif(not HAS_CELLMAPPER, reason="cellmapper is not installed (pip install cellmapper==0.2.5)")
 def test_against_cellmapper_tiny():
     rows = bench.run(2000, n_query=150, k=10, threads=1, exact=False, voter="kernel")  # CellMapper's kind of vote

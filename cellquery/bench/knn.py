@@ -49,7 +49,7 @@ from cellquery.progress import Progress, progress
 
 # Every field of the JSON line (and of the sweep's TSV rows), in order.
 FIELDS = [
-    "index", "backend", "n_ref", "n_query", "dim", "k", "seed", "threads", "nprobe",
+    "index", "backend", "n_ref", "n_query", "dim", "k", "seed", "threads", "on_gpu", "nprobe",
     "k_factor", "disk_k_factor", "nlist", "ef", "exact_queries", "gen_s", "train_s", "add_s", "build_s",
     "save_s", "store_s", "query_s", "rerank_s", "query_cpu_s", "qps", "recall_at_k", "label_accuracy",
     "label_accuracy_exact", "label_accuracy_vs_exact", "bytes_per_cell", "index_bytes",
@@ -456,7 +456,8 @@ def run_benchmark(
     rates = (gemm_gflops(dim, threads), gemm_gflops_cpu(dim))
     exact_votes = majority_vote(truth.I[:, :k], ref_labels, world.n_labels)
     run = dict(index=index, backend=backend, n_ref=int(n_ref), n_query=int(n_query), dim=int(dim), k=int(k),
-               seed=int(seed), threads=int(threads), exact_queries=int(n_exact), loadavg_start=round(load_start, 2))
+               seed=int(seed), threads=int(threads), on_gpu=bool(getattr(idx, "on_gpu", False)),
+               exact_queries=int(n_exact), loadavg_start=round(load_start, 2))
     return [
         _row(run, times, index_bytes, rates, s,
              _label_scores(s.I, truth, k, ref_labels, world, q_labels[:n_exact], exact_votes))

@@ -18,6 +18,13 @@ types), and on the same reference and query cells runs
   largest MBA on them wins (:func:`choose_voter_in_reference`; timed as ``voter_choice_s``
   within ``wall_s``; ``--voter NAME`` fixes it);
 * ``cellquery_exact``: the exact ``gemm`` backend (blocked GEMM + fused top-k) + the same voter;
+* with ``--faiss gpu`` (or ``cpu``): ``cellquery_faiss_gpu`` and ``cellquery_faiss_gpu_exact``:
+  the same path and voter on faiss indexes on a GPU (``index_cpu_to_gpu``,
+  :mod:`cellquery.index.faiss_backend`): ``IVF{nlist},Flat`` with the one-shot index's
+  lists and nprobe (k-means on the GPU), and the exact ``Flat``; after one untimed
+  build and search of a small index on the same device (CUDA context, faiss's GPU
+  memory). A machine whose faiss sees no GPU gets the two rows with ``"gpu": false`` and
+  the reason. ``cpu`` runs them on faiss's CPU indexes (rows ``cellquery_faiss_cpu``...);
 * ``gemm_bound``: the machine's GEMM bound measured in the same run: the float32 matmul of
   the exact search's shape, ``(n_query x d) @ (d x n_ref)``, computed in output tiles
   that stay in cache (best of two tile shapes, same threads, no top-k), against the exact
@@ -93,6 +100,7 @@ def one_shot_nlist(n_ref: int) -> int:
     with nprobe 12 had the shortest build + search and the exact search's accuracy.
     """
     return max(1, int(round(np.sqrt(n_ref) / 2)))
+FAISS_ONE_SHOT = (("", "IVF{nlist},Flat"), ("_exact", "Flat"))  # faiss rows: (run name suffix, factory)
 VOTERS_COMPARED = ("majority", "distance_weighted", "kernel", "balanced")
 VOTER_ROWS = 2_000  # reference rows the one-shot path's voter is chosen on
 QUERY_REPEATS = 7  # timed passes of the calibrated query after a first one; the median is reported (passes varied 0.16-0.26 s at 10^6 in one process)
@@ -239,6 +247,31 @@ def run_cellquery(X, ref_labels, Q, k: int, backend: str, params: dict, seed: in
     return {**times, "peak_rss_delta_mb": rss.delta_mb}, predicted, index, (D, I), voter, scores
 
 
+def run_faiss(where: str, X, ref_labels, Q, k: int, params: dict, seed: int, voter: str, row) -> None:
+    """The one-shot path and its exact twin on faiss indexes on ``where`` ("cpu" or "gpu"), one ``row`` each.
+
+    ``IVF{nlist},Flat`` with the one-shot index's ``nlist`` / ``nprobe``, then ``Flat``; the
+    voter of the ``cellquery`` row. A GPU where faiss sees none: rows with the reason.
+    """
+    from cellquery import device
+
+    gpu = where == "gpu"
+    names = [f"cellquery_faiss_{where}{suffix}" for suffix, _ in FAISS_ONE_SHOT]
+    if gpu and device.faiss_gpus() == 0:
+        for name in names:
+            row(name, {}, gpu=False, reason="faiss.get_num_gpus() == 0 (a CPU build of faiss, or no GPU visible)")
+        return
+    ivf = {"nlist": params["nlist"], "nprobe": params["nprobe"]}
+    n_warm = min(X.shape[0], 4096)  # CUDA context, faiss's GPU memory and kernels: first-use costs, not the path's
+    build_index("faiss", X[:n_warm], {"factory": "IVF{nlist},Flat", "nlist": 4, "nprobe": 2, "gpu": gpu},
+                seed=seed).search(Q[:256], k)
+    for name, (_, factory) in zip(names, FAISS_ONE_SHOT):
+        index_params = {"factory": factory, **(ivf if "IVF" in factory else {}), "gpu": gpu}
+        times, predicted, index, _, _, _ = run_cellquery(X, ref_labels, Q, k, "faiss", index_params, seed, voter)
+        row(name, times, predicted, index="faiss", gpu=index.on_gpu, params=json.dumps(index.params, sort_keys=True),
+            voter=voter)
+
+
 def scale_error(X: np.ndarray, scale: np.ndarray, k: int, threads: int, n_sample: int = 10_000, seed: int = 0) -> dict:
     """Relative error of local scales against exact ones on a seeded sample of reference rows.
 
@@ -340,8 +373,10 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
         exact: bool = True, calibration: bool = False, threads: int | None = None,
         index_params: dict | None = None, calibration_nprobe: int | None = None, scale_sample: int = 10_000,
         calibration_search: str = "leaves", leaves: dict | None = None, voter: str = "auto",
-        voter_rows: int = VOTER_ROWS) -> list[dict]:
+        voter_rows: int = VOTER_ROWS, faiss_device: str | None = None) -> list[dict]:
     """All rows of one reference size (module doc), in the order printed."""
+    if faiss_device not in (None, "cpu", "gpu"):
+        raise InputError(f"bench: --faiss must be cpu or gpu, got {faiss_device!r}")
     if voter != "auto" and voter not in VOTERS_COMPARED:
         raise InputError(f"bench: voter must be auto or one of {', '.join(VOTERS_COMPARED)}, got {voter!r}")
     check_int(voter_rows, "bench: voter_rows")
@@ -389,6 +424,8 @@ def run(n_ref: int, n_query: int = 10_000, k: int = 30, dim: int = 32, seed: int
         row("gemm_bound", {"bound_s": round(bound_s, 6), "gflops": round(2.0 * n_query * n_ref * dim / bound_s / 1e9, 1),
                            "tile": list(shape), "exact_search_s": exact_row["search_s"],
                            "exact_search_over_bound": round(exact_row["search_s"] / bound_s, 3)})
+    if faiss_device:
+        run_faiss(faiss_device, X, ref_types, Q, k, params, seed, voter, row)
     if against == "cellmapper":
         with threadpool_limits(limits=threads):
             times, predicted = run_cellmapper(X, ref_types, Q, k)
@@ -475,6 +512,8 @@ def main(argv=None) -> int:
                         help="the one-shot path's voter; auto (default): the one with the largest MBA on --voter-rows "
                              "reference rows voting with their own leave-self-out hits, timed in the wall time")
     parser.add_argument("--voter-rows", type=int, default=VOTER_ROWS)
+    parser.add_argument("--faiss", choices=["cpu", "gpu"], default=None,
+                        help="also run the one-shot path and the exact one on faiss indexes on this device")
     parser.add_argument("--figure", help="PNG of wall time against reference size")
     args = parser.parse_args(argv)
     sizes = args.sizes or ([args.n_ref] if args.n_ref else None)
@@ -487,6 +526,7 @@ def main(argv=None) -> int:
                      exact=not args.no_exact, calibration=args.calibration, threads=args.threads, index_params=index_params,
                      calibration_nprobe=args.calibration_nprobe, scale_sample=args.scale_sample,
                      calibration_search=args.calibration_search, voter=args.voter, voter_rows=args.voter_rows,
+                     faiss_device=args.faiss,
                      leaves={key: v for key, v in (("leaf_size", args.leaf_size), ("nprobe", args.leaf_nprobe),
                                                    ("candidates", args.leaf_candidates)) if v is not None}):
             print(json.dumps(r), flush=True)

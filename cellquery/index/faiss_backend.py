@@ -156,6 +156,11 @@ class FaissIndex(Index):
         """Factory string with ``{nlist}`` filled in (after training)."""
         return str(self.params["factory"]).replace("{nlist}", str(self.params["nlist"]))
 
+    @property
+    def on_gpu(self) -> bool:
+        """Whether the index lives on a GPU."""
+        return self._on_gpu
+
     def _wants_gpu(self) -> bool:
         if self.params["gpu"] is None:
             return device.use_faiss_gpu()
