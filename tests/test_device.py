@@ -50,19 +50,39 @@ def fake_faiss_gpu(monkeypatch):
     class StandardGpuResources:
         pass
 
+    class GpuIndex:
+        """Stands for a faiss GPU index: it searches as the CPU index, but faiss's CPU-side helpers
+        (extract_index_ivf, ParameterSpace) do not take it, as they do not take a GpuIndexIVFFlat."""
+
+        def __init__(self, cpu):
+            object.__setattr__(self, "cpu", cpu)
+
+        def __getattr__(self, name):
+            if name == "this":  # SWIG's pointer: without it faiss's functions refuse the object
+                raise AttributeError(name)
+            return getattr(self.cpu, name)
+
+        def __setattr__(self, name, value):
+            setattr(self.cpu, name, value)
+
+    class GpuParameterSpace:
+        def set_index_parameter(self, index, name, value):
+            assert isinstance(index, GpuIndex)
+            setattr(index, name, value)
+
     def index_cpu_to_gpu(res, gpu, index):
         calls.append(("to_gpu", res, gpu, index, index.is_trained))
-        return index
+        return GpuIndex(index)
 
     def index_gpu_to_cpu(index):
         calls.append(("to_cpu", index))
-        return index
+        return index.cpu
 
     monkeypatch.setattr(faiss, "get_num_gpus", lambda: 2)
     monkeypatch.setattr(faiss, "StandardGpuResources", StandardGpuResources, raising=False)
     monkeypatch.setattr(faiss, "index_cpu_to_gpu", index_cpu_to_gpu, raising=False)
     monkeypatch.setattr(faiss, "index_gpu_to_cpu", index_gpu_to_cpu, raising=False)
-    monkeypatch.setattr(faiss, "GpuParameterSpace", faiss.ParameterSpace, raising=False)
+    monkeypatch.setattr(faiss, "GpuParameterSpace", GpuParameterSpace, raising=False)
     calls.resource_class = StandardGpuResources
     return calls
 

@@ -45,6 +45,20 @@ def _sample(X: np.ndarray, cap: int, rng: np.random.Generator) -> np.ndarray:
     return np.ascontiguousarray(X[np.sort(rng.choice(X.shape[0], size=cap, replace=False))])
 
 
+def ivf_lists(index) -> int | None:
+    """Lists of an IVF index, None if it is none.
+
+    A GPU IVF index (``GpuIndexIVFFlat``, ``GpuIndexIVFPQ``, ...) is no ``IndexIVF`` to
+    ``faiss.extract_index_ivf``, which raises for it; it has ``nlist`` itself.
+    """
+    if hasattr(index, "nlist"):
+        return int(index.nlist)
+    try:
+        return int(faiss.extract_index_ivf(index).nlist)
+    except RuntimeError:
+        return None
+
+
 def _gpu_available() -> bool:
     return hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 
@@ -188,12 +202,9 @@ class FaissIndex(Index):
         if p["refine"]:
             self._index.k_factor = float(p["k_factor"])
         if p["nprobe"] is not None:
-            try:
-                nlist = faiss.extract_index_ivf(target).nlist
-            except RuntimeError as exc:
-                raise InputError(
-                    f"index: faiss param 'nprobe' needs an IVF factory, got '{self.factory}'"
-                ) from exc
+            nlist = ivf_lists(target)
+            if nlist is None:
+                raise InputError(f"index: faiss param 'nprobe' needs an IVF factory, got '{self.factory}'")
             ps.set_index_parameter(target, "nprobe", int(min(p["nprobe"], nlist)))
         if p["efSearch"] is not None:
             try:
@@ -233,12 +244,11 @@ class FaissIndex(Index):
             self._train_two_level(X)
             return
         self._maybe_to_gpu()
+        if self._on_gpu and hasattr(self._index, "cp"):  # the GPU copy has its own k-means parameters
+            self._index.cp.seed = self.seed
         self._apply_search_params()
         if not self._index.is_trained:
-            try:
-                nlist = faiss.extract_index_ivf(index.base_index if p["refine"] else index).nlist
-            except RuntimeError:
-                nlist = 1
+            nlist = ivf_lists(self._index.base_index if p["refine"] else self._index) or 1
             cap = p["max_train"] or max(MAX_POINTS_PER_LIST * int(nlist), MIN_TRAIN_SAMPLE)
             self._train_faiss(_sample(X, cap, np.random.default_rng(self.seed)))
 
