@@ -180,3 +180,34 @@ def test_label_codes_equal_numpy_unique_and_votes_unchanged():
     plain = transfer_labels(ref, D, I, voter="kernel", mask=mask, min_fraction=0.0, min_hits=1)
     pd.testing.assert_frame_equal(masked, plain, check_exact=True)
     assert set(masked["prediction"]) <= {"t1", "t2", "t3", "rejected"}
+
+
+def test_transfer_labels_in_row_blocks_on_threads_equals_one_block(monkeypatch):
+    """Blocks of at most CHUNK cells on several workers vote as one block on one: each cell reads its own row only."""
+    import cellquery.transfer as transfer
+
+    rng = np.random.default_rng(3)
+    ref = pd.Categorical(rng.choice([f"t{j}" for j in range(12)], size=3000))
+    I = rng.integers(-1, 3000, size=(9000, 9))  # with missing hits (-1)
+    D = np.sort(rng.random(I.shape), axis=1).astype(np.float32)
+    mask = rng.random(I.shape) < 0.8
+    for voter in ("kernel", "balanced", "majority"):
+        whole = transfer_labels(ref, D, I, voter=voter, mask=mask, max_distance=0.9, threads=1)
+        monkeypatch.setattr(transfer, "CHUNK", 700)  # 13 blocks dealt to 3 workers
+        seen = []
+        real = transfer.in_row_blocks
+        monkeypatch.setattr(transfer, "in_row_blocks",
+                            lambda n, work, threads, max_block: real(n, lambda a, b: (seen.append(b - a), work(a, b)),
+                                                                     threads, max_block=max_block))
+        blocks = transfer_labels(ref, D, I, voter=voter, mask=mask, max_distance=0.9, threads=3)
+        monkeypatch.undo()
+        assert max(seen) == 700 and sum(seen) == 9000 and len(seen) == 13
+        pd.testing.assert_frame_equal(blocks, whole)
+        # and the rule of the counted hits, from one decide_hits over all rows
+        names, codes = label_codes(ref)
+        counted = mask & (I >= 0) & (D <= 0.9)
+        w = transfer.VOTERS[voter](codes[np.where(I >= 0, I, 0)], counted, D, np.bincount(codes) / len(codes))
+        pred, share, n_hits = decide_hits(codes[np.where(I >= 0, I, 0)], w, counted, names)
+        np.testing.assert_array_equal(whole["prediction"].to_numpy(), pred)
+        np.testing.assert_array_equal(whole["top_fraction"].to_numpy(), share)
+        np.testing.assert_array_equal(whole["n_hits"].to_numpy(), n_hits)

@@ -15,7 +15,8 @@ from cellquery.registry import Registry
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import conformal as conformal_rule
 from cellquery.transfer.acceptance import (
-    AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide_hits, distance_cutoff, significant_hits,
+    AMBIGUOUS, REJECTED, Model, _rule, accept_hits, cell_scores, decide_hits, distance_cutoff, in_row_blocks,
+    significant_hits, top_labels,
 )
 from cellquery.transfer.conformal import ConformalCalibration
 from cellquery.transfer.kernel import mapping_matrix
@@ -100,28 +101,36 @@ def transfer_labels(
     max_distance: float = np.inf,
     mask: np.ndarray | None = None,
     voter_params: dict | None = None,
+    threads: int | None = None,
 ) -> pd.DataFrame:
     """Predict a label per query cell from its hits.
 
     A hit counts when it exists, lies within ``max_distance`` and, if
     ``mask`` is given (e.g. significant P-values), is set there. Returns a
     table with ``prediction``, ``n_hits`` (counted hits) and ``top_fraction``
-    (the winning label's share of the weighted votes).
+    (the winning label's share of the weighted votes). Row blocks of at most
+    :data:`CHUNK` cells are voted on ``threads`` workers (None: all cores; numpy and
+    the compiled count release the GIL); each cell's vote reads its own row only, so
+    the blocks do not change it.
     """
     _check(voter, distances, indices, mask)
+    vote = VOTERS[voter]
     labels, raw, to_code, counts = _label_table(reference_labels)
     frequency = counts / max(len(raw), 1)
-    pred, n_hits, top = [], [], []
-    for _, d, i, m in _chunks(distances, indices, mask, max_distance):
+    n = len(indices)
+    top, share, n_hits = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=np.int64)
+
+    def block(a: int, b: int) -> None:
+        d, i = distances[a:b], indices[a:b]
+        m = significant_hits(d, i, max_distance)
+        if mask is not None:
+            m &= mask[a:b]
         codes = to_code[raw[np.where(i >= 0, i, 0)]]
-        w = VOTERS[voter](codes, m, d, frequency, **(voter_params or {}))
-        p, share, hits = decide_hits(codes, w, m, labels, min_hits=min_hits, min_fraction=min_fraction)
-        pred.append(p)
-        top.append(share)
-        n_hits.append(hits)
-    return pd.DataFrame(
-        {"prediction": np.concatenate(pred), "n_hits": np.concatenate(n_hits), "top_fraction": np.concatenate(top)}
-    )
+        top[a:b], share[a:b], n_hits[a:b] = top_labels(codes, vote(codes, m, d, frequency, **(voter_params or {})), m)
+
+    in_row_blocks(n, block, threads, max_block=CHUNK)
+    return pd.DataFrame({"prediction": _rule(top, share, n_hits, labels, min_hits, min_fraction), "n_hits": n_hits,
+                         "top_fraction": share})
 
 
 def transfer_continuous(

@@ -122,13 +122,18 @@ def decide_hits(
     up to the order of the total's additions. Returns predictions, shares and the counted
     hits per cell.
     """
+    top, share, n_hits = top_labels(codes, weights, mask)
+    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share, n_hits
+
+
+def top_labels(codes: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per cell the code of the label with the most votes of counted hits, its share of them and the counted hits
+    (:func:`decide_hits` before the rule)."""
     n = len(codes)
     top, top_vote, total = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n)
     if n:
         _top_labels(np.asarray(codes), np.asarray(weights, dtype=np.float64), np.asarray(mask, dtype=bool), top, top_vote, total)
-    share = np.divide(top_vote, total, out=np.zeros(n), where=total > 0)
-    n_hits = mask.sum(axis=1)
-    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share, n_hits
+    return top, np.divide(top_vote, total, out=np.zeros(n), where=total > 0), mask.sum(axis=1)
 
 
 def distance_cutoff(self_distances: np.ndarray, quantile: float | None) -> float:
@@ -172,17 +177,21 @@ def _hit_distances(query, reference, indices, out):  # pragma: no cover - compil
             out[q, j] = np.sqrt(total)
 
 
-def in_row_blocks(n: int, work, threads: int | None = None, serial_below: int = 4_096) -> None:
+def in_row_blocks(n: int, work, threads: int | None = None, serial_below: int = 4_096,
+                  max_block: int | None = None) -> None:
     """Call ``work(start, stop)`` over blocks of ``range(n)``, one block per thread (``threads`` None: all cores).
 
-    For compiled kernels that release the GIL and write rows independently; below
-    ``serial_below`` rows (or with one thread) ``work(0, n)`` runs in this thread.
+    For work that releases the GIL (compiled kernels, numpy on large arrays) and writes
+    rows independently; below ``serial_below`` rows (or with one thread) the blocks run in
+    this thread. ``max_block``: no block has more rows (more blocks than threads then).
     """
     threads = threads or os.cpu_count() or 1
     if threads == 1 or n < serial_below:
-        work(0, n)
+        step = max(n, 1) if max_block is None else max_block
+        for start in range(0, max(n, 1), step):
+            work(start, min(start + step, n))
         return
-    block = -(-n // threads)
+    block = -(-n // threads) if max_block is None else min(-(-n // threads), max_block)
     with ThreadPoolExecutor(max_workers=threads) as pool:
         list(pool.map(lambda start: work(start, min(start + block, n)), range(0, n, block)))
 
