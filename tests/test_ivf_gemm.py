@@ -91,6 +91,39 @@ def test_ivf_gemm_probing_some_lists():
     assert build_index("ivf_gemm", X, seed=0).params["nlist"] == 77
 
 
+def _nearest_lists_by_brute_force(Q, C, nprobe):
+    d = ((Q[:, None, :].astype(np.float64) - C[None].astype(np.float64)) ** 2).sum(-1)
+    return np.lexsort((np.broadcast_to(np.arange(len(C)), d.shape), d), axis=1)[:, :nprobe]
+
+
+@pytest.mark.parametrize("nlist, nprobe", [(300, 8), (300, 1), (50, 50), (1, 1), (5, 12)])
+def test_probes_through_centroid_groups_are_the_nearest_lists(nlist, nprobe):
+    """Groups of centroids skipped by their radius bound: the same lists as every centroid's distance."""
+    X, Q = clustered(max(4000, 50 * nlist), 500, dim=16, n_clusters=20)
+    Q = np.vstack([Q, Q[:50] * 20.0, np.zeros((1, 16), np.float32)]).astype(np.float32)  # far away queries too
+    idx = build_index("ivf_gemm", X, {"nlist": nlist, "nprobe": nprobe, "threads": 2}, seed=0)
+    got = idx.probes(Q, nprobe)
+    np.testing.assert_array_equal(got, _nearest_lists_by_brute_force(Q, idx._centroids, min(nprobe, nlist)))
+    groups = idx._probe_groups
+    assert len(groups[2]) == max(1, round(np.sqrt(nlist)))  # about sqrt(nlist) groups (centres)
+
+
+def test_probes_break_ties_by_list_and_ignore_the_grouping(monkeypatch):
+    """Integer coordinates (exact sums in any order): equal distances go to the smaller list, whatever the groups."""
+    import cellquery.index.ivf_gemm_backend as backend
+
+    rng = np.random.default_rng(1)
+    X = rng.integers(-3, 4, size=(3000, 6)).astype(np.float32)
+    idx = build_index("ivf_gemm", X, {"nlist": 64, "nprobe": 5}, seed=0)
+    idx._centroids = np.round(idx._centroids).astype(np.float32)  # many centroids at equal distances
+    Q = rng.integers(-3, 4, size=(400, 6)).astype(np.float32)
+    want = _nearest_lists_by_brute_force(Q, idx._centroids, 5)
+    np.testing.assert_array_equal(idx.probes(Q, 5), want)
+    for seed in (1, 2):  # other groupings (a new seed of the groups' k-means): the same lists
+        monkeypatch.setattr(idx, "_probe_groups", (idx._centroids, *backend.centroid_groups(idx._centroids, seed)))
+        np.testing.assert_array_equal(idx.probes(Q, 5), want)
+
+
 @pytest.mark.parametrize("nb, k", [(500, 30), (64, 8), (40, 30), (1000, 1)])
 def test_scan_block_seeded_keeps_the_k_smallest_by_value_then_column(nb, k):
     """The first-list scan (run-minimum bound, heap of the values under it; pushes into a started heap) against a brute-force sort, ties included."""
