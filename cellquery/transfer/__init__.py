@@ -15,7 +15,7 @@ from cellquery.registry import Registry
 from cellquery.settings import GroupSettings, TransferSettings
 from cellquery.transfer import conformal as conformal_rule
 from cellquery.transfer.acceptance import (
-    AMBIGUOUS, REJECTED, Model, _rule, accept_hits, cell_scores, decide_hits, distance_cutoff, in_row_blocks,
+    AMBIGUOUS, REJECTED, Model, accept_hits, cell_scores, decide_hits, distance_cutoff, in_row_blocks, label_rule,
     significant_hits, top_labels,
 )
 from cellquery.transfer.conformal import ConformalCalibration
@@ -129,7 +129,7 @@ def transfer_labels(
         top[a:b], share[a:b], n_hits[a:b] = top_labels(codes, vote(codes, m, d, frequency, **(voter_params or {})), m)
 
     in_row_blocks(n, block, threads, max_block=CHUNK)
-    return pd.DataFrame({"prediction": _rule(top, share, n_hits, labels, min_hits, min_fraction), "n_hits": n_hits,
+    return pd.DataFrame({"prediction": label_rule(top, share, n_hits, labels, min_hits, min_fraction), "n_hits": n_hits,
                          "top_fraction": share})
 
 

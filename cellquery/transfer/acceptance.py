@@ -49,7 +49,9 @@ def significant_hits(distances: np.ndarray, indices: np.ndarray, max_distance: f
     return (indices >= 0) & (distances <= max_distance)
 
 
-def _rule(top: np.ndarray, share: np.ndarray, n_hits: np.ndarray, labels, min_hits: int, min_fraction: float) -> np.ndarray:
+def label_rule(top: np.ndarray, share: np.ndarray, n_hits: np.ndarray, labels, min_hits: int, min_fraction: float) -> np.ndarray:
+    """The predictions of cells whose top label code is ``top``: ``rejected`` below ``min_hits`` counted hits, else
+    ``ambiguous`` where the top label's ``share`` is at most ``min_fraction``, else its name in ``labels``."""
     pred = np.asarray(labels, dtype=object)[top]
     pred[share <= min_fraction] = AMBIGUOUS
     pred[n_hits < min_hits] = REJECTED
@@ -70,7 +72,7 @@ def decide(
     total = votes.sum(axis=1)
     top = votes.argmax(axis=1)
     share = np.divide(votes[np.arange(len(votes)), top], total, out=np.zeros(len(votes)), where=total > 0)
-    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share
+    return label_rule(top, share, n_hits, labels, min_hits, min_fraction), share
 
 
 @njit(nogil=True, cache=True)
@@ -123,7 +125,7 @@ def decide_hits(
     hits per cell.
     """
     top, share, n_hits = top_labels(codes, weights, mask)
-    return _rule(top, share, n_hits, labels, min_hits, min_fraction), share, n_hits
+    return label_rule(top, share, n_hits, labels, min_hits, min_fraction), share, n_hits
 
 
 def top_labels(codes: np.ndarray, weights: np.ndarray, mask: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
