@@ -156,7 +156,7 @@ def transfer_continuous(
     if reference_labels is None:
         codes_ref, frequency = np.zeros(len(reference_values), dtype=int), np.ones(1)
     else:
-        labels, codes_ref = np.unique(np.asarray(reference_labels, dtype=str), return_inverse=True)
+        labels, codes_ref = label_codes(reference_labels)  # np.unique's names and codes, without sorting strings
         frequency = np.bincount(codes_ref, minlength=len(labels)) / len(codes_ref)
     out = np.full((len(indices), reference_values.shape[1]), np.nan)
     for start, d, i, m in _chunks(distances, indices, mask, max_distance):
