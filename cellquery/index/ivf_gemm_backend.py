@@ -332,6 +332,12 @@ def _sorted_hits(heap_d, heap_i, ids, qn):  # pragma: no cover - compiled
     return D, I
 
 
+def _row_slices(n: int, threads: int) -> list[slice]:
+    """``range(n)`` cut into up to ``threads`` non-empty slices of near-equal size."""
+    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
+    return [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a]
+
+
 def _hits_of_heaps(heap_d, heap_i, ids, qn, threads: int, out_rows: np.ndarray | None = None):
     """:func:`_sorted_hits` of every heap row on ``threads`` workers (row blocks); row r of the result is heap row r, or ``out_rows[r]``."""
     n, k = heap_d.shape
@@ -343,8 +349,7 @@ def _hits_of_heaps(heap_d, heap_i, ids, qn, threads: int, out_rows: np.ndarray |
         at = rows if out_rows is None else out_rows[rows]
         D[at], I[at] = d, i
 
-    cuts = np.linspace(0, n, threads + 1).astype(np.int64)
-    run_threads(finish, [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a], threads)
+    run_threads(finish, _row_slices(n, threads), threads)
     return D, I
 
 
@@ -617,9 +622,8 @@ class IvfGemmIndex(Index):
         out = np.empty((Q.shape[0], nprobe), dtype=np.int64)
         if nprobe and Q.shape[0]:
             threads = self._threads()
-            cuts = np.linspace(0, Q.shape[0], threads + 1).astype(np.int64)
             run_threads(lambda rows: _nearest_centroids(Q[rows], Cg, centres, radii, members, offsets, out[rows]),
-                        [slice(a, b) for a, b in zip(cuts[:-1], cuts[1:]) if b > a], threads)
+                        _row_slices(Q.shape[0], threads), threads)
         return out
 
     def list_order(self) -> np.ndarray:

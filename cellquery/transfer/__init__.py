@@ -47,14 +47,19 @@ def _check(voter: str, distances: np.ndarray, indices: np.ndarray, mask: np.ndar
         raise InputError(f"hits: distances {distances.shape} and indices {indices.shape} differ in shape")
 
 
+def _counted(distances, indices, mask, max_distance, start: int, stop: int):
+    """Rows ``start:stop`` as (distances, indices, mask of the hits that count)."""
+    d, i = distances[start:stop], indices[start:stop]
+    m = significant_hits(d, i, max_distance)
+    if mask is not None:
+        m &= mask[start:stop]
+    return d, i, m
+
+
 def _chunks(distances, indices, mask, max_distance):
     """Row chunks of (distances, indices, significant-hit mask)."""
     for start in range(0, len(indices), CHUNK):
-        d, i = distances[start : start + CHUNK], indices[start : start + CHUNK]
-        m = significant_hits(d, i, max_distance)
-        if mask is not None:
-            m &= mask[start : start + CHUNK]
-        yield start, d, i, m
+        yield start, *_counted(distances, indices, mask, max_distance, start, start + CHUNK)
 
 
 def _label_table(reference_labels) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
@@ -121,10 +126,7 @@ def transfer_labels(
     top, share, n_hits = np.zeros(n, dtype=np.int64), np.zeros(n), np.zeros(n, dtype=np.int64)
 
     def block(a: int, b: int) -> None:
-        d, i = distances[a:b], indices[a:b]
-        m = significant_hits(d, i, max_distance)
-        if mask is not None:
-            m &= mask[a:b]
+        d, i, m = _counted(distances, indices, mask, max_distance, a, b)
         codes = to_code[raw[np.where(i >= 0, i, 0)]]
         top[a:b], share[a:b], n_hits[a:b] = top_labels(codes, vote(codes, m, d, frequency, **(voter_params or {})), m)
 
