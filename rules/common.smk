@@ -448,6 +448,15 @@ def run_embeddings(wildcards):
     )
 
 
+def embedding_score_inputs(wildcards):
+    """The run's embedding scores; none for a control, which has no embedding (its job would write an empty table)."""
+    if wildcards.method in control_methods():
+        return {}
+    return dict(
+        embedding_scores=rules.embedding_metrics.output[0].format(**wildcards)
+    )
+
+
 def benchmark_files(wildcards):
     """Every benchmark file of the run (rule benchmarks are ordinary files to depend on).
 
@@ -473,9 +482,9 @@ def benchmark_files(wildcards):
         if skip_reason(run):
             files.append(rules.record_skip.benchmark.format(**run))
             continue
-        files += [
-            r.benchmark.format(**run) for r in (rules.embedding_metrics, rules.metrics)
-        ]
+        files.append(rules.metrics.benchmark.format(**run))
+        if run["method"] not in control_methods():
+            files.append(rules.embedding_metrics.benchmark.format(**run))
         if config["groups"][run["group"]].get("spatial"):
             files.append(rules.niches.benchmark.format(**run))
         if run["kind"] == "predictors":

@@ -36,7 +36,8 @@ rule metrics:
         unpack(index_size_inputs),
         # predictions, model-0 reference and query embeddings and (embedding methods) hits and local scales
         unpack(novelty_inputs),
-        embedding_scores="results/{group}/{kind}/{method}/seed{seed}/embedding_metrics.tsv",
+        # MAP, Seurat alignment and scib-metrics of the run's embedding (none for a control)
+        unpack(embedding_score_inputs),
     output:
         metrics="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/metrics.tsv",
         sweep="results/{group}/{kind}/{method}/seed{seed}/{index}/{transfer}/sweep.tsv",

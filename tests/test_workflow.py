@@ -196,6 +196,12 @@ def test_default_and_paper_configs_plan(tmp_path, name):
     import re
 
     assert re.search(r"(?m)^metrics\s+(\d+)\s*$", result.stdout).group(1) == str(computed)
+    # one embedding_metrics job per computed (group, method, seed), none for a control (it has no embedding)
+    from cellquery.predictors.controls import CONTROLS
+
+    embedded = {(r[0], r[1], r[4]) for r in runs if not r[6] and config["methods"][r[1]].get("predictor") not in CONTROLS}
+    assert any(config["methods"][r[1]].get("predictor") in CONTROLS for r in runs if not r[6])
+    assert re.search(r"(?m)^embedding_metrics\s+(\d+)\s*$", result.stdout).group(1) == str(len(embedded))
     for rule in ("figure_mba", "figure_rejection_sweep", "aggregate_sweep", "gather_benchmarks", "figure_calibration"):
         assert rule in result.stdout
     assert not (tmp_path / "results").exists()

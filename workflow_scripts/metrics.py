@@ -27,7 +27,12 @@ table = score_predictions(
     reference_obs=reference_obs,
     group=group,
     run=run,
-    embedding_scores=read_table(snakemake.input.embedding_scores, required=["metric", "value"]),
+    # a control has no embedding and so no embedding scores
+    embedding_scores=(
+        read_table(snakemake.input.embedding_scores, required=["metric", "value"])
+        if hasattr(snakemake.input, "embedding_scores")
+        else None
+    ),
 )
 if hasattr(snakemake.input, "tuning"):  # a transfer with `auto` settings: what validation chose, and its score
     chosen, validation_mba = read_tuning(snakemake.input.tuning)
