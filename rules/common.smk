@@ -452,9 +452,7 @@ def embedding_score_inputs(wildcards):
     """The run's embedding scores; none for a control, which has no embedding (its job would write an empty table)."""
     if wildcards.method in control_methods():
         return {}
-    return dict(
-        embedding_scores=rules.embedding_metrics.output[0].format(**wildcards)
-    )
+    return dict(embedding_scores=rules.embedding_metrics.output[0].format(**wildcards))
 
 
 def benchmark_files(wildcards):
