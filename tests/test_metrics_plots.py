@@ -72,3 +72,24 @@ def test_distinct_colours():
     assert distinct_colours(names + names[:3]) == colours
     many = distinct_colours(f"m{i}" for i in range(45))  # beyond the qualitative palettes
     assert len(set(many.values())) == 45
+
+
+def test_map_alignment_shows_one_point_per_embedding():
+    """The transfers of one embedding share its MAP and alignment: one point, named by all of them."""
+    from cellquery.plots.map_alignment import _per_run
+
+    rows = []
+    for seed, (map_, sas) in enumerate([(0.7, 0.4), (0.9, 0.6)]):
+        for reported_as, transfer in [("pca", "majority"), ("calibrated-pca", "calibrated"), ("conformal-pca", "conformal")]:
+            rows += [("g1", "pca", "flat", transfer, seed, "map", map_, reported_as),
+                     ("g1", "pca", "flat", transfer, seed, "seurat_alignment", sas, reported_as)]
+        # a method shown only under another name takes that name's colour
+        rows += [("g1", "scvi", "flat", "kernel", seed, "map", 0.5, "kernel-scvi"),
+                 ("g1", "scvi", "flat", "kernel", seed, "seurat_alignment", 0.8, "kernel-scvi")]
+    wide = _per_run(pd.DataFrame(rows, columns=[*COLUMNS, "reported_as"]))
+    assert len(wide) == 4  # 2 embeddings x 2 seeds
+    pca = wide[wide["colour_of"] == "pca"].sort_values("seed")
+    assert set(pca["shown"]) == {"pca (= calibrated-pca, conformal-pca)"}
+    assert pca["map"].tolist() == pytest.approx([0.7, 0.9]) and pca["sas"].tolist() == pytest.approx([0.4, 0.6])
+    scvi = wide[wide["shown"] == "kernel-scvi"]
+    assert set(scvi["colour_of"]) == {"kernel-scvi"} and scvi["map"].tolist() == pytest.approx([0.5, 0.5])
