@@ -134,3 +134,20 @@ def test_cellmappers_mapping_matrix_transfers_expression_as_its_map_layers(small
     imputed = mapper.query_imputed.X
     imputed = imputed.toarray() if sp.issparse(imputed) else np.asarray(imputed)
     np.testing.assert_allclose(transfer_expression(M, ref[:, genes].X), imputed, rtol=1e-5, atol=1e-8)
+
+
+def test_a_run_without_held_out_genes_gets_a_row_that_says_so(tmp_path, monkeypatch):
+    """pbmc68k keeps every gene that varies as an HVG: its row names the run and the reason, other rows draw."""
+    import cellquery.plots.expression as expression
+    from cellquery.transfer.expression import scatter_values
+
+    figures = []
+    monkeypatch.setattr(expression, "save_png", lambda fig, path: figures.append(fig))
+    reference = ad.AnnData(X=np.array([[0.0, 1.0], [0.0, 5.0]]), var=pd.DataFrame(index=["a", "b"]))
+    values = scatter_values(["b"], np.array([[1.0], [2.0]]), np.array([[1.5], [2.5]]), reference)
+    empty = scatter_values([], np.empty((2, 0)), np.empty((2, 0)), reference)
+    expression.plot_expression_transfer([("simulated", "pca", values), ("pbmc68k", "pca", empty)], tmp_path / "f.png")
+    axes = np.array(figures[0].axes).reshape(2, 4)
+    assert axes[0, 0].get_title() == "simulated / pca\nb: r = 1.00"
+    assert [t.get_text() for t in axes[1, 0].texts] == [f"pbmc68k / pca: {expression.NO_GENES}"]
+    assert not any(ax.axison for ax in axes[1]) and not any(ax.texts for ax in axes[1, 1:])
