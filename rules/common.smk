@@ -285,6 +285,22 @@ def control_methods():
     ]
 
 
+def palette_names():
+    """Every name a run is shown under (the summary's reported_as, skipped runs too).
+
+    Figures drawn from other tables than the summary colour their runs by these
+    names (cellquery.plots.run_colours), so a method has one colour in every figure.
+    """
+    return sorted(
+        {
+            reported_as(
+                r["method"], config["transfers"].get(r["transfer"], {}).get("report_as")
+            )
+            for r in runs()
+        }
+    )
+
+
 RESOURCES = read_resources(Path(workflow.basedir) / "config" / "resources.tsv")
 
 

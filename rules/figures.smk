@@ -109,6 +109,8 @@ rule figure_rejection_sweep:
     resources:
         mem_mb=measured("figure_rejection_sweep", "mem_mb"),
         runtime=measured("figure_rejection_sweep", "runtime"),
+    params:
+        names=palette_names(),
     script:
         "../workflow_scripts/figure_rejection_sweep.py"
 
@@ -159,6 +161,7 @@ rule figure_calibration:
         runtime=measured("figure_calibration", "runtime"),
     params:
         controls=control_methods(),
+        names=palette_names(),
     script:
         "../workflow_scripts/figure_calibration.py"
 

@@ -117,6 +117,7 @@ rule figure_distance_roc:
         runtime=measured("figure_distance_roc", "runtime"),
     params:
         controls=control_methods(),
+        names=palette_names(),
     script:
         "../workflow_scripts/figure_distance_roc.py"
 
@@ -142,6 +143,7 @@ rule figure_hit_datasets:
         runtime=measured("figure_hit_datasets", "runtime"),
     params:
         controls=control_methods(),
+        names=palette_names(),
     script:
         "../workflow_scripts/figure_hit_datasets.py"
 

@@ -93,3 +93,18 @@ def test_map_alignment_shows_one_point_per_embedding():
     assert pca["map"].tolist() == pytest.approx([0.7, 0.9]) and pca["sas"].tolist() == pytest.approx([0.4, 0.6])
     scvi = wide[wide["shown"] == "kernel-scvi"]
     assert set(scvi["colour_of"]) == {"kernel-scvi"} and scvi["map"].tolist() == pytest.approx([0.5, 0.5])
+
+
+def test_run_colours_follow_the_workflows_names():
+    """Labels that are shown names take the colours the summary figures give them; others get their own."""
+    from cellquery.plots import run_colours
+
+    names = ["calibrated-pca", "cellblast", "cellmapper", "pca", "scanvi", "true_labels"]
+    everywhere = distinct_colours(names)
+    subset = run_colours(["pca", "cellmapper"], names)
+    assert subset == {"cellmapper": everywhere["cellmapper"], "pca": everywhere["pca"]}
+    assert subset["pca"] != distinct_colours(["pca", "cellmapper"])["pca"]  # the local palette would differ
+    # "pca / ivfpq" is no shown name: the labels are coloured among themselves, all different
+    own = run_colours(["pca / flat", "pca / ivfpq"], names)
+    assert own == distinct_colours(["pca / flat", "pca / ivfpq"]) and len(set(own.values())) == 2
+    assert run_colours(["pca", "cellmapper"]) == distinct_colours(["pca", "cellmapper"])

@@ -10,4 +10,5 @@ plot_calibration(
     read_table(snakemake.input[0], required=["group", "method", "index", "transfer", "metric", "value"]),
     snakemake.output[0],
     controls=snakemake.params.controls,
+    names=snakemake.params.names,
 )

@@ -6,4 +6,4 @@ sys.stderr = open(snakemake.log[0], "w")
 from cellquery.novelty import gather
 from cellquery.plots.distance_roc import plot_distance_roc
 
-plot_distance_roc(gather(snakemake.input, "distance_roc_curves"), snakemake.output[0], controls=snakemake.params.controls)
+plot_distance_roc(gather(snakemake.input, "distance_roc_curves"), snakemake.output[0], controls=snakemake.params.controls, names=snakemake.params.names)

@@ -8,4 +8,4 @@ from cellquery.novelty import TABLES
 from cellquery.plots.hit_datasets import plot_hit_datasets
 
 table = read_table(snakemake.input[0], required=TABLES["hit_datasets"])
-plot_hit_datasets(table, snakemake.output[0], controls=snakemake.params.controls)
+plot_hit_datasets(table, snakemake.output[0], controls=snakemake.params.controls, names=snakemake.params.names)

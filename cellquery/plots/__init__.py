@@ -61,6 +61,21 @@ def distinct_colours(names: Iterable[str]) -> dict[str, tuple[float, float, floa
     return {name: matplotlib.colors.to_rgba(colour) for name, colour in zip(unique, palette)}
 
 
+def run_colours(labels: Iterable[str], names: Iterable[str] | None = None) -> dict[str, tuple[float, float, float, float]]:
+    """Colours of a figure's line or bar ``labels``, the same as every other figure's where it can.
+
+    ``names`` are every name a run of the workflow is shown under (the summary's
+    ``reported_as``, skipped runs too: the set the summary figures colour). Where
+    every label is such a name, the labels take those names' colours, so a
+    method has one colour in every figure; labels that tell apart several runs
+    of one name (``pca / ivfpq``) get colours of their own (:func:`distinct_colours`).
+    """
+    labels = {str(label) for label in labels}
+    names = None if names is None else {str(name) for name in names}
+    palette = distinct_colours(names if names is not None and labels <= names else labels)
+    return {label: palette[label] for label in sorted(labels)}
+
+
 def distinct_markers(keys: Iterable) -> dict:
     """Key -> marker symbol, in sorted order of the keys (symbols repeat after 12 keys)."""
     return {key: MARKERS[i % len(MARKERS)] for i, key in enumerate(sorted(set(keys)))}

@@ -16,7 +16,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import distinct_colours, distinct_markers, group_panels, legend, save_png, shown_names
+from cellquery.plots import distinct_markers, group_panels, legend, run_colours, save_png, shown_names
 from cellquery.plots.rejection_sweep import run_labels
 
 PREFIX = "false_rejection@"
@@ -44,16 +44,19 @@ def calibration_curves(summary: pd.DataFrame) -> pd.DataFrame:
     return stats.assign(label=run_labels(stats))[columns]
 
 
-def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) -> None:
+def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = (), names: Iterable[str] | None = None) -> None:
     """One panel per group: x the nominal level alpha, y the realised false-rejection rate of positive-type cells.
 
     One line per run (mean over seeds, a band of ± sd where there are several
-    seeds), coloured by :func:`cellquery.plots.distinct_colours`, with its own
+    seeds), coloured by :func:`cellquery.plots.run_colours`, with its own
     open marker (:func:`cellquery.plots.distinct_markers`); controls
     (shown names in ``controls``) grey and dashed, "(control)" in the legend;
     the diagonal (realised = nominal) dotted. Columns used: ``group``,
     ``method``, ``index``, ``transfer``, ``metric``, ``value`` and, if
     present, ``reported_as``.
+
+    ``names``: every name a run of the workflow is shown under, so that a method keeps
+    its colour across figures (:func:`cellquery.plots.run_colours`).
     """
     controls = {str(c) for c in controls}
     curves = calibration_curves(summary)
@@ -61,7 +64,7 @@ def plot_calibration(summary: pd.DataFrame, path, controls: Iterable[str] = ()) 
     fig, axes = group_panels(groups, panel_width=4.6, height=4.4, sharey=True)
     curves = curves.assign(control=curves["shown"].isin(controls))
     curves["label"] = curves["label"].where(~curves["control"], curves["label"] + " (control)")
-    colours = distinct_colours(curves.loc[~curves["control"], "label"])
+    colours = run_colours(curves.loc[~curves["control"], "label"], names)
     colours.update({label: CONTROL_COLOUR for label in curves.loc[curves["control"], "label"]})
     markers = distinct_markers(curves["label"])  # runs with equal rates stay visible under each other
     top = max(0.12, float(np.nanmax((curves["realised"] + curves["sd"].fillna(0)).to_numpy(float), initial=0.0)) * 1.05)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pandas as pd
 
 from cellquery.metrics.distance_roc import DISTANCES
-from cellquery.plots import distinct_colours, save_png, shown_names
+from cellquery.plots import run_colours, save_png, shown_names
 
 import matplotlib.pyplot as plt  # noqa: E402 (after cellquery.plots, which selects the Agg backend)
 
@@ -39,7 +39,7 @@ def curve_lines(curves: pd.DataFrame) -> pd.DataFrame:
     return pd.concat([distances, scores], ignore_index=True)
 
 
-def plot_distance_roc(curves: pd.DataFrame, path, controls=()) -> None:
+def plot_distance_roc(curves: pd.DataFrame, path, controls=(), names=None) -> None:
     """Rows: groups; columns: Euclidean distance, normalised distance and (where runs have one) their own score.
 
     ``curves``: ROC curves (``group``, ``method``, ``index``, ``transfer``,
@@ -49,6 +49,9 @@ def plot_distance_roc(curves: pd.DataFrame, path, controls=()) -> None:
     listed with its AUC under its panel; ``controls`` (method names) dashed in
     grey and marked "(control)". The dotted diagonal is a distance that knows
     nothing.
+
+    ``names``: every name a run of the workflow is shown under, so that a method keeps
+    its colour across figures (:func:`cellquery.plots.run_colours`).
     """
     lines = curve_lines(curves)
     lines = lines.assign(control=lines["method"].astype(str).isin(set(map(str, controls))))
@@ -60,7 +63,7 @@ def plot_distance_roc(curves: pd.DataFrame, path, controls=()) -> None:
     legend_rows = -(-int(entries.max()) // 2) if len(entries) else 0
     fig, axes = plt.subplots(n_rows, len(panels), figsize=(4.4 * len(panels), (4.7 + 0.15 * legend_rows) * n_rows),
                              squeeze=False, layout="constrained")
-    colours = distinct_colours(lines["name"])
+    colours = run_colours(lines["name"], names)
     for row, group in enumerate(groups or [None]):
         for col, panel in enumerate(panels):
             ax = axes[row][col]

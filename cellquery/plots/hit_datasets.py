@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cellquery.plots import distinct_colours, save_png
+from cellquery.plots import run_colours, save_png
 
 import matplotlib.pyplot as plt  # noqa: E402 (after cellquery.plots, which selects the Agg backend)
 from matplotlib.colors import to_rgb  # noqa: E402
@@ -23,7 +23,7 @@ def hit_labels(table: pd.DataFrame) -> pd.Series:
     return label.where(~several, label + " / " + table["index"].astype(str))
 
 
-def plot_hit_datasets(table: pd.DataFrame, path, controls=()) -> None:
+def plot_hit_datasets(table: pd.DataFrame, path, controls=(), names=None) -> None:
     """Per group whose reference has units (datasets or batches): two panels.
 
     Left: the mean normalised entropy of each method's hits over the units
@@ -33,6 +33,9 @@ def plot_hit_datasets(table: pd.DataFrame, path, controls=()) -> None:
     seeds. ``table``: results/hit_datasets.tsv (one row per run and unit);
     runs that differ only in their transfer have the same hits and are drawn
     once. ``controls`` (method names): grey, marked "(control)".
+
+    ``names``: every name a run of the workflow is shown under, so that a method keeps
+    its colour across figures (:func:`cellquery.plots.run_colours`).
     """
     controls = set(map(str, controls))
     hits = table.drop_duplicates(HITS + ["unit"]) if len(table) else table
@@ -45,7 +48,7 @@ def plot_hit_datasets(table: pd.DataFrame, path, controls=()) -> None:
             ax.text(0.5, 0.5, "no group whose reference has >= 2 datasets or batches", ha="center", va="center",
                     transform=ax.transAxes, fontsize=9)
             ax.set_axis_off()
-    colours = distinct_colours(hits["label"])
+    colours = run_colours(hits["label"], names)
     for (left, right), group in zip(axes, groups):
         mine = hits[hits["group"] == group]
         per_run = mine.drop_duplicates(HITS)

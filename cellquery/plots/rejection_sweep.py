@@ -7,7 +7,7 @@ import pandas as pd
 
 import matplotlib.pyplot as plt
 
-from cellquery.plots import distinct_colours, distinct_markers, group_panels, legend, save_png, shown_names
+from cellquery.plots import distinct_markers, group_panels, legend, run_colours, save_png, shown_names
 
 RUN = ["group", "method", "index", "transfer"]
 
@@ -49,7 +49,7 @@ def _draw_run(ax, rows: pd.DataFrame, colour, marker: str) -> None:
                     xytext=(2, 2), textcoords="offset points", color=colour)
 
 
-def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
+def plot_rejection_sweep(sweep: pd.DataFrame, path, names=None) -> None:
     """One panel per group: x MBA on positive types, y MBA on negative types.
 
     A swept run (with ``threshold`` values) is a line through its thresholds,
@@ -58,12 +58,15 @@ def plot_rejection_sweep(sweep: pd.DataFrame, path) -> None:
     over seeds. Columns used: ``group``, ``method``, ``index``, ``transfer``,
     ``threshold``, ``mba_positive``, ``mba_negative`` and, if present,
     ``reported_as`` (the name a run is shown under).
+
+    ``names``: every name a run of the workflow is shown under, so that a method keeps
+    its colour across figures (:func:`cellquery.plots.run_colours`).
     """
     curves = sweep_curves(sweep) if len(sweep) else sweep.assign(shown=[])
     curves = curves.assign(label=run_labels(curves))
     groups = sorted(curves["group"].unique())
     fig, axes = group_panels(groups, panel_width=4.6, height=4.4, sharey=True)
-    colours = distinct_colours(curves["label"])
+    colours = run_colours(curves["label"], names)
     # a marker per run as well as a colour: with 20+ runs some colours are close
     markers = distinct_markers(curves["label"])
     swept = set(curves.loc[curves["threshold"].notna(), "label"])
