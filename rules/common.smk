@@ -270,10 +270,14 @@ def random_seed(wildcards):
     return model_seed(wildcards.seed, wildcards.model)
 
 
+def shown_name(method, transfer):
+    """The name a run of ``method`` with ``transfer`` is shown under in tables and figures."""
+    return reported_as(method, config["transfers"].get(transfer, {}).get("report_as"))
+
+
 def reported_name(wildcards):
-    """The name a run is shown under in tables and figures."""
-    report_as = config["transfers"].get(wildcards.transfer, {}).get("report_as")
-    return reported_as(wildcards.method, report_as)
+    """Params function: :func:`shown_name` of the job's run."""
+    return shown_name(wildcards.method, wildcards.transfer)
 
 
 def control_methods():
@@ -291,14 +295,7 @@ def palette_names():
     Figures drawn from other tables than the summary colour their runs by these
     names (cellquery.plots.run_colours), so a method has one colour in every figure.
     """
-    return sorted(
-        {
-            reported_as(
-                r["method"], config["transfers"].get(r["transfer"], {}).get("report_as")
-            )
-            for r in runs()
-        }
-    )
+    return sorted({shown_name(r["method"], r["transfer"]) for r in runs()})
 
 
 RESOURCES = read_resources(Path(workflow.basedir) / "config" / "resources.tsv")
@@ -588,8 +585,7 @@ def representative_runs(by):
     for r in runs():
         if skip_reason(r):
             continue
-        report_as = config["transfers"].get(r["transfer"], {}).get("report_as")
-        name = r["method"] if by == "method" else reported_as(r["method"], report_as)
+        name = r["method"] if by == "method" else shown_name(r["method"], r["transfer"])
         chosen.setdefault((r["group"], name), r)
     return list(chosen.values())
 
@@ -622,7 +618,7 @@ def voter_runs():
         first = (indexes or list(config["indexes"]))[0]
         if settings.significance or settings.conformal or r["index"] != first:
             continue
-        name = reported_as(r["method"], spec.get("report_as"))
+        name = shown_name(r["method"], r["transfer"])
         chosen.append(dict(r, reported_as=name, voter=settings.voter))
     return chosen
 
